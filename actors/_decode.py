@@ -1,0 +1,127 @@
+"""Turning raw Kafka records into validated input events, or into dead letters with a precise reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from hashlib import blake2b
+
+import orjson
+from pydantic import ValidationError
+
+from clickcash.events import (
+    INPUT_TYPES,
+    DeadLetter,
+    DeadLetterCode,
+    InputData,
+    InputEnvelope,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InputEvent:
+    id: str
+    type: str
+    time: datetime
+    customer_id: str
+    correlationid: str | None
+    campaignid: str | None
+    data: InputData
+    fingerprint: str
+    """digest of (type, partitionkey, data): what makes a re-send 'the same event'"""
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    field = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "value"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return field, f"{err['msg']}{more}"
+
+
+def decode_record(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    max_event_bytes: int,
+) -> InputEvent | DeadLetter:
+    """Validate one record against the contract.
+
+    Error details never include the offending value: it may hold card data, and it is in the DLQ record
+    anyway.
+    """
+
+    def dead(code: DeadLetterCode, detail: str, field: str | None = None) -> DeadLetter:
+        return DeadLetter(
+            code=code,
+            field=field,
+            detail=detail,
+            source_topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+
+    if value is None or not value:
+        return dead(DeadLetterCode.MALFORMED_JSON, "empty value", "value")
+    if len(value) > max_event_bytes:
+        return dead(
+            DeadLetterCode.OVERSIZED,
+            f"value is {len(value)} bytes, limit is {max_event_bytes} (pipeline.max_event_bytes)",
+            "value",
+        )
+    if key is None:
+        return dead(DeadLetterCode.MISSING_KEY, "record has no Kafka key (expected customer id)", "key")
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return dead(DeadLetterCode.NOT_UTF8, f"invalid UTF-8 at byte {uexc.start}", "value")
+        return dead(DeadLetterCode.MALFORMED_JSON, str(exc), "value")
+    if not isinstance(raw, dict):
+        return dead(DeadLetterCode.NOT_AN_OBJECT, f"JSON {type(raw).__name__}, not an object", "value")
+    try:
+        env = InputEnvelope.model_validate(raw)
+    except ValidationError as exc:
+        field, msg = _first_error(exc)
+        return dead(DeadLetterCode.INVALID_FIELD, msg, field)
+    model = INPUT_TYPES.get(env.type)
+    if model is None:
+        return dead(
+            DeadLetterCode.UNKNOWN_TYPE,
+            f"unknown event type {env.type[:64]!r}; known: {', '.join(sorted(INPUT_TYPES))}",
+            "type",
+        )
+    try:
+        data = model.model_validate(env.data)
+    except ValidationError as exc:
+        field, msg = _first_error(exc, "data.")
+        return dead(DeadLetterCode.INVALID_FIELD, msg, field)
+    customer_id: str = data.customer_id  # type: ignore[attr-defined]
+    try:
+        key_text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        key_text = None
+    if customer_id != env.partitionkey or key_text != customer_id:
+        return dead(
+            DeadLetterCode.KEY_MISMATCH,
+            "Kafka key, partitionkey and data.customer_id must be the same customer id",
+            "partitionkey",
+        )
+    fingerprint = blake2b(
+        orjson.dumps([env.type, env.partitionkey, env.data], option=orjson.OPT_SORT_KEYS),
+        digest_size=16,
+    ).hexdigest()
+    return InputEvent(
+        id=env.id,
+        type=env.type,
+        time=env.time,
+        customer_id=customer_id,
+        correlationid=env.correlationid,
+        campaignid=env.campaignid,
+        data=data,  # type: ignore[arg-type]
+        fingerprint=fingerprint,
+    )

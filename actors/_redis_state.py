@@ -1,0 +1,142 @@
+"""The Redis-backed state store: one pipelined MGET per batch to load, one Lua call per batch to commit.
+
+Customer documents are stored as ``<version>|<json>`` so the commit script can check versions without
+decoding JSON. Idempotency records expire after the retention; first responses expire after the (shorter)
+replay TTL and are deleted earlier, once the router reports their offsets committed. Keys of one batch span
+many customers, so this needs standalone Redis (with replicas or Sentinel), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from actors.state import BatchWrite, IdempotencyRecord, LoadedBatch
+from clickcash._errors import map_exceptions
+
+_COMMIT_LUA = """
+local nc = tonumber(ARGV[1])
+local ni = tonumber(ARGV[2])
+local nr = tonumber(ARGV[3])
+local retention = ARGV[4]
+local resp_ttl = ARGV[5]
+local a = 6
+for i = 1, nc do
+  local cur = redis.call('GET', KEYS[i])
+  local v = 0
+  if cur then v = tonumber(string.match(cur, '^(%d+)|')) end
+  if v ~= tonumber(ARGV[a + i - 1]) then return 0 end
+end
+for i = 1, ni do
+  if redis.call('EXISTS', KEYS[nc + i]) == 1 then return 0 end
+end
+for i = 1, nc do
+  local v = tonumber(ARGV[a + i - 1]) + 1
+  redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1])
+end
+local b = a + 2 * nc
+for i = 1, ni do
+  redis.call('SET', KEYS[nc + i], ARGV[b + i - 1], 'EX', retention)
+  redis.call('SET', KEYS[nc + ni + i], ARGV[b + ni + i - 1], 'EX', resp_ttl)
+end
+for i = 1, nr do
+  redis.call('UNLINK', KEYS[nc + 2 * ni + i])
+end
+return 1
+"""
+
+
+class RedisStateStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key_prefix: str,
+        retention_s: int,
+        response_ttl_s: int,
+    ) -> None:
+        self._r = client
+        self._p = key_prefix
+        self._retention_s = retention_s
+        self._response_ttl_s = response_ttl_s
+        with map_exceptions("redis", redis.RedisError):
+            self._commit = self._r.register_script(_COMMIT_LUA)
+        self.round_trips = 0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        key_prefix: str,
+        retention_s: int,
+        response_ttl_s: int,
+        timeout_s: float = 5.0,
+    ) -> RedisStateStore:
+        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        return cls(client, key_prefix, retention_s, response_ttl_s)
+
+    def _idem(self, eid: str) -> str:
+        return f"{self._p}:idem:{eid}"
+
+    def _resp(self, eid: str) -> str:
+        return f"{self._p}:resp:{eid}"
+
+    def _cust(self, cid: str) -> str:
+        return f"{self._p}:cust:{cid}"
+
+    def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch:
+        keys = (
+            [self._idem(e) for e in event_ids]
+            + [self._resp(e) for e in event_ids]
+            + [self._cust(c) for c in customer_ids]
+        )
+        if not keys:
+            return LoadedBatch({}, {}, {})
+        self.round_trips += 1
+        with map_exceptions("redis", redis.RedisError):
+            values: list[bytes | None] = self._r.mget(keys)
+        n = len(event_ids)
+        records = {
+            eid: IdempotencyRecord.decode(raw)
+            for eid, raw in zip(event_ids, values[:n], strict=True)
+            if raw is not None
+        }
+        responses = {
+            eid: raw for eid, raw in zip(event_ids, values[n : 2 * n], strict=True) if raw is not None
+        }
+        customers: dict[str, tuple[int, bytes | None]] = {}
+        for cid, raw in zip(customer_ids, values[2 * n :], strict=True):
+            if raw is None:
+                customers[cid] = (0, None)
+            else:
+                ver, _, doc = raw.partition(b"|")
+                customers[cid] = (int(ver), doc)
+        return LoadedBatch(records, responses, customers)
+
+    def commit(self, write: BatchWrite) -> bool:
+        if write.is_empty():
+            return True
+        cids = list(write.customers)
+        keys = (
+            [self._cust(c) for c in cids]
+            + [self._idem(e) for e, _, _ in write.claims]
+            + [self._resp(e) for e, _, _ in write.claims]
+            + [self._resp(e) for e in write.release_responses]
+        )
+        args: list[bytes | str | int] = [
+            len(cids),
+            len(write.claims),
+            len(write.release_responses),
+            self._retention_s,
+            self._response_ttl_s,
+        ]
+        args += [write.expected_versions.get(c, 0) for c in cids]
+        args += [write.customers[c] for c in cids]
+        args += [rec.encode() for _, rec, _ in write.claims]
+        args += [resp for _, _, resp in write.claims]
+        self.round_trips += 1
+        with map_exceptions("redis", redis.RedisError):
+            return bool(self._commit(keys=keys, args=args))
+
+    def close(self) -> None:
+        self._r.close()

@@ -1,0 +1,71 @@
+"""The shard as a Ray actor: a thin, synchronous shell over :class:`actors.shard.Shard`.
+
+Synchronous on purpose: Ray runs a sync actor's calls from one caller in submission order, which is what
+keeps each customer's events in order. Restarts are Ray's (``max_restarts=-1``); retries are not
+(``max_task_retries=0``): a failed call is recovered by the router rewinding and replaying, which keeps order.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+
+from actors._redis_state import RedisStateStore
+from actors.shard import OutputTopics, Shard, ShardResult
+from config.domain import load_domain_config
+from config.settings import Settings
+from router._dispatch import ShardBatch
+
+
+def build_shard(shard_id: int, settings: Settings) -> Shard:
+    """A shard wired to Redis and the domain config, as the actor and single-process tools use it."""
+    k, p, r = settings.kafka, settings.pipeline, settings.redis
+    store = RedisStateStore.from_url(
+        r.url.get_secret_value(),
+        r.key_prefix,
+        p.idempotency_retention_s,
+        p.replay_response_ttl_s,
+        r.socket_timeout_s,
+    )
+    return Shard(
+        shard_id,
+        OutputTopics(k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic),
+        load_domain_config(settings.domain_file),
+        store,
+        max_event_bytes=p.max_event_bytes,
+    )
+
+
+class ShardActor:
+    def __init__(self, shard_id: int, settings: Settings) -> None:
+        self._shard = build_shard(shard_id, settings)
+
+    def apply(self, batch: ShardBatch) -> ShardResult:
+        return self._shard.apply(batch)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "shard": self._shard.shard_id,
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "totals": dict(self._shard.totals),
+            "stored_responses": self._shard.stored_responses(),
+        }
+
+
+def shard_actor_name(index: int) -> str:
+    return f"shard-{index}"
+
+
+def start_shard_actor(index: int, settings: Settings) -> Any:
+    cls = ray.remote(ShardActor)
+    return cls.options(
+        name=shard_actor_name(index),
+        namespace=settings.ray.namespace,
+        num_cpus=settings.pipeline.shard_num_cpus,
+        max_restarts=-1,
+        max_task_retries=0,
+        scheduling_strategy="SPREAD",
+    ).remote(index, settings)

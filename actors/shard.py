@@ -1,0 +1,478 @@
+"""The shard: applies one batch of a shard's customers' events, in order, exactly once per event id.
+
+A plain class (no Ray): the Ray actor in ``actors.actor`` is a thin shell over it, and tests build it
+directly with an in-memory store. Each ``apply`` makes one load round trip and one atomic commit to the
+state store, however many events the batch holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from actors._decode import InputEvent, decode_record
+from actors.dunning import plan_dunning
+from actors.orders import check_order
+from actors.psp_routing import RouteRequest, route_payment
+from actors.state import (
+    BatchWrite,
+    CustomerState,
+    IdempotencyRecord,
+    LoadedBatch,
+    OpenDunning,
+    OrderSummary,
+    StateStore,
+)
+from clickcash._errors import StateConflictError
+from clickcash.events import (
+    OUTPUT_SOURCE,
+    CustomerPreferencesUpdated,
+    DeadLetter,
+    DunningClosed,
+    DunningScheduled,
+    OrderAccepted,
+    OrderPlaced,
+    OrderRejected,
+    OutputRole,
+    PaymentAuthorized,
+    PaymentDeclined,
+    PaymentMethodUpdated,
+    Reason,
+    RouteDecided,
+    mask_card_numbers,
+    output_id,
+)
+from config.domain import DomainConfig
+from router._dispatch import ShardBatch
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+MAX_COMMIT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTopics:
+    orders: str
+    payments: str
+    dunning: str
+    dlq: str
+
+
+@dataclass(slots=True)
+class ShardResult:
+    """Outputs of one batch in input order (columnar), and what happened to its events."""
+
+    topics: list[str] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    headers: list[Headers | None] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> None:
+        self.topics.append(topic)
+        self.keys.append(key)
+        self.values.append(value)
+        self.headers.append(headers)
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + n
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Shard:
+    def __init__(
+        self,
+        shard_id: int,
+        topics: OutputTopics,
+        domain: DomainConfig,
+        store: StateStore,
+        *,
+        max_event_bytes: int = 64 * 1024,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.shard_id = shard_id
+        self._topics = topics
+        self._domain = domain
+        self._store = store
+        self._max_event_bytes = max_event_bytes
+        self._clock = clock
+        self._awaiting_commit: dict[int, list[tuple[int, str]]] = {}
+        """partition -> [(offset, event id)] whose first responses are stored until their offset commits"""
+        self.totals: dict[str, int] = {}
+
+    # --- the batch path ---------------------------------------------------------------------------
+
+    def apply(self, batch: ShardBatch) -> ShardResult:
+        decoded = [
+            decode_record(batch.topic, p, o, k, v, self._max_event_bytes)
+            for p, o, k, v in zip(batch.partitions, batch.offsets, batch.keys, batch.values, strict=True)
+        ]
+        release = self._releasable(batch.committed)
+        event_ids = list(dict.fromkeys(d.id for d in decoded if isinstance(d, InputEvent)))
+        customer_ids = list(dict.fromkeys(d.customer_id for d in decoded if isinstance(d, InputEvent)))
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            loaded = self._store.load(event_ids, customer_ids)
+            result, write = self._evaluate(batch, decoded, loaded)
+            write.release_responses = [eid for _, eid in release]
+            if self._store.commit(write):
+                break
+            log.warning("shard %d: state changed under a batch, reloading", self.shard_id)
+        else:
+            raise StateConflictError(
+                f"shard {self.shard_id}: batch kept conflicting after {MAX_COMMIT_ATTEMPTS} attempts"
+            )
+        self._forget_released(batch.committed)
+        for eid, rec, _ in write.claims:
+            self._awaiting_commit.setdefault(rec.partition, []).append((rec.offset, eid))
+        for k, v in result.counts.items():
+            self.totals[k] = self.totals.get(k, 0) + v
+        return result
+
+    def stored_responses(self) -> int:
+        return sum(len(v) for v in self._awaiting_commit.values())
+
+    def _releasable(self, committed: dict[int, int]) -> list[tuple[int, str]]:
+        out: list[tuple[int, str]] = []
+        for p, upto in committed.items():
+            out.extend(e for e in self._awaiting_commit.get(p, ()) if e[0] < upto)
+        return out
+
+    def _forget_released(self, committed: dict[int, int]) -> None:
+        for p, upto in committed.items():
+            pending = self._awaiting_commit.get(p)
+            if pending:
+                self._awaiting_commit[p] = [e for e in pending if e[0] >= upto]
+
+    def _evaluate(
+        self, batch: ShardBatch, decoded: list[InputEvent | DeadLetter], loaded: LoadedBatch
+    ) -> tuple[ShardResult, BatchWrite]:
+        result = ShardResult()
+        write = BatchWrite()
+        states: dict[str, CustomerState] = {}
+        seen: dict[str, IdempotencyRecord] = {}
+        for i, item in enumerate(decoded):
+            partition, offset, key = batch.partitions[i], batch.offsets[i], batch.keys[i]
+            if isinstance(item, DeadLetter):
+                self._dead_letter(result, item, key, batch.values[i], None)
+                continue
+            ev = item
+            prior = seen.get(ev.id) or loaded.records.get(ev.id)
+            if prior is not None:
+                if ev.id not in seen and (prior.partition, prior.offset) == (partition, offset):
+                    stored = loaded.responses.get(ev.id)
+                    if stored is None:
+                        result.count("replay_without_response")
+                    else:
+                        self._replay(result, key, stored)
+                        result.count("replayed")
+                elif prior.fingerprint == ev.fingerprint:
+                    result.count("duplicate")
+                else:
+                    dl = DeadLetter(
+                        code="duplicate_conflict",
+                        field="id",
+                        detail=f"event id already processed with a different payload "
+                        f"(first at partition {prior.partition} offset {prior.offset})",
+                        source_topic=batch.topic,
+                        partition=partition,
+                        offset=offset,
+                    )
+                    self._dead_letter(result, dl, key, batch.values[i], ev.id)
+                continue
+            state = states.get(ev.customer_id)
+            if state is None:
+                version, doc = loaded.customers[ev.customer_id]
+                state = CustomerState.decode(doc) if doc is not None else CustomerState()
+                states[ev.customer_id] = state
+                write.expected_versions[ev.customer_id] = version
+            start = len(result)
+            self._process(ev, state, result, key)
+            response = orjson.dumps(
+                [[result.topics[j], result.values[j].decode()] for j in range(start, len(result))]
+            )
+            record = IdempotencyRecord(ev.fingerprint, partition, offset)
+            write.claims.append((ev.id, record, response))
+            seen[ev.id] = record
+            result.count("processed")
+        write.customers = {cid: s.encode() for cid, s in states.items()}
+        return result, write
+
+    def _replay(self, result: ShardResult, key: bytes | None, stored: bytes) -> None:
+        for topic, value in orjson.loads(stored):
+            result.add(topic, key, value.encode())
+
+    # --- outputs ----------------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        result: ShardResult,
+        key: bytes | None,
+        ev: InputEvent,
+        topic: str,
+        type_: str,
+        role: str,
+        data: Any,
+    ) -> None:
+        envelope = {
+            "specversion": "1.0",
+            "id": output_id(ev.id, role),
+            "source": OUTPUT_SOURCE,
+            "type": type_,
+            "time": self._clock().isoformat(),
+            "datacontenttype": "application/json",
+            "partitionkey": ev.customer_id,
+            "causationid": ev.id,
+            "correlationid": ev.correlationid,
+            "campaignid": ev.campaignid,
+            "data": data.model_dump(mode="json"),
+        }
+        result.add(topic, key, orjson.dumps(envelope))
+        result.count(type_)
+
+    def _dead_letter(
+        self,
+        result: ShardResult,
+        dl: DeadLetter,
+        key: bytes | None,
+        value: bytes | None,
+        event_id: str | None,
+    ) -> None:
+        """Write the original bytes (card numbers masked) with the reason in CloudEvents binary mode."""
+        body, redacted = mask_card_numbers(value or b"")
+        if redacted:
+            dl = dl.model_copy(update={"redacted": True})
+        headers: Headers = [
+            ("ce_specversion", b"1.0"),
+            (
+                "ce_id",
+                output_id(f"{dl.source_topic}:{dl.partition}:{dl.offset}", "dead-letter").encode(),
+            ),
+            ("ce_source", OUTPUT_SOURCE.encode()),
+            ("ce_type", b"clickcash.dead_letter"),
+            ("ce_time", self._clock().isoformat().encode()),
+            ("clickcash_reason", dl.model_dump_json().encode()),
+            ("clickcash_source_topic", dl.source_topic.encode()),
+            ("clickcash_source_partition", str(dl.partition).encode()),
+            ("clickcash_source_offset", str(dl.offset).encode()),
+        ]
+        if key is not None:
+            headers.append(("ce_partitionkey", key))
+        if event_id is not None:
+            headers.append(("ce_causationid", event_id.encode()))
+        result.add(self._topics.dlq, key, body, headers)
+        result.count(f"dead_letter.{dl.code}")
+
+    # --- domain dispatch --------------------------------------------------------------------------
+
+    def _process(self, ev: InputEvent, state: CustomerState, result: ShardResult, key: bytes | None) -> None:
+        data = ev.data
+        if isinstance(data, OrderPlaced):
+            self._order_placed(ev, data, state, result, key)
+        elif isinstance(data, PaymentDeclined):
+            self._payment_declined(ev, data, state, result, key)
+        elif isinstance(data, PaymentAuthorized):
+            plan = state.open_dunning.pop(data.order_id, None)
+            if plan is not None:
+                closed = DunningClosed(
+                    order_id=data.order_id,
+                    customer_id=data.customer_id,
+                    reason="payment_authorized",
+                )
+                self._emit(
+                    result,
+                    key,
+                    ev,
+                    self._topics.dunning,
+                    "dunning.recovered",
+                    OutputRole.DUNNING,
+                    closed,
+                )
+        elif isinstance(data, PaymentMethodUpdated):
+            self._payment_method_updated(ev, data, state, result, key)
+        elif isinstance(data, CustomerPreferencesUpdated):
+            state.timezone = data.timezone
+            state.channels = list(data.channels)
+
+    def _order_placed(
+        self,
+        ev: InputEvent,
+        order: OrderPlaced,
+        state: CustomerState,
+        result: ShardResult,
+        key: bytes | None,
+    ) -> None:
+        reasons = check_order(order, self._domain.orders)
+        decision = None
+        if not reasons:
+            decision = route_payment(
+                RouteRequest(order.country, order.currency, order.payment_method.network, order.total_cents),
+                self._domain.psps,
+            )
+            if decision is None:
+                reasons = [
+                    Reason(
+                        code="no_eligible_psp",
+                        field="data.payment_method.network",
+                        detail=f"no PSP serves {order.country}/{order.currency}/"
+                        f"{order.payment_method.network}",
+                    )
+                ]
+        if reasons or decision is None:
+            rejected = OrderRejected(order_id=order.order_id, customer_id=order.customer_id, reasons=reasons)
+            self._emit(
+                result,
+                key,
+                ev,
+                self._topics.orders,
+                "order.rejected",
+                OutputRole.ORDER_DECISION,
+                rejected,
+            )
+            return
+        accepted = OrderAccepted(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            total_cents=order.total_cents,
+            currency=order.currency,
+            country=order.country,
+        )
+        self._emit(
+            result,
+            key,
+            ev,
+            self._topics.orders,
+            "order.accepted",
+            OutputRole.ORDER_DECISION,
+            accepted,
+        )
+        route = RouteDecided(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            attempt=1,
+            psp=decision.psp,
+            fallbacks=decision.fallbacks,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            idempotency_key=f"{order.order_id}:1",
+            reasons=decision.reasons,
+        )
+        self._emit(result, key, ev, self._topics.payments, "payment.route_decided", OutputRole.ROUTE, route)
+        state.payment_network = order.payment_method.network
+        state.remember_order(
+            order.order_id,
+            OrderSummary(
+                amount_cents=order.total_cents,
+                currency=order.currency,
+                country=order.country,
+                network=order.payment_method.network,
+            ),
+        )
+
+    def _payment_declined(
+        self,
+        ev: InputEvent,
+        declined: PaymentDeclined,
+        state: CustomerState,
+        result: ShardResult,
+        key: bytes | None,
+    ) -> None:
+        plan = plan_dunning(declined, self._domain.dunning, self._clock(), state.channels)
+        open_plan = state.open_dunning.get(declined.order_id)
+        declines = (open_plan.declines + 1) if open_plan else 1
+        if plan.decline_class == "hard":
+            state.open_dunning.pop(declined.order_id, None)
+        else:
+            superseded = state.open_plan(
+                declined.order_id,
+                OpenDunning(declines=declines, last_psp=declined.psp, decline_class=plan.decline_class),
+            )
+            for order_id in superseded:
+                closed = DunningClosed(
+                    order_id=order_id, customer_id=declined.customer_id, reason="too_many_open_plans"
+                )
+                self._emit(
+                    result,
+                    key,
+                    ev,
+                    self._topics.dunning,
+                    "dunning.exhausted",
+                    f"{OutputRole.DUNNING}:exhausted:{order_id}",
+                    closed,
+                )
+        scheduled = DunningScheduled(
+            order_id=declined.order_id,
+            customer_id=declined.customer_id,
+            decline_code=declined.decline_code,
+            decline_class=plan.decline_class,
+            steps=plan.steps,
+        )
+        self._emit(
+            result,
+            key,
+            ev,
+            self._topics.dunning,
+            "dunning.scheduled",
+            OutputRole.DUNNING,
+            scheduled,
+        )
+
+    def _payment_method_updated(
+        self,
+        ev: InputEvent,
+        update: PaymentMethodUpdated,
+        state: CustomerState,
+        result: ShardResult,
+        key: bytes | None,
+    ) -> None:
+        """A new payment method retries every open dunning plan at once, avoiding the PSP that declined."""
+        state.payment_network = update.payment_method.network
+        for order_id, open_plan in sorted(state.open_dunning.items()):
+            order = state.orders.get(order_id)
+            if order is None:
+                continue
+            avoid = frozenset([open_plan.last_psp]) if open_plan.last_psp else frozenset()
+            decision = route_payment(
+                RouteRequest(
+                    order.country,
+                    order.currency,
+                    update.payment_method.network,
+                    order.amount_cents,
+                    avoid,
+                ),
+                self._domain.psps,
+            )
+            if decision is None:
+                continue
+            attempt = open_plan.declines + 1
+            route = RouteDecided(
+                order_id=order_id,
+                customer_id=update.customer_id,
+                attempt=attempt,
+                psp=decision.psp,
+                fallbacks=decision.fallbacks,
+                amount_cents=order.amount_cents,
+                currency=order.currency,
+                idempotency_key=f"{order_id}:{attempt}",
+                reasons=[Reason(code="payment_method_updated"), *decision.reasons],
+            )
+            self._emit(
+                result,
+                key,
+                ev,
+                self._topics.payments,
+                "payment.route_decided",
+                f"{OutputRole.ROUTE}:{order_id}",
+                route,
+            )

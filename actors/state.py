@@ -1,0 +1,191 @@
+"""What a shard remembers, behind a small protocol: idempotency records, first responses, customer state.
+
+Two implementations share the semantics: :class:`InMemoryStateStore` (unit tests, no services) and
+``actors._redis_state.RedisStateStore`` (production; one round trip to load a batch, one atomic Lua call to
+commit it). A batch commit is optimistic: it checks that every customer's version is the one loaded and
+that no event was claimed meanwhile, and writes nothing if either check fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first sighting of an event id: its payload fingerprint and where it was read from.
+
+    The position tells a replay (same partition and offset: return the stored first response) from a
+    re-send (another offset: a duplicate, or a conflict if the fingerprint differs).
+    """
+
+    fingerprint: str
+    partition: int
+    offset: int
+
+    def encode(self) -> bytes:
+        return f"{self.fingerprint}|{self.partition}|{self.offset}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> IdempotencyRecord:
+        fp, p, o = raw.decode().split("|")
+        return cls(fp, int(p), int(o))
+
+
+class OpenDunning(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    declines: int = 1
+    last_psp: str | None = None
+    decline_class: str = "soft"
+
+
+class OrderSummary(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    amount_cents: int
+    currency: str
+    country: str
+    network: str
+
+
+class CustomerState(BaseModel):
+    """Per-customer state any shard can load, so any shard can take over any customer."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    timezone: str = "UTC"
+    channels: list[str] = Field(default_factory=lambda: ["email"])
+    payment_network: str | None = None
+    orders: dict[str, OrderSummary] = Field(default_factory=dict)
+    open_dunning: dict[str, OpenDunning] = Field(default_factory=dict)
+
+    MAX_ORDERS: ClassVar[int] = 50
+    MAX_OPEN_DUNNING: ClassVar[int] = 10
+
+    def open_plan(self, order_id: str, plan: OpenDunning) -> list[str]:
+        """Open or update a plan; returns the oldest plans closed to keep at most ``MAX_OPEN_DUNNING``."""
+        self.open_dunning.pop(order_id, None)
+        self.open_dunning[order_id] = plan
+        closed = []
+        while len(self.open_dunning) > self.MAX_OPEN_DUNNING:
+            oldest = next(iter(self.open_dunning))
+            del self.open_dunning[oldest]
+            closed.append(oldest)
+        return closed
+
+    def remember_order(self, order_id: str, summary: OrderSummary) -> None:
+        """Keep recent orders for retries, bounded so a hot customer's state cannot grow without limit."""
+        self.orders[order_id] = summary
+        while len(self.orders) > self.MAX_ORDERS:
+            oldest = next(iter(self.orders))
+            if oldest in self.open_dunning:
+                break
+            del self.orders[oldest]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump())
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CustomerState:
+        return cls.model_validate_json(raw)
+
+
+@dataclass(slots=True)
+class LoadedBatch:
+    records: dict[str, IdempotencyRecord]
+    responses: dict[str, bytes]
+    customers: dict[str, tuple[int, bytes | None]]
+    """customer id -> (version, encoded state or None when new)"""
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    """Everything one shard batch changes, committed all-or-nothing."""
+
+    expected_versions: dict[str, int] = field(default_factory=dict)
+    customers: dict[str, bytes] = field(default_factory=dict)
+    claims: list[tuple[str, IdempotencyRecord, bytes]] = field(default_factory=list)
+    """(event id, record, encoded first response)"""
+    release_responses: list[str] = field(default_factory=list)
+    """event ids whose stored first responses can go: their offsets are committed"""
+
+    def is_empty(self) -> bool:
+        return not (self.customers or self.claims or self.release_responses)
+
+
+class StateStore(Protocol):
+    def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch: ...
+
+    def commit(self, write: BatchWrite) -> bool:
+        """Apply ``write`` atomically; False (and nothing written) if a version or claim check fails."""
+        ...
+
+
+class InMemoryStateStore:
+    """The store's semantics in a dict, expiry included, for unit tests and single-process tools."""
+
+    def __init__(
+        self,
+        retention_s: float = 7 * 86400,
+        response_ttl_s: float = 86400,
+        clock: Clock | None = None,
+    ) -> None:
+        self._retention_s = retention_s
+        self._response_ttl_s = response_ttl_s
+        self._clock = clock or time.monotonic
+        self._records: dict[str, tuple[float, IdempotencyRecord]] = {}
+        self._responses: dict[str, tuple[float, bytes]] = {}
+        self.customers: dict[str, tuple[int, bytes]] = {}
+        self.round_trips = 0
+
+    def _live(self, entry: tuple[float, object] | None) -> bool:
+        return entry is not None and entry[0] > self._clock()
+
+    def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch:
+        self.round_trips += 1
+        records = {}
+        responses = {}
+        for eid in event_ids:
+            rec = self._records.get(eid)
+            if rec is not None and self._live(rec):
+                records[eid] = rec[1]
+            resp = self._responses.get(eid)
+            if resp is not None and self._live(resp):
+                responses[eid] = resp[1]
+        customers: dict[str, tuple[int, bytes | None]] = {}
+        for cid in customer_ids:
+            ver, doc = self.customers.get(cid, (0, None))
+            customers[cid] = (ver, doc)
+        return LoadedBatch(records, responses, customers)
+
+    def commit(self, write: BatchWrite) -> bool:
+        self.round_trips += 1
+        for cid, expected in write.expected_versions.items():
+            if self.customers.get(cid, (0, b""))[0] != expected:
+                return False
+        for eid, _, _ in write.claims:
+            if self._live(self._records.get(eid)):
+                return False
+        now = self._clock()
+        for cid, doc in write.customers.items():
+            self.customers[cid] = (write.expected_versions.get(cid, 0) + 1, doc)
+        for eid, record, response in write.claims:
+            self._records[eid] = (now + self._retention_s, record)
+            self._responses[eid] = (now + self._response_ttl_s, response)
+        for eid in write.release_responses:
+            self._responses.pop(eid, None)
+        return True
+
+    def stored_responses(self) -> int:
+        return sum(1 for v in self._responses.values() if self._live(v))
+
+
+class Clock(Protocol):
+    def __call__(self) -> float: ...

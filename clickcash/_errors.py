@@ -1,0 +1,45 @@
+"""One root exception for everything clickcash raises on purpose.
+
+Service errors (Kafka, Redis, Ray) are translated at the boundary into these types with the original kept
+as ``__cause__``, so callers catch ``ClickcashError`` without importing three client libraries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class ClickcashError(Exception):
+    """Root of every error clickcash raises on purpose."""
+
+
+class ConfigError(ClickcashError):
+    """A setting or config file is wrong; the message names the setting."""
+
+
+class ServiceError(ClickcashError):
+    """A backing service (Kafka, Redis, Ray) failed; ``__cause__`` holds the client's own error."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(f"{service}: {message}")
+        self.service = service
+
+
+class StateConflictError(ClickcashError):
+    """Another writer changed a customer's state between our read and our write.
+
+    Raised only after the bounded optimistic retries are used up: it means two shards are applying the same
+    customer at once, which the router's assignment is meant to prevent.
+    """
+
+
+@contextmanager
+def map_exceptions(service: str, *types: type[BaseException]) -> Iterator[None]:
+    """Translate a client library's errors into ``ServiceError``, keeping the original as the cause."""
+    try:
+        yield
+    except ClickcashError:
+        raise
+    except types as exc:
+        raise ServiceError(service, f"{type(exc).__name__}: {exc}") from exc

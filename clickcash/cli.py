@@ -1,0 +1,241 @@
+"""``clickcash``: one console command with subcommands for the local stack, the app and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clickcash._errors import ClickcashError
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> Any:
+    from config.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if endpoints is not None:
+        overrides["kafka"] = {"bootstrap_servers": endpoints.bootstrap_servers}
+        overrides["redis"] = {"url": endpoints.redis_url}
+    pipeline = {}
+    if getattr(args, "shards", None):
+        pipeline["shards"] = args.shards
+    if getattr(args, "routers", None):
+        pipeline["routers"] = args.routers
+    if pipeline:
+        overrides["pipeline"] = pipeline
+    if getattr(args, "address", None):
+        overrides["ray"] = {"address": None if args.address == "local" else args.address}
+    for k, v in extra.items():
+        overrides.setdefault(k, {}).update(v)
+    return load_settings(**overrides)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the embedded stack, run the app on local Ray, push a campaign through it, report, stop."""
+    import ray
+
+    from cluster._ray import init_ray
+    from cluster.app import App
+    from cluster.campaign_run import run_campaign
+    from cluster.local_stack import LocalStack, running_services
+    from cluster.topics import ensure_topics
+
+    stack: LocalStack | None = None
+    app: App | None = None
+    endpoints = running_services()
+    try:
+        if endpoints is None:
+            _log("starting local Kafka and Redis ...")
+            stack = LocalStack("demo", log=_log)
+            endpoints = stack.start()
+        else:
+            _log(f"using running services: kafka {endpoints.bootstrap_servers}, redis {endpoints.redis_url}")
+        group = f"clickcash-demo-{int(time.time())}"
+        settings = _settings(
+            args,
+            endpoints,
+            kafka={"group_id": group},
+            redis={"key_prefix": group},
+            ray={"num_cpus": args.num_cpus},
+        )
+        ensure_topics(settings, partitions=args.partitions)
+        _log(
+            f"starting Ray ({args.num_cpus} CPUs) and the app: {settings.pipeline.shards} shards, "
+            f"{settings.pipeline.routers} router(s)"
+        )
+        init_ray(settings)
+        app = App(settings)
+        app.start()
+        _log(f"pushing {args.events:,} campaign events through {settings.kafka.input_topic} ...")
+        report = run_campaign(settings, args.events, rate_per_s=args.rate, log=_log)
+        _log("")
+        _log(report.render())
+        if args.json:
+            Path(args.json).write_text(json.dumps(report.__dict__, indent=2))
+        ok = report.duplicate_output_ids == 0 and report.orders_without_decision == 0
+        return 0 if ok else 1
+    finally:
+        if app is not None:
+            _log("stopping the app (draining and committing) ...")
+            try:
+                app.stop()
+            except ClickcashError as exc:
+                _log(f"warning: {exc}")
+        if ray.is_initialized():
+            ray.shutdown()
+        if stack is not None:
+            _log("stopping local Kafka and Redis ...")
+            stack.stop()
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from cluster.local_stack import STATE_FILE, LocalStack, running_services, stop_services
+
+    if args.action == "start":
+        ep = running_services()
+        if ep is None:
+            stack = LocalStack("services", log=_log)
+            stack.start()
+            ep = stack.detach()
+        _log(f"kafka: {ep.bootstrap_servers}\nredis: {ep.redis_url}\npids: {list(ep.pids)}")
+        _log(
+            f"(recorded in {STATE_FILE}; `clickcash run --local` uses them, "
+            "`clickcash services stop` stops them)"
+        )
+        return 0
+    if args.action == "stop":
+        if not stop_services(log=_log):
+            _log("no recorded services")
+        return 0
+    ep = running_services()
+    _log("not running" if ep is None else json.dumps(ep.__dict__))
+    return 0 if ep else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the app in the foreground until Ctrl-C or SIGTERM, then drain, commit and stop."""
+    from cluster._ray import init_ray
+    from cluster.app import App
+    from cluster.local_stack import running_services
+    from cluster.topics import ensure_topics
+
+    endpoints = None
+    if args.local:
+        endpoints = running_services()
+        if endpoints is None:
+            raise ClickcashError("no local services running: start them with `clickcash services start`")
+    settings = _settings(args, endpoints)
+    if args.create_topics:
+        ensure_topics(settings, partitions=args.partitions)
+    init_ray(settings)
+    app = App(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        _log(f"\nreceived {signal.Signals(signum).name}: draining in-flight work ...")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    app.start()
+    _log(
+        f"clickcash running: {settings.pipeline.shards} shards, {settings.pipeline.routers} router(s), "
+        f"input {settings.kafka.input_topic} on {settings.kafka.bootstrap_servers}. Ctrl-C to stop."
+    )
+    last = 0.0
+
+    def tick() -> None:
+        nonlocal last
+        if time.monotonic() - last < 5:
+            return
+        last = time.monotonic()
+        stats = app.router_stats()
+        consumed = sum(s.get("consumed", 0) for s in stats)
+        produced = sum(s.get("produced", 0) for s in stats)
+        _log(
+            f"consumed {consumed:,}  produced {produced:,}  transactions "
+            f"{sum(s.get('transactions', 0) for s in stats):,}  router restarts {app.restarts}"
+        )
+
+    app.run_until(stop.is_set, tick)
+    final = app.stop()
+    _log(
+        "stopped cleanly: "
+        + ", ".join(
+            f"router {s['router_index']} consumed {s['consumed']:,} produced {s['produced']:,}" for s in final
+        )
+    )
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from clickcash._schemas import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        _log(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clickcash", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a campaign through the app on the embedded local stack")
+    demo.add_argument("--events", type=int, default=20_000)
+    demo.add_argument(
+        "--rate", type=float, default=None, help="events/s to produce at (default: as fast as possible)"
+    )
+    demo.add_argument("--shards", type=int, default=4)
+    demo.add_argument("--routers", type=int, default=1)
+    demo.add_argument("--partitions", type=int, default=8)
+    demo.add_argument(
+        "--num-cpus", type=int, default=4, help="CPUs Ray may schedule on (actors use fractions)"
+    )
+    demo.add_argument("--json", help="also write the report as JSON to this file")
+    demo.set_defaults(func=cmd_demo)
+
+    svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
+    svc.add_argument("action", choices=["start", "stop", "status"])
+    svc.set_defaults(func=cmd_services)
+
+    run = sub.add_parser("run", help="run the app in the foreground (Ctrl-C drains and commits)")
+    run.add_argument("--local", action="store_true", help="use the services from `clickcash services start`")
+    run.add_argument("--address", help="Ray address (ray://host:10001, auto) or 'local'")
+    run.add_argument("--shards", type=int)
+    run.add_argument("--routers", type=int)
+    run.add_argument("--create-topics", action="store_true")
+    run.add_argument("--partitions", type=int, default=8)
+    run.set_defaults(func=cmd_run)
+
+    sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
+    sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))
+    sch.set_defaults(func=cmd_schemas)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ClickcashError as exc:
+        print(f"clickcash: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clickcash: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The event contract: what clickcash reads from the input topic and writes to its output topics.
+
+Every event is a CloudEvents 1.0 JSON event in structured mode, keyed in Kafka by customer ID. These models
+are the published contract; ``clickcash schemas`` writes them as JSON Schema files under
+``config/schemas`` so consuming services can validate without Python, and a unit test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+SPEC_VERSION = "1.0"
+OUTPUT_SOURCE = "clickcash"
+_OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b2a8e-3c2d-4f5e-9a7b-1c0d2e3f4a5b")
+
+Id = Annotated[str, Field(min_length=1, max_length=255)]
+Cents = Annotated[int, Field(ge=0, le=10**12)]
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- input data -------------------------------------------------------------------------------------
+
+
+class LineItem(_Model):
+    sku: Id
+    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    unit_price_cents: Cents
+
+
+class PaymentMethod(_Model):
+    """A tokenised payment method. ``token`` is a PSP or vault token, never a card number."""
+
+    type: Literal["card", "wallet", "bank_transfer"]
+    network: Literal["visa", "mastercard", "amex", "discover", "paypal", "applepay", "googlepay", "sepa"]
+    token: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class OrderPlaced(_Model):
+    order_id: Id
+    customer_id: Id
+    country: Country
+    currency: Currency
+    items: Annotated[list[LineItem], Field(min_length=1, max_length=200)]
+    total_cents: Cents
+    payment_method: PaymentMethod
+
+
+class PaymentAuthorized(_Model):
+    order_id: Id
+    customer_id: Id
+    attempt: Annotated[int, Field(ge=1, le=100)]
+    psp: Id
+    amount_cents: Cents
+    currency: Currency
+
+
+class PaymentDeclined(_Model):
+    order_id: Id
+    customer_id: Id
+    attempt: Annotated[int, Field(ge=1, le=100)]
+    psp: Id
+    amount_cents: Cents
+    currency: Currency
+    decline_code: Annotated[str, Field(min_length=1, max_length=16)]
+
+
+class PaymentMethodUpdated(_Model):
+    customer_id: Id
+    payment_method: PaymentMethod
+
+
+_TIMEZONES = frozenset(available_timezones())
+
+
+class CustomerPreferencesUpdated(_Model):
+    customer_id: Id
+    timezone: str = "UTC"
+    channels: list[Literal["email", "sms", "push"]] = Field(default_factory=lambda: ["email"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value not in _TIMEZONES:
+            raise ValueError(f"unknown IANA time zone {value!r}")
+        return value
+
+
+InputData = (
+    OrderPlaced | PaymentAuthorized | PaymentDeclined | PaymentMethodUpdated | CustomerPreferencesUpdated
+)
+
+INPUT_TYPES: dict[str, type[_Model]] = {
+    "order.placed": OrderPlaced,
+    "payment.authorized": PaymentAuthorized,
+    "payment.declined": PaymentDeclined,
+    "payment_method.updated": PaymentMethodUpdated,
+    "customer.preferences_updated": CustomerPreferencesUpdated,
+}
+
+
+class InputEnvelope(BaseModel):
+    """CloudEvents 1.0 attributes of an input; unknown extension attributes are allowed and ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"]
+    id: Id
+    source: Annotated[str, Field(min_length=1, max_length=1024)]
+    type: str
+    time: AwareDatetime
+    partitionkey: Id
+    correlationid: Id | None = None
+    campaignid: Id | None = None
+    data: dict[str, Any]
+
+
+class InputEvent(BaseModel):
+    """A validated input: its envelope attributes plus typed data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    time: datetime
+    customer_id: str
+    correlationid: str | None
+    campaignid: str | None
+    data: InputData
+
+
+# --- output data ------------------------------------------------------------------------------------
+
+
+class Reason(_Model):
+    """A machine-readable reason: a stable ``code``, the field it concerns, and a human hint."""
+
+    code: str
+    field: str | None = None
+    detail: str | None = None
+
+
+class OrderAccepted(_Model):
+    order_id: Id
+    customer_id: Id
+    total_cents: Cents
+    currency: Currency
+    country: Country
+
+
+class OrderRejected(_Model):
+    order_id: Id
+    customer_id: Id
+    reasons: list[Reason]
+
+
+class RouteDecided(_Model):
+    """Which PSP gets the authorization, the ranked fallbacks, and why."""
+
+    order_id: Id
+    customer_id: Id
+    attempt: int
+    psp: Id
+    fallbacks: list[str]
+    amount_cents: Cents
+    currency: Currency
+    idempotency_key: str
+    reasons: list[Reason]
+
+
+class DunningStep(_Model):
+    kind: Literal["retry", "reminder", "escalation"]
+    due_at: AwareDatetime
+    channel: str | None = None
+
+
+class DunningScheduled(_Model):
+    order_id: Id
+    customer_id: Id
+    decline_code: str
+    decline_class: Literal["hard", "soft", "technical"]
+    steps: list[DunningStep]
+
+
+class DunningClosed(_Model):
+    """``dunning.recovered`` / ``dunning.cancelled`` / ``dunning.exhausted``."""
+
+    order_id: Id
+    customer_id: Id
+    reason: str
+
+
+class OutputRole(StrEnum):
+    """What an output is to its input; with the input ``id`` it derives the output ``id``."""
+
+    ORDER_DECISION = "order-decision"
+    ROUTE = "route"
+    DUNNING = "dunning"
+
+
+OUTPUT_TYPES: dict[str, type[_Model]] = {
+    "order.accepted": OrderAccepted,
+    "order.rejected": OrderRejected,
+    "payment.route_decided": RouteDecided,
+    "dunning.scheduled": DunningScheduled,
+    "dunning.recovered": DunningClosed,
+    "dunning.cancelled": DunningClosed,
+    "dunning.exhausted": DunningClosed,
+}
+
+
+def output_id(input_id: str, role: str) -> str:
+    """Derive an output's id from its input's id and role, so a replay produces the same id."""
+    return str(uuid.uuid5(_OUTPUT_ID_NAMESPACE, f"{input_id}\x00{role}"))
+
+
+class OutputEnvelope(BaseModel):
+    """CloudEvents 1.0 attributes every output carries (schema of the structured-mode JSON)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"]
+    id: str
+    source: str
+    type: str
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"]
+    partitionkey: str
+    causationid: str
+    correlationid: str | None = None
+    campaignid: str | None = None
+    data: dict[str, Any]
+
+
+# --- dead letters -----------------------------------------------------------------------------------
+
+
+class DeadLetterCode(StrEnum):
+    NOT_UTF8 = "not_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_KEY = "missing_key"
+    KEY_MISMATCH = "key_mismatch"
+    OVERSIZED = "oversized"
+    DUPLICATE_CONFLICT = "duplicate_conflict"
+
+
+class DeadLetter(_Model):
+    """Why an input went to the dead-letter topic.
+
+    The DLQ record's value is the original bytes, untouched unless they held something that looks like a
+    card number (then those digits are masked and ``redacted`` is true); this reason travels in the
+    ``clickcash_reason`` header as JSON, with the position in the ``clickcash_source_*`` headers.
+    """
+
+    code: DeadLetterCode
+    field: str | None = None
+    detail: str
+    source_topic: str
+    partition: int
+    offset: int
+    redacted: bool = False
+
+
+_PAN_RE = re.compile(rb"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+
+
+def _luhn_ok(digits: bytes) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ch - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def looks_like_card_number(text: str) -> bool:
+    """True when ``text`` holds a 13-19 digit run that passes the Luhn check (a probable PAN)."""
+    return any(_luhn_ok(_digits(m.group())) for m in _PAN_RE.finditer(text.encode()))
+
+
+def _digits(raw: bytes) -> bytes:
+    return bytes(b for b in raw if 48 <= b <= 57)
+
+
+def mask_card_numbers(raw: bytes) -> tuple[bytes, bool]:
+    """Mask Luhn-valid digit runs so a dead letter never carries a card number onward."""
+    found = False
+
+    def _mask(m: re.Match[bytes]) -> bytes:
+        nonlocal found
+        if not _luhn_ok(_digits(m.group())):
+            return m.group()
+        found = True
+        return re.sub(rb"\d", b"*", m.group())
+
+    masked = _PAN_RE.sub(_mask, raw)
+    return masked, found

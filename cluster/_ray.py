@@ -1,0 +1,61 @@
+"""Starting or joining Ray with the auth mode chosen deliberately, never by Ray's default."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import ray
+from ray._raylet import Config
+
+from config.settings import Settings
+
+_CACHE_DIR = Path(os.environ.get("CLICKCASH_CACHE_DIR", Path(__file__).resolve().parents[1] / ".cache"))
+
+
+def _local_token() -> Path:
+    path = _CACHE_DIR / "ray" / "auth_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None:
+    """Join ``ray.address`` or start a local instance with an explicit CPU count.
+
+    Ray 2.60 reads the auth mode from ``RAY_AUTH_MODE`` only, so it is set here from ``ray.auth_mode``
+    before ``ray.init``; workers inherit it. In ``token`` mode Ray does not create a token when the mode is
+    set explicitly, so a new local instance gets one generated under the cache folder (mode 0600) unless
+    ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` names one; joining a cluster needs that cluster's token.
+    """
+    if ray.is_initialized():
+        return
+    os.environ["RAY_AUTH_MODE"] = settings.ray.auth_mode
+    if (
+        settings.ray.auth_mode == "token"
+        and not settings.ray.address
+        and "RAY_AUTH_TOKEN" not in os.environ
+        and "RAY_AUTH_TOKEN_PATH" not in os.environ
+    ):
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(_local_token())
+    # `import ray` already cached its config from the environment; re-read it, as Ray's own
+    # token setup does, so the driver agrees with the processes it is about to start.
+    Config.initialize("")
+    if settings.ray.address:
+        ray.init(
+            address=settings.ray.address, namespace=settings.ray.namespace, logging_level=logging.WARNING
+        )
+        return
+    num_cpus = settings.ray.num_cpus or default_num_cpus or (os.cpu_count() or 2)
+    ray.init(
+        num_cpus=num_cpus,
+        namespace=settings.ray.namespace,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )

@@ -1,0 +1,194 @@
+"""Push a campaign through a running clickcash and measure what came out.
+
+The main job of the README's first command, and the engine of ``clickcash bench``: produce generated
+events (optionally paced), wait until the consumer group has committed everything, read the committed
+outputs, match them to inputs by ``causationid`` and report counts, throughput and latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Producer
+
+from clickcash._errors import ClickcashError, ServiceError
+from cluster.outputs import OutputReader, group_lag
+from config.settings import Settings
+from loadtest.campaign import CampaignGenerator, CampaignMix
+
+
+@dataclass
+class CampaignReport:
+    events: int
+    inputs_by_kind: dict[str, int]
+    outputs_by_type: dict[str, int]
+    dead_letters_by_reason: dict[str, int]
+    elapsed_s: float
+    produce_s: float
+    events_per_s: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    duplicate_output_ids: int = 0
+    orders_without_decision: int = 0
+
+    def render(self) -> str:
+        lines = [
+            f"events sent:        {self.events}  "
+            + ", ".join(f"{k}={v}" for k, v in sorted(self.inputs_by_kind.items())),
+            "outputs by type:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.outputs_by_type.items())),
+            "dead letters:       "
+            + (", ".join(f"{k}={v}" for k, v in sorted(self.dead_letters_by_reason.items())) or "none"),
+            f"throughput:         {self.events_per_s:,.0f} events/s end to end "
+            f"({self.events} events in {self.elapsed_s:.2f} s; producing took {self.produce_s:.2f} s)",
+            "latency send->committed output: "
+            + ", ".join(f"{k} {v:,.1f} ms" for k, v in self.latency_ms.items()),
+            f"checks:             duplicate output ids={self.duplicate_output_ids}, "
+            f"orders without a decision={self.orders_without_decision}",
+        ]
+        return "\n".join(lines)
+
+
+def produce_events(
+    settings: Settings,
+    generator: CampaignGenerator,
+    events: int,
+    *,
+    rate_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, float], Counter[str], list[str]]:
+    """Produce ``events`` generated events; returns send times by event id, kinds, and order event ids."""
+    producer = Producer(
+        {**settings.kafka.client_config(), "linger.ms": 5, "enable.idempotence": True, "acks": "all"}
+    )
+    failures: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    sent_at: dict[str, float] = {}
+    kinds: Counter[str] = Counter()
+    orders: list[str] = []
+    topic = settings.kafka.input_topic
+    start = time.monotonic()
+    for i in range(events):
+        if rate_per_s:
+            ahead = start + i / rate_per_s - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        ev = generator.next_event()
+        kinds[ev.kind] += 1
+        if ev.event_id is not None and ev.kind != "duplicate":
+            sent_at[ev.event_id] = time.time()
+            if ev.kind == "order.placed":
+                orders.append(ev.event_id)
+        while True:
+            try:
+                producer.produce(topic, ev.value, ev.key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if progress and (i + 1) % 5000 == 0:
+            progress(i + 1)
+    if producer.flush(60) != 0 or failures:
+        raise ServiceError("kafka", f"input not fully delivered: {failures[:3]}")
+    return sent_at, kinds, orders
+
+
+def wait_drained(
+    settings: Settings, timeout_s: float, progress: Callable[[int | None], None] | None = None
+) -> None:
+    """Wait until the consumer group has committed every input offset."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lag = group_lag(settings)
+        if progress:
+            progress(lag)
+        if lag == 0:
+            return
+        time.sleep(0.5)
+    raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {group_lag(settings)})")
+
+
+def run_campaign(
+    settings: Settings,
+    events: int,
+    *,
+    mix: CampaignMix | None = None,
+    seed: int = 7,
+    rate_per_s: float | None = None,
+    timeout_s: float = 600,
+    log: Callable[[str], None] = print,
+) -> CampaignReport:
+    run_id = f"r{int(time.time())}"
+    gen = CampaignGenerator(mix or CampaignMix(), seed=seed, run_id=run_id)
+    reader = OutputReader(settings)
+    try:
+        t0 = time.time()
+        sent_at, kinds, orders = produce_events(
+            settings,
+            gen,
+            events,
+            rate_per_s=rate_per_s,
+            progress=lambda n: log(f"  produced {n:,}/{events:,} events"),
+        )
+        produce_s = time.time() - t0
+        last_lag: list[int | None] = [None]
+
+        def show(lag: int | None) -> None:
+            if lag != last_lag[0]:
+                log(f"  waiting for commits: lag {lag if lag is not None else '?'}")
+                last_lag[0] = lag
+
+        # read concurrently with draining so latency reflects when outputs became visible
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reader.poll(0.1)
+            lag = group_lag(settings)
+            show(lag)
+            if lag == 0:
+                break
+            if time.monotonic() > deadline:
+                raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
+        reader.read_until(lambda _: False, timeout_s=30, idle_s=2.0)
+        records = [
+            r
+            for r in reader.records
+            if r.causationid is None or r.causationid.startswith(run_id) or r.type == "clickcash.dead_letter"
+        ]
+    finally:
+        reader.close()
+    outputs = Counter(r.type for r in records)
+    dead = Counter()
+    for r in records:
+        if r.type == "clickcash.dead_letter":
+            import orjson
+
+            dead[orjson.loads(r.headers["clickcash_reason"])["code"]] += 1
+    ids = Counter(r.id for r in records)
+    decided = {r.causationid for r in records if r.type in ("order.accepted", "order.rejected")}
+    latencies = sorted(
+        (r.seen_at - sent_at[r.causationid]) * 1000 for r in records if r.causationid in sent_at
+    )
+    last_seen = max((r.seen_at for r in records), default=time.time())
+    elapsed = max(last_seen - t0, 1e-9)
+    lat: dict[str, float] = {}
+    if latencies:
+        q = statistics.quantiles(latencies, n=100, method="inclusive")
+        lat = {"p50": q[49], "p99": q[98], "max": latencies[-1]}
+    return CampaignReport(
+        events=events,
+        inputs_by_kind=dict(kinds),
+        outputs_by_type=dict(outputs),
+        dead_letters_by_reason=dict(dead),
+        elapsed_s=elapsed,
+        produce_s=produce_s,
+        events_per_s=events / elapsed,
+        latency_ms=lat,
+        duplicate_output_ids=sum(c - 1 for c in ids.values() if c > 1),
+        orders_without_decision=sum(1 for o in orders if o not in decided),
+    )

@@ -1,0 +1,137 @@
+"""Reading what clickcash wrote: committed output records, and how far the group lags the input.
+
+Used by the demo, the benchmark and the integration tests; it reads with ``read_committed`` as downstream
+services should, so it sees exactly what they would.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from config.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    id: str
+    type: str
+    causationid: str | None
+    event: dict[str, Any] | None
+    """the decoded CloudEvent (structured mode); None for dead letters"""
+    headers: dict[str, bytes]
+    value: bytes
+    seen_at: float
+    """wall-clock seconds when this reader received it"""
+
+
+def _decode(msg: Any, seen_at: float) -> OutputRecord:
+    headers = {k: v for k, v in (msg.headers() or [])}
+    if "ce_id" in headers:
+        cause = headers.get("ce_causationid")
+        return OutputRecord(
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            msg.key(),
+            headers["ce_id"].decode(),
+            headers.get("ce_type", b"").decode(),
+            cause.decode() if cause else None,
+            None,
+            headers,
+            msg.value(),
+            seen_at,
+        )
+    ev = orjson.loads(msg.value())
+    return OutputRecord(
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        msg.key(),
+        ev["id"],
+        ev["type"],
+        ev.get("causationid"),
+        ev,
+        headers,
+        msg.value(),
+        seen_at,
+    )
+
+
+class OutputReader:
+    """Consumes the output topics from the beginning, read_committed, with a throw-away group."""
+
+    def __init__(self, settings: Settings, topics: list[str] | None = None) -> None:
+        k = settings.kafka
+        self.topics = topics or [k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
+        self._c = Consumer(
+            {
+                **k.client_config(),
+                "group.id": f"clickcash-reader-{uuid.uuid4().hex[:12]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 20,
+            }
+        )
+        self._c.subscribe(self.topics)
+        self.records: list[OutputRecord] = []
+
+    def poll(self, timeout_s: float = 0.2, max_records: int = 5000) -> list[OutputRecord]:
+        msgs = self._c.consume(max_records, timeout_s)
+        now = time.time()
+        out = [_decode(m, now) for m in msgs if m.error() is None]
+        self.records.extend(out)
+        return out
+
+    def read_until(
+        self,
+        done: Callable[[list[OutputRecord]], bool],
+        timeout_s: float,
+        idle_s: float | None = None,
+    ) -> list[OutputRecord]:
+        """Read until ``done(all records)`` holds, nothing new came for ``idle_s``, or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while time.monotonic() < deadline and not done(self.records):
+            if self.poll():
+                last_new = time.monotonic()
+            elif idle_s is not None and time.monotonic() - last_new > idle_s:
+                break
+        return self.records
+
+    def close(self) -> None:
+        self._c.close()
+
+
+def group_lag(settings: Settings, topic: str | None = None, group_id: str | None = None) -> int | None:
+    """Events in ``topic`` past the group's committed offsets; None while the group has committed nothing
+    on some non-empty partition yet."""
+    k = settings.kafka
+    topic = topic or k.input_topic
+    c = Consumer({**k.client_config(), "group.id": group_id or k.group_id, "enable.auto.commit": False})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        tps = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = c.committed(tps, timeout=10)
+        lag = 0
+        for tp in committed:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            if tp.offset < 0:
+                if high > 0:
+                    return None
+                continue
+            lag += max(0, high - tp.offset)
+        return lag
+    finally:
+        c.close()

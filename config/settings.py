@@ -1,0 +1,148 @@
+"""Runtime settings: the one module that knows environment variable names and the config file.
+
+Loaded once at start, frozen, validated: a wrong value stops the start with a message naming the setting
+(as its environment variable), not a stack trace from deep inside the pipeline. Precedence, highest first:
+explicit arguments, ``CLICKCASH_*`` environment variables (nested with ``__``, e.g.
+``CLICKCASH_KAFKA__BOOTSTRAP_SERVERS``), the TOML file named by ``CLICKCASH_CONFIG_FILE`` (default
+``config/clickcash.toml``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from clickcash._errors import ConfigError
+
+ENV_PREFIX = "CLICKCASH_"
+CONFIG_FILE_ENV = "CLICKCASH_CONFIG_FILE"
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("clickcash.toml")
+
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: TopicName = "clickcash.events"
+    orders_topic: TopicName = "clickcash.orders"
+    payments_topic: TopicName = "clickcash.payments"
+    dunning_topic: TopicName = "clickcash.dunning"
+    dlq_topic: TopicName = "clickcash.dlq"
+    group_id: Annotated[str, Field(min_length=1)] = "clickcash"
+    transactional_id_prefix: Annotated[str, Field(min_length=1)] = "clickcash"
+    consume_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    consume_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 50
+    commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
+    transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client (connection and security)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+
+class RedisSettings(_Section):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "cc"
+    socket_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+class PipelineSettings(_Section):
+    shards: Annotated[int, Field(ge=1, le=4096)] = 4
+    routers: Annotated[int, Field(ge=1, le=256)] = 1
+    max_inflight_batches_per_shard: Annotated[int, Field(ge=1, le=64)] = 4
+    max_event_bytes: Annotated[int, Field(ge=256, le=8 * 1024 * 1024)] = 64 * 1024
+    idempotency_retention_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    replay_response_ttl_s: Annotated[int, Field(ge=60)] = 24 * 3600
+    shard_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
+    router_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
+
+    @model_validator(mode="after")
+    def _retention_covers_replay(self) -> PipelineSettings:
+        if self.replay_response_ttl_s > self.idempotency_retention_s:
+            raise ValueError(
+                "replay_response_ttl_s must not exceed idempotency_retention_s "
+                f"({self.replay_response_ttl_s} > {self.idempotency_retention_s})"
+            )
+        return self
+
+
+class RaySettings(_Section):
+    address: str | None = None
+    namespace: Annotated[str, Field(min_length=1)] = "clickcash"
+    num_cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
+    auth_mode: Literal["token", "disabled"] = "token"
+
+
+class Settings(BaseSettings):
+    """All of clickcash's settings; build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    ray: RaySettings = RaySettings()
+    domain_file: Path = Path(__file__).with_name("domain.toml")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    env = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+    return f"{dotted} (env {env})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate settings once; raise ``ConfigError`` naming every wrong setting."""
+    config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+    if CONFIG_FILE_ENV in os.environ and not config_file.is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file} is not a readable file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_setting_name(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from exc

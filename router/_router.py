@@ -1,0 +1,389 @@
+"""The router: consume the input topic in batches, fan each batch out to the shards, and commit the
+shards' outputs together with the consumed offsets in one Kafka transaction.
+
+Order: each customer maps to one shard and every router talks to its shards from one thread, so a shard
+sees a customer's events in offset order. Rounds (one consumed batch, at most one call per shard) complete
+strictly oldest first, so outputs are produced in input order too.
+
+Durability: outputs and offsets commit atomically (``send_offsets_to_transaction`` with the consumer's group
+metadata, which also fences a zombie router after a rebalance). On any failure the open transaction aborts
+and the consumer rewinds to the committed offsets; shards answer replayed offsets with the first response
+they stored, so the replay produces the same outputs with the same ids.
+
+Backpressure: at most ``max_inflight_batches_per_shard`` rounds are in flight; the router stops consuming
+until the oldest completes, so memory is bounded whatever the input lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from actors.shard import ShardResult
+from clickcash._errors import ServiceError
+from config.settings import Settings
+from router._dispatch import OffsetTracker, ShardBatch, split_by_shard
+
+log = logging.getLogger(__name__)
+
+
+class ShardFailedError(Exception):
+    """A shard call failed (actor died, or raised); the round cannot be trusted."""
+
+
+class ShardPool(Protocol):
+    """How the router reaches its shards: Ray actors in production, plain objects in tests."""
+
+    @property
+    def size(self) -> int: ...
+
+    def submit(self, shard: int, batch: ShardBatch) -> Any: ...
+
+    def wait(self, handles: Sequence[Any], timeout_s: float) -> bool:
+        """True when every handle's result is ready."""
+        ...
+
+    def results(self, handles: Sequence[Any]) -> list[ShardResult]:
+        """The results, in ``handles`` order; raises ``ShardFailedError``."""
+        ...
+
+
+@dataclass(slots=True)
+class _Round:
+    handles: list[Any]
+    last_offsets: dict[int, int]
+    events: int
+    consumed_at: float
+
+
+@dataclass
+class RouterStats:
+    router_index: int
+    consumed: int = 0
+    produced: int = 0
+    transactions: int = 0
+    aborts: int = 0
+    rewinds: int = 0
+    inflight_rounds: int = 0
+    assigned: list[int] = field(default_factory=list)
+    committed: dict[int, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    last_commit_ms: float = 0.0
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    k = settings.kafka
+    return {
+        **k.client_config(),
+        "group.id": k.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "fetch.wait.max.ms": 20,
+        "queued.max.messages.kbytes": 16384,
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 1000,
+        "max.poll.interval.ms": 300000,
+    }
+
+
+def producer_config(settings: Settings, router_index: int) -> dict[str, Any]:
+    k = settings.kafka
+    return {
+        **k.client_config(),
+        "transactional.id": f"{k.transactional_id_prefix}-{k.group_id}-router-{router_index}",
+        "transaction.timeout.ms": k.transaction_timeout_ms,
+        "linger.ms": 5,
+        "batch.num.messages": 10000,
+        "queue.buffering.max.messages": 500000,
+    }
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        router_index: int,
+        pool: ShardPool,
+        *,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self._s = settings
+        self._topic = settings.kafka.input_topic
+        self._pool = pool
+        self._max_inflight = settings.pipeline.max_inflight_batches_per_shard
+        self._commit_interval_s = settings.kafka.commit_interval_ms / 1000
+        self._consume_timeout_s = settings.kafka.consume_timeout_ms / 1000
+        self._consumer = consumer_factory(consumer_config(settings))
+        self._producer = producer_factory(producer_config(settings, router_index))
+        self._inflight: deque[_Round] = deque()
+        self._offsets = OffsetTracker()
+        self._shard_cache: dict[bytes, int] = {}
+        self._txn_open = False
+        self._txn_started = 0.0
+        self._assigned: set[int] = set()
+        self.stats = RouterStats(router_index)
+        self._lock = threading.Lock()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> RouterStats:
+        """Process until ``stop`` is set, then drain in-flight work, commit it and leave the group."""
+        try:
+            self._kafka(self._producer.init_transactions, 60)
+            self._consumer.subscribe(
+                [self._topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            while not stop.is_set():
+                self._step()
+            self._drain()
+            self._commit()
+        finally:
+            self._close()
+        return self.snapshot()
+
+    def snapshot(self) -> RouterStats:
+        with self._lock:
+            s = self.stats
+            return RouterStats(
+                router_index=s.router_index,
+                consumed=s.consumed,
+                produced=s.produced,
+                transactions=s.transactions,
+                aborts=s.aborts,
+                rewinds=s.rewinds,
+                inflight_rounds=len(self._inflight),
+                assigned=sorted(self._assigned),
+                committed=dict(self._offsets.committed),
+                counts=dict(s.counts),
+                last_commit_ms=s.last_commit_ms,
+            )
+
+    def _close(self) -> None:
+        try:
+            if self._txn_open:
+                self._abort()
+            self._consumer.close()
+        except KafkaException as exc:
+            log.warning("router %d: closing consumer: %s", self.stats.router_index, exc)
+        self._producer.flush(10)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        try:
+            self._complete_ready()
+            if len(self._inflight) >= self._max_inflight:
+                self._complete_oldest(timeout_s=1.0)
+            else:
+                timeout = 0.0 if self._inflight else self._consume_timeout_s
+                msgs = self._consumer.consume(self._s.kafka.consume_batch_max, timeout)
+                if msgs:
+                    self._dispatch(msgs)
+                elif self._inflight:
+                    self._complete_oldest(timeout_s=0.005)
+            if self._txn_open and time.monotonic() - self._txn_started >= self._commit_interval_s:
+                self._commit()
+        except ShardFailedError as exc:
+            log.warning("router %d: shard failed (%s); rewinding", self.stats.router_index, exc)
+            self._recover()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise ServiceError("kafka", f"fatal: {err}") from exc
+            log.warning("router %d: kafka error (%s); rewinding", self.stats.router_index, exc)
+            self._recover()
+
+    def _dispatch(self, msgs: list[Message]) -> None:
+        records = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("router %d: consume error %s", self.stats.router_index, err)
+                continue
+            records.append((m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+        if not records:
+            return
+        by_shard = split_by_shard(self._topic, records, self._pool.size, self._shard_cache)
+        committed = dict(self._offsets.committed)
+        handles = []
+        for idx in sorted(by_shard):
+            batch = by_shard[idx]
+            batch.committed = committed
+            handles.append(self._pool.submit(idx, batch))
+        last: dict[int, int] = {}
+        for p, o, _, _, _ in records:
+            if o > last.get(p, -1):
+                last[p] = o
+        self._inflight.append(_Round(handles, last, len(records), time.monotonic()))
+        with self._lock:
+            self.stats.consumed += len(records)
+
+    def _complete_ready(self) -> None:
+        while self._inflight and self._pool.wait(self._inflight[0].handles, 0.0):
+            self._finish(self._inflight.popleft())
+
+    def _complete_oldest(self, timeout_s: float) -> None:
+        if self._inflight and self._pool.wait(self._inflight[0].handles, timeout_s):
+            self._finish(self._inflight.popleft())
+
+    def _drain(self) -> None:
+        while self._inflight:
+            rnd = self._inflight[0]
+            while not self._pool.wait(rnd.handles, 1.0):
+                pass
+            self._finish(self._inflight.popleft())
+
+    def _finish(self, rnd: _Round) -> None:
+        results = self._pool.results(rnd.handles)
+        if not self._txn_open:
+            self._kafka(self._producer.begin_transaction)
+            self._txn_open = True
+            self._txn_started = time.monotonic()
+        produced = 0
+        for res in results:
+            for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
+                self._produce(topic, key, value, headers)
+            produced += len(res)
+        self._producer.poll(0)
+        partitions = list(rnd.last_offsets)
+        self._offsets.produced(partitions, [rnd.last_offsets[p] for p in partitions])
+        with self._lock:
+            self.stats.produced += produced
+            for res in results:
+                for k, v in res.counts.items():
+                    self.stats.counts[k] = self.stats.counts.get(k, 0) + v
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        while True:
+            try:
+                if headers:
+                    self._producer.produce(topic, value, key, headers=headers)
+                else:
+                    self._producer.produce(topic, value, key)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    # --- transactions -----------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        if not self._txn_open:
+            return
+        started = time.monotonic()
+        pending = self._offsets.pending()
+        if pending:
+            offsets = [TopicPartition(self._topic, p, o) for p, o in sorted(pending.items())]
+            self._kafka(
+                self._producer.send_offsets_to_transaction,
+                offsets,
+                self._consumer.consumer_group_metadata(),
+                30,
+            )
+        self._kafka(self._producer.commit_transaction, 60)
+        self._txn_open = False
+        self._offsets.mark_committed()
+        with self._lock:
+            self.stats.transactions += 1
+            self.stats.last_commit_ms = (time.monotonic() - started) * 1000
+
+    def _abort(self) -> None:
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise ServiceError("kafka", f"fatal on abort: {err}") from exc
+            log.warning("router %d: abort failed: %s", self.stats.router_index, exc)
+        self._txn_open = False
+        self._offsets.discard()
+        with self._lock:
+            self.stats.aborts += 1
+
+    def _recover(self) -> None:
+        """Abort, forget in-flight rounds and rewind every owned partition to its committed offset."""
+        if self._txn_open:
+            self._abort()
+        self._offsets.discard()
+        self._inflight.clear()
+        self._rewind()
+        time.sleep(0.2)
+
+    def _rewind(self) -> None:
+        if not self._assigned:
+            return
+        tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        committed = self._consumer.committed(tps, timeout=30)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._consumer.seek(TopicPartition(self._topic, tp.partition, offset))
+        with self._lock:
+            self.stats.rewinds += 1
+
+    def _kafka(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a transactional API, retrying what librdkafka marks retriable."""
+        for attempt in range(10):
+            try:
+                return fn(*args)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.retriable() and attempt < 9:
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    # --- rebalance callbacks (run inside consume()) ----------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update(tp.partition for tp in partitions)
+        log.info("router %d: assigned %s", self.stats.router_index, sorted(self._assigned))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Finish and commit everything consumed so far before the partitions go to another router."""
+        try:
+            self._drain()
+            self._commit()
+        except (KafkaException, ShardFailedError) as exc:
+            log.warning("router %d: could not commit before revoke: %s", self.stats.router_index, exc)
+            if self._txn_open:
+                self._abort()
+            self._inflight.clear()
+        revoked = [tp.partition for tp in partitions]
+        self._offsets.forget(revoked)
+        self._assigned.difference_update(revoked)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions were taken away without a chance to commit: drop our uncommitted work."""
+        if self._txn_open:
+            self._abort()
+        self._inflight.clear()
+        lost = [tp.partition for tp in partitions]
+        self._offsets.forget(lost)
+        self._assigned.difference_update(lost)
