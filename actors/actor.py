@@ -52,6 +52,8 @@ class ShardActor:
             "node": ray.get_runtime_context().get_node_id(),
             "totals": dict(self._shard.totals),
             "stored_responses": self._shard.stored_responses(),
+            "batches": self._shard.batches,
+            "store_round_trips": self._shard.store_round_trips,
         }
 
 

@@ -111,6 +111,7 @@ class Shard:
         self._awaiting_commit: dict[int, list[tuple[int, str]]] = {}
         """partition -> [(offset, event id)] whose first responses are stored until their offset commits"""
         self.totals: dict[str, int] = {}
+        self.batches = 0
 
     # --- the batch path ---------------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class Shard:
         release = self._releasable(batch.committed)
         event_ids = list(dict.fromkeys(d.id for d in decoded if isinstance(d, InputEvent)))
         customer_ids = list(dict.fromkeys(d.customer_id for d in decoded if isinstance(d, InputEvent)))
+        self.batches += 1
         for _ in range(MAX_COMMIT_ATTEMPTS):
             loaded = self._store.load(event_ids, customer_ids)
             result, write = self._evaluate(batch, decoded, loaded)
@@ -139,6 +141,10 @@ class Shard:
         for k, v in result.counts.items():
             self.totals[k] = self.totals.get(k, 0) + v
         return result
+
+    @property
+    def store_round_trips(self) -> int:
+        return self._store.round_trips
 
     def stored_responses(self) -> int:
         return sum(len(v) for v in self._awaiting_commit.values())

@@ -121,6 +121,9 @@ class BatchWrite:
 
 
 class StateStore(Protocol):
+    round_trips: int
+    """network round trips made so far (batching is a promise, so it is counted)"""
+
     def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch: ...
 
     def commit(self, write: BatchWrite) -> bool:

@@ -34,7 +34,7 @@ class App:
         p = self.settings.pipeline
         self.shards = [start_shard_actor(i, self.settings) for i in range(p.shards)]
         ray.get([s.stats.remote() for s in self.shards])
-        self.routers = [start_router_actor(i, self.settings, self.shards) for i in range(p.routers)]
+        self.routers = [start_router_actor(i, self.settings) for i in range(p.routers)]
         for i, r in enumerate(self.routers):
             self._runs[i] = r.run.remote()
 

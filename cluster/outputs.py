@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from config.settings import Settings
 
@@ -114,6 +114,15 @@ class OutputReader:
         self._c.close()
 
 
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+    KafkaError._WAIT_COORD,
+}
+
+
 def group_lag(settings: Settings, topic: str | None = None, group_id: str | None = None) -> int | None:
     """Events in ``topic`` past the group's committed offsets; None while the group has committed nothing
     on some non-empty partition yet."""
@@ -123,7 +132,12 @@ def group_lag(settings: Settings, topic: str | None = None, group_id: str | None
     try:
         meta = c.list_topics(topic, timeout=10).topics[topic]
         tps = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = c.committed(tps, timeout=10)
+        try:
+            committed = c.committed(tps, timeout=10)
+        except KafkaException as exc:
+            if exc.args and (exc.args[0].retriable() or exc.args[0].code() in _COORDINATOR_MOVING):
+                return None  # the group coordinator is moving or loading: unknown for now
+            raise
         lag = 0
         for tp in committed:
             _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)

@@ -80,6 +80,7 @@ class RouterStats:
     aborts: int = 0
     rewinds: int = 0
     inflight_rounds: int = 0
+    max_inflight_rounds: int = 0
     assigned: list[int] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
@@ -173,6 +174,7 @@ class Router:
                 aborts=s.aborts,
                 rewinds=s.rewinds,
                 inflight_rounds=len(self._inflight),
+                max_inflight_rounds=s.max_inflight_rounds,
                 assigned=sorted(self._assigned),
                 committed=dict(self._offsets.committed),
                 counts=dict(s.counts),
@@ -242,6 +244,7 @@ class Router:
         self._inflight.append(_Round(handles, last, len(records), time.monotonic()))
         with self._lock:
             self.stats.consumed += len(records)
+            self.stats.max_inflight_rounds = max(self.stats.max_inflight_rounds, len(self._inflight))
 
     def _complete_ready(self) -> None:
         while self._inflight and self._pool.wait(self._inflight[0].handles, 0.0):

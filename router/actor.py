@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.actor import shard_actor_name
 from actors.shard import ShardResult
 from config.settings import Settings
 from router._dispatch import ShardBatch
@@ -44,17 +45,23 @@ class RayShardPool:
 
 
 class RouterActor:
-    def __init__(self, router_index: int, settings: Settings, shards: Sequence[Any]) -> None:
+    """Finds its shards by name, so a restarted router (or one started from another driver) needs no
+    handles passed in."""
+
+    def __init__(self, router_index: int, settings: Settings) -> None:
         self._index = router_index
         self._settings = settings
-        self._shards = list(shards)
         self._stop = threading.Event()
         self._router: Router | None = None
 
     def run(self) -> dict[str, Any]:
         """Run until :meth:`stop`; returns the final stats. Raises if the router fails for good."""
         self._stop.clear()
-        self._router = Router(self._settings, self._index, RayShardPool(self._shards))
+        s = self._settings
+        shards = [
+            ray.get_actor(shard_actor_name(i), namespace=s.ray.namespace) for i in range(s.pipeline.shards)
+        ]
+        self._router = Router(s, self._index, RayShardPool(shards))
         return asdict(self._router.run(self._stop))
 
     def stop(self) -> None:
@@ -72,7 +79,7 @@ def router_actor_name(index: int) -> str:
     return f"router-{index}"
 
 
-def start_router_actor(index: int, settings: Settings, shards: Sequence[Any]) -> Any:
+def start_router_actor(index: int, settings: Settings) -> Any:
     cls = ray.remote(RouterActor)
     return cls.options(
         name=router_actor_name(index),
@@ -81,4 +88,4 @@ def start_router_actor(index: int, settings: Settings, shards: Sequence[Any]) ->
         max_restarts=-1,
         max_task_retries=0,
         max_concurrency=4,
-    ).remote(index, settings, list(shards))
+    ).remote(index, settings)

@@ -6,26 +6,21 @@ the test that tells whether the provisioning itself is at fault.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cluster._kafka import LocalKafka
+from cluster._procs import pid_alive
+from cluster._redis import LocalRedis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".cache"
-# Works without an editable install of the project.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import redis  # noqa: E402
-from confluent_kafka import Consumer, KafkaException, Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-from cluster._kafka import LocalKafka  # noqa: E402
-from cluster._procs import pid_alive  # noqa: E402
-from cluster._redis import LocalRedis  # noqa: E402
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int, replication: int) -> None:
