@@ -9,6 +9,7 @@ many customers, so this needs standalone Redis (with replicas or Sentinel), not 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import redis
 
@@ -94,7 +95,7 @@ class RedisStateStore:
             return LoadedBatch({}, {}, {})
         self.round_trips += 1
         with map_exceptions("redis", redis.RedisError):
-            values: list[bytes | None] = self._r.mget(keys)
+            values = cast(list[bytes | None], self._r.mget(keys))
         n = len(event_ids)
         records = {
             eid: IdempotencyRecord.decode(raw)

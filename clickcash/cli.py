@@ -77,6 +77,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         init_ray(settings)
         app = App(settings)
         app.start()
+        if args.warmup:
+            _log(f"warming up with {args.warmup:,} events (group join, transactions, connections) ...")
+            run_campaign(settings, args.warmup, seed=1, log=lambda _m: None)
         _log(f"pushing {args.events:,} campaign events through {settings.kafka.input_topic} ...")
         report = run_campaign(settings, args.events, rate_per_s=args.rate, log=_log)
         _log("")
@@ -179,6 +182,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a deployment's committed outputs against its input (run once the input has drained)."""
+    from cluster.local_stack import running_services
+    from cluster.outputs import group_lag
+    from cluster.verify import verify
+
+    endpoints = running_services() if args.local else None
+    settings = _settings(args, endpoints)
+    lag = group_lag(settings)
+    if lag != 0:
+        _log(
+            f"warning: the consumer group still lags the input by {lag} events; results will show them missing"
+        )
+    report = verify(settings, log=_log)
+    _log(report.render())
+    return 0 if report.ok else 1
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from clickcash._schemas import write_schemas
 
@@ -203,7 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-cpus", type=int, default=4, help="CPUs Ray may schedule on (actors use fractions)"
     )
     demo.add_argument("--json", help="also write the report as JSON to this file")
+    demo.add_argument("--warmup", type=int, default=0, help="events to push first, not measured")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark: end-to-end events/s and p50/p99 latency on the embedded stack (after a warm-up)",
+    )
+    bench.add_argument("--events", type=int, default=100_000)
+    bench.add_argument(
+        "--rate", type=float, default=None, help="paced input rate for latency (default: flat out)"
+    )
+    bench.add_argument("--shards", type=int, default=4)
+    bench.add_argument("--routers", type=int, default=1)
+    bench.add_argument("--partitions", type=int, default=8)
+    bench.add_argument("--num-cpus", type=int, default=4)
+    bench.add_argument("--warmup", type=int, default=5_000)
+    bench.add_argument("--json", help="write the report as JSON to this file")
+    bench.set_defaults(func=cmd_demo)
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
     svc.add_argument("action", choices=["start", "stop", "status"])
@@ -217,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--create-topics", action="store_true")
     run.add_argument("--partitions", type=int, default=8)
     run.set_defaults(func=cmd_run)
+
+    ver = sub.add_parser(
+        "verify",
+        help="compare the committed outputs with what the input should produce (loss, duplicates, order)",
+    )
+    ver.add_argument("--local", action="store_true", help="use the services from `clickcash services start`")
+    ver.set_defaults(func=cmd_verify)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
     sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))

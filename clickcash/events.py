@@ -82,12 +82,13 @@ class PaymentMethodUpdated(_Model):
 
 
 _TIMEZONES = frozenset(available_timezones())
+Channel = Literal["email", "sms", "push"]
 
 
 class CustomerPreferencesUpdated(_Model):
     customer_id: Id
     timezone: str = "UTC"
-    channels: list[Literal["email", "sms", "push"]] = Field(default_factory=lambda: ["email"])
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["email"]))
 
     @field_validator("timezone")
     @classmethod

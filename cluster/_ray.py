@@ -8,11 +8,16 @@ import secrets
 from pathlib import Path
 
 import ray
-from ray._raylet import Config
+from ray._raylet import Config  # type: ignore[attr-defined]
 
 from config.settings import Settings
 
 _CACHE_DIR = Path(os.environ.get("CLICKCASH_CACHE_DIR", Path(__file__).resolve().parents[1] / ".cache"))
+
+
+def local_token_env() -> dict[str, str]:
+    """Environment for processes (``ray start`` nodes) that must share the local token."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(_local_token())}
 
 
 def _local_token() -> Path:
@@ -30,15 +35,15 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
 
     Ray 2.60 reads the auth mode from ``RAY_AUTH_MODE`` only, so it is set here from ``ray.auth_mode``
     before ``ray.init``; workers inherit it. In ``token`` mode Ray does not create a token when the mode is
-    set explicitly, so a new local instance gets one generated under the cache folder (mode 0600) unless
-    ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` names one; joining a cluster needs that cluster's token.
+    set explicitly, so unless ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` names one, the token of the local
+    cache folder is used (generated on first use, mode 0600): right for local instances and local clusters
+    (:mod:`cluster._ray_nodes`); a remote cluster needs its own token in one of those variables.
     """
     if ray.is_initialized():
         return
     os.environ["RAY_AUTH_MODE"] = settings.ray.auth_mode
     if (
         settings.ray.auth_mode == "token"
-        and not settings.ray.address
         and "RAY_AUTH_TOKEN" not in os.environ
         and "RAY_AUTH_TOKEN_PATH" not in os.environ
     ):

@@ -63,10 +63,21 @@ class App:
                 on_tick()
 
     def router_stats(self) -> list[dict[str, Any]]:
-        return list(ray.get([r.stats.remote() for r in self.routers], timeout=30))
+        return self._stats(self.routers, "router")
 
     def shard_stats(self) -> list[dict[str, Any]]:
-        return list(ray.get([s.stats.remote() for s in self.shards], timeout=30))
+        return self._stats(self.shards, "shard")
+
+    @staticmethod
+    def _stats(actors: list[Any], kind: str) -> list[dict[str, Any]]:
+        """Stats of each actor; one that is dead or restarting reports ``unavailable`` instead."""
+        out = []
+        for i, actor in enumerate(actors):
+            try:
+                out.append(dict(ray.get(actor.stats.remote(), timeout=30)))
+            except (RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+                out.append({kind: i, "unavailable": True})
+        return out
 
     def stop(self, timeout_s: float = 120.0) -> list[dict[str, Any]]:
         """Ask every router to drain and commit, wait for it, then remove the actors."""

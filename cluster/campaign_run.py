@@ -8,11 +8,14 @@ outputs, match them to inputs by ``causationid`` and report counts, throughput a
 from __future__ import annotations
 
 import statistics
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
 from confluent_kafka import Producer
 
 from clickcash._errors import ClickcashError, ServiceError
@@ -124,9 +127,18 @@ def run_campaign(
     timeout_s: float = 600,
     log: Callable[[str], None] = print,
 ) -> CampaignReport:
-    run_id = f"r{int(time.time())}"
+    run_id = f"r{uuid.uuid4().hex[:8]}"
     gen = CampaignGenerator(mix or CampaignMix(), seed=seed, run_id=run_id)
     reader = OutputReader(settings)
+    stop_reading = threading.Event()
+
+    def read_continuously() -> None:
+        while not stop_reading.is_set():
+            reader.poll(0.05)
+
+    # a dedicated thread reads outputs as they commit, so seen_at is when they became visible
+    thread = threading.Thread(target=read_continuously, name="output-reader", daemon=True)
+    thread.start()
     try:
         t0 = time.time()
         sent_at, kinds, orders = produce_events(
@@ -137,37 +149,33 @@ def run_campaign(
             progress=lambda n: log(f"  produced {n:,}/{events:,} events"),
         )
         produce_s = time.time() - t0
-        last_lag: list[int | None] = [None]
-
-        def show(lag: int | None) -> None:
-            if lag != last_lag[0]:
-                log(f"  waiting for commits: lag {lag if lag is not None else '?'}")
-                last_lag[0] = lag
-
-        # read concurrently with draining so latency reflects when outputs became visible
+        last_lag: int | None = -1
         deadline = time.monotonic() + timeout_s
         while True:
-            reader.poll(0.1)
             lag = group_lag(settings)
-            show(lag)
+            if lag != last_lag:
+                log(f"  waiting for commits: lag {lag if lag is not None else '?'}")
+                last_lag = lag
             if lag == 0:
                 break
             if time.monotonic() > deadline:
                 raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
-        reader.read_until(lambda _: False, timeout_s=30, idle_s=2.0)
-        records = [
-            r
-            for r in reader.records
-            if r.causationid is None or r.causationid.startswith(run_id) or r.type == "clickcash.dead_letter"
-        ]
+            time.sleep(0.25)
+        idle_since, seen = time.monotonic(), len(reader.records)
+        while time.monotonic() - idle_since < 2.0:
+            time.sleep(0.1)
+            if len(reader.records) != seen:
+                idle_since, seen = time.monotonic(), len(reader.records)
     finally:
+        stop_reading.set()
+        thread.join(10)
         reader.close()
+    mine = run_id.encode()
+    records = [r for r in reader.records if r.key is not None and r.key.startswith(mine)]
     outputs = Counter(r.type for r in records)
-    dead = Counter()
+    dead: Counter[str] = Counter()
     for r in records:
         if r.type == "clickcash.dead_letter":
-            import orjson
-
             dead[orjson.loads(r.headers["clickcash_reason"])["code"]] += 1
     ids = Counter(r.id for r in records)
     decided = {r.causationid for r in records if r.type in ("order.accepted", "order.rejected")}

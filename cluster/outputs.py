@@ -140,7 +140,10 @@ def group_lag(settings: Settings, topic: str | None = None, group_id: str | None
             raise
         lag = 0
         for tp in committed:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            try:
+                _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            except KafkaException:
+                return None  # a broker is unreachable: lag unknown for now
             if tp.offset < 0:
                 if high > 0:
                     return None

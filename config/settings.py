@@ -44,7 +44,7 @@ class KafkaSettings(_Section):
     group_id: Annotated[str, Field(min_length=1)] = "clickcash"
     transactional_id_prefix: Annotated[str, Field(min_length=1)] = "clickcash"
     consume_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2_000
-    consume_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 50
+    consume_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
     commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -8,10 +8,12 @@ duplicates and malformed records.
 
 from __future__ import annotations
 
+import bisect
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -37,6 +39,48 @@ MALFORMED = [
 ]
 
 
+# Decline codes of the per-PSP outcome model (``CampaignMix.psps``), weighted as seen in card payments:
+# insufficient funds and do-not-honor dominate soft declines; technical ones are gateway errors/timeouts.
+SOFT_CODE_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("51", 0.45),
+    ("05", 0.3),
+    ("61", 0.1),
+    ("65", 0.1),
+    ("1A", 0.05),
+)
+HARD_CODE_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("54", 0.3),
+    ("14", 0.25),
+    ("04", 0.15),
+    ("41", 0.15),
+    ("43", 0.15),
+)
+TECHNICAL_CODE_WEIGHTS: tuple[tuple[str, float], ...] = (("91", 0.4), ("96", 0.3), ("timeout", 0.3))
+
+
+@dataclass(frozen=True)
+class PspProfile:
+    """How one payment service provider answers in the generated traffic."""
+
+    name: str
+    share: float
+    """share of card and non-PayPal wallet payments it gets (PayPal payments go to a profile named paypal)"""
+    approval_rate: float
+    hard_share: float = 0.15
+    """share of its declines that are hard (never retried)"""
+    technical_share: float = 0.08
+    """share of its declines that are technical (gateway errors, timeouts)"""
+
+
+# Starting values: authorization rates of 85-95 % are typical for card-not-present e-commerce.
+DEFAULT_PSPS: tuple[PspProfile, ...] = (
+    PspProfile("adyen", 0.45, 0.92, hard_share=0.12, technical_share=0.05),
+    PspProfile("stripe", 0.35, 0.90, hard_share=0.15, technical_share=0.06),
+    PspProfile("braintree", 0.20, 0.86, hard_share=0.18, technical_share=0.12),
+    PspProfile("paypal", 0.0, 0.95, hard_share=0.10, technical_share=0.05),
+)
+
+
 @dataclass(frozen=True)
 class CampaignMix:
     customers: int = 1_000
@@ -47,6 +91,25 @@ class CampaignMix:
     duplicate_rate: float = 0.01
     malformed_rate: float = 0.005
     campaign_id: str = "spring-sale"
+    psps: tuple[PspProfile, ...] = ()
+    """per-PSP approval rates and decline classes; empty keeps the simple model (``decline_rate`` for every
+    PSP, ``hard_decline_share`` of declines hard)"""
+    recovery_rate: float = 0.0
+    """share of payment-method updates followed by a successful new authorization (ends dunning)"""
+    payment_outcomes: bool = True
+    """False when something else answers for the PSPs (``loadtest.psp_sim``): orders only"""
+
+
+def loadtest_mix(**overrides: Any) -> CampaignMix:
+    """The mix of ``clickcash loadtest``: many customers (Zipf-skewed), per-PSP outcomes, recoveries."""
+    base: dict[str, Any] = {
+        "customers": 50_000,
+        "psps": DEFAULT_PSPS,
+        "recovery_rate": 0.5,
+        "method_update_rate": 0.35,
+    }
+    base.update(overrides)
+    return CampaignMix(**base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +123,19 @@ class GeneratedEvent:
 
 
 class CampaignGenerator:
-    def __init__(self, mix: CampaignMix, seed: int = 7, run_id: str = "run") -> None:
+    """``run_id`` prefixes event and order ids; ``customer_prefix`` (default ``run_id``) prefixes customer
+    ids, so several generators (one per load-generating process) can share one population of customers while
+    their event ids stay unique."""
+
+    def __init__(
+        self, mix: CampaignMix, seed: int = 7, run_id: str = "run", *, customer_prefix: str | None = None
+    ) -> None:
         self._mix = mix
         self._rng = random.Random(seed)
         self._run = run_id
+        self._customer_prefix = run_id if customer_prefix is None else customer_prefix
+        self._psp_cum = _weights_cumulative([p.share for p in mix.psps]) if mix.psps else []
+        self._paypal = next((p for p in mix.psps if p.name == "paypal"), None)
         self._seq = 0
         weights = [1 / (i + 1) ** mix.zipf_s for i in range(mix.customers)]
         total = sum(weights)
@@ -76,10 +148,8 @@ class CampaignGenerator:
         self._recent: list[GeneratedEvent] = []
 
     def _customer(self) -> str:
-        import bisect
-
         i = min(bisect.bisect_left(self._cum, self._rng.random()), self._mix.customers - 1)
-        return f"{self._run}-c{i:06d}"
+        return f"{self._customer_prefix}-c{i:06d}"
 
     def _envelope(self, etype: str, customer: str, data: dict[str, object], now: datetime) -> GeneratedEvent:
         self._seq += 1
@@ -156,6 +226,11 @@ class CampaignGenerator:
         return ev
 
     def _plan_followups(self, customer: str, order_id: str, order: dict[str, object]) -> None:
+        if not self._mix.payment_outcomes:
+            return
+        if self._mix.psps:
+            self._plan_psp_outcome(customer, order_id, order)
+            return
         rng, mix = self._rng, self._mix
         base = {
             "order_id": order_id,
@@ -181,9 +256,73 @@ class CampaignGenerator:
         else:
             self._backlog.append(("payment.authorized", customer, base))
 
+    def _plan_psp_outcome(self, customer: str, order_id: str, order: dict[str, object]) -> None:
+        """The per-PSP model: the PSP by share (PayPal payments by PayPal), its approval rate, its split of
+        declines into soft, hard and technical, and recoveries after payment-method updates."""
+        rng, mix = self._rng, self._mix
+        method = order["payment_method"]
+        assert isinstance(method, dict)
+        if method["network"] == "paypal" and self._paypal is not None:
+            psp = self._paypal
+        else:
+            psp = mix.psps[min(bisect.bisect_left(self._psp_cum, rng.random()), len(mix.psps) - 1)]
+        base: dict[str, object] = {
+            "order_id": order_id,
+            "customer_id": customer,
+            "attempt": 1,
+            "psp": psp.name,
+            "amount_cents": order["total_cents"],
+            "currency": order["currency"],
+        }
+        if rng.random() < psp.approval_rate:
+            self._backlog.append(("payment.authorized", customer, base))
+            return
+        r = rng.random()
+        if r < psp.hard_share:
+            code = _weighted(rng, HARD_CODE_WEIGHTS)
+        elif r < psp.hard_share + psp.technical_share:
+            code = _weighted(rng, TECHNICAL_CODE_WEIGHTS)
+        else:
+            code = _weighted(rng, SOFT_CODE_WEIGHTS)
+        self._backlog.append(("payment.declined", customer, {**base, "decline_code": code}))
+        if rng.random() < mix.method_update_rate:
+            wallet = rng.random() < 0.2
+            pm = {
+                "type": "wallet" if wallet else "card",
+                "network": rng.choice(["applepay", "googlepay"] if wallet else CARD_NETWORKS),
+                "token": f"tok_{rng.getrandbits(48):012x}",
+            }
+            self._backlog.append(
+                ("payment_method.updated", customer, {"customer_id": customer, "payment_method": pm})
+            )
+            if rng.random() < mix.recovery_rate:
+                others = [p for p in mix.psps if p.name != psp.name and p.share > 0] or [psp]
+                self._backlog.append(
+                    ("payment.authorized", customer, {**base, "attempt": 2, "psp": rng.choice(others).name})
+                )
+
     def events(self, n: int) -> Iterator[GeneratedEvent]:
         for _ in range(n):
             yield self.next_event()
+
+
+def _weights_cumulative(weights: Sequence[float]) -> list[float]:
+    total = sum(weights) or 1.0
+    out, acc = [], 0.0
+    for w in weights:
+        acc += w / total
+        out.append(acc)
+    out[-1] = 1.0
+    return out
+
+
+def _weighted(rng: random.Random, table: Sequence[tuple[str, float]]) -> str:
+    r, acc = rng.random() * sum(w for _, w in table), 0.0
+    for code, w in table:
+        acc += w
+        if r < acc:
+            return code
+    return table[-1][0]
 
 
 def _cumulative(table: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:

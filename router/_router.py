@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -37,7 +37,7 @@ from confluent_kafka import (
 from actors.shard import ShardResult
 from clickcash._errors import ServiceError
 from config.settings import Settings
-from router._dispatch import OffsetTracker, ShardBatch, split_by_shard
+from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +198,11 @@ class Router:
             if len(self._inflight) >= self._max_inflight:
                 self._complete_oldest(timeout_s=1.0)
             else:
-                timeout = 0.0 if self._inflight else self._consume_timeout_s
-                msgs = self._consumer.consume(self._s.kafka.consume_batch_max, timeout)
+                # Waiting up to the linger lets a batch fill under light load: a round of a few events
+                # costs one Ray call per shard all the same.
+                msgs = self._consumer.consume(self._s.kafka.consume_batch_max, self._consume_timeout_s)
                 if msgs:
                     self._dispatch(msgs)
-                elif self._inflight:
-                    self._complete_oldest(timeout_s=0.005)
             if self._txn_open and time.monotonic() - self._txn_started >= self._commit_interval_s:
                 self._commit()
         except ShardFailedError as exc:
@@ -217,7 +216,7 @@ class Router:
             self._recover()
 
     def _dispatch(self, msgs: list[Message]) -> None:
-        records = []
+        records: list[RawRecord] = []
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -227,7 +226,9 @@ class Router:
                     raise KafkaException(err)
                 log.warning("router %d: consume error %s", self.stats.router_index, err)
                 continue
-            records.append((m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]))
+            records.append(
+                (cast(int, m.partition()), cast(int, m.offset()), m.key(), m.value(), m.timestamp()[1])
+            )
         if not records:
             return
         by_shard = split_by_shard(self._topic, records, self._pool.size, self._shard_cache)
@@ -287,7 +288,7 @@ class Router:
         while True:
             try:
                 if headers:
-                    self._producer.produce(topic, value, key, headers=headers)
+                    self._producer.produce(topic, value, key, headers=cast(Any, headers))
                 else:
                     self._producer.produce(topic, value, key)
                 return
@@ -317,13 +318,21 @@ class Router:
             self.stats.last_commit_ms = (time.monotonic() - started) * 1000
 
     def _abort(self) -> None:
-        try:
-            self._producer.abort_transaction(30)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and err.fatal():
-                raise ServiceError("kafka", f"fatal on abort: {err}") from exc
-            log.warning("router %d: abort failed: %s", self.stats.router_index, exc)
+        """Abort the open transaction, retrying until the broker side is done (an abort after delivery
+        timeouts bumps the producer epoch, which can take a while); a fatal error ends this router."""
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                self._producer.abort_transaction(30)
+                break
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.fatal():
+                    raise ServiceError("kafka", f"fatal on abort: {err}") from exc
+                if time.monotonic() > deadline:
+                    raise ServiceError("kafka", f"abort did not complete: {err}") from exc
+                log.warning("router %d: abort not done yet (%s); retrying", self.stats.router_index, exc)
+                time.sleep(1.0)
         self._txn_open = False
         self._offsets.discard()
         with self._lock:

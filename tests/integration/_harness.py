@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +65,7 @@ def declined(order_id: str, customer: str, code: str = "51", psp: str = "stripe"
     }
 
 
-def produce(settings: Settings, records: list[tuple[bytes | None, bytes]]) -> None:
+def produce(settings: Settings, records: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Produce records in order (idempotent producer: no reordering within a partition)."""
     p = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 5})
     errors: list[str] = []
@@ -107,14 +107,15 @@ def input_positions(settings: Settings) -> dict[str, tuple[int, int]]:
         for m in c.consume(1000, 1.0):
             if m.error():
                 continue
+            partition, offset = m.partition() or 0, m.offset() or 0
             try:
-                eid = orjson.loads(m.value())["id"]
+                eid = orjson.loads(m.value() or b"")["id"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 eid = None
             if isinstance(eid, str):
-                out.setdefault(eid, (m.partition(), m.offset()))
-            if m.offset() + 1 >= remaining.get(m.partition(), 0):
-                remaining.pop(m.partition(), None)
+                out.setdefault(eid, (partition, offset))
+            if offset + 1 >= remaining.get(partition, 0):
+                remaining.pop(partition, None)
     c.close()
     return out
 

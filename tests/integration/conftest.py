@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import ray
 
-from cluster._ray import init_ray
-from cluster.local_stack import Endpoints, LocalStack
+from cluster._ray import init_ray, local_token_env
+from cluster._ray_nodes import LocalRayCluster
+from cluster.local_stack import CACHE_DIR, Endpoints, LocalStack
 from cluster.topics import ensure_topics
 from config.settings import Settings, load_settings
 from tests.integration._harness import SettingsFactory
@@ -30,42 +32,75 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@dataclass
+class Services:
+    endpoints: Endpoints
+    stack: LocalStack | None
+    """the local Kafka and Redis when this session started them (chaos tests restart Redis through it)"""
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.endpoints.bootstrap_servers
+
+    @property
+    def redis_url(self) -> str:
+        return self.endpoints.redis_url
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 @pytest.fixture(scope="session")
-def services() -> Iterator[Endpoints]:
+def services() -> Iterator[Services]:
     bootstrap = os.environ.get("CLICKCASH_TEST_KAFKA_BOOTSTRAP")
     redis_url = os.environ.get("CLICKCASH_TEST_REDIS_URL")
     if bootstrap and redis_url:
-        yield Endpoints(bootstrap, redis_url)
+        yield Services(Endpoints(bootstrap, redis_url), None)
         return
-    stack = LocalStack("tests", log=lambda m: print(m, flush=True))
+    stack = LocalStack("tests", log=_log)
     endpoints = stack.start()
     try:
-        yield endpoints
+        yield Services(endpoints, stack)
     finally:
         stack.stop()
 
 
 @pytest.fixture(scope="session")
-def ray_session(services: Endpoints) -> Iterator[None]:
-    base = load_settings(
-        ray={
-            "num_cpus": 4,
-            "address": os.environ.get("CLICKCASH_TEST_RAY_ADDRESS"),
-            "namespace": "clickcash-tests",
-        }
-    )
-    init_ray(base)
+def ray_cluster() -> Iterator[LocalRayCluster | None]:
+    """One Ray for the whole session: a real two-node cluster (head + worker) on this machine, so shards
+    spread over nodes and a node can be killed; or the cluster named by CLICKCASH_TEST_RAY_ADDRESS."""
+    address = os.environ.get("CLICKCASH_TEST_RAY_ADDRESS")
+    cluster = None
+    if not address:
+        cluster = LocalRayCluster(
+            CACHE_DIR / "run" / f"ray-tests-{os.getpid()}",
+            head_cpus=2,
+            worker_cpus=(2,),
+            env=local_token_env(),
+            log=_log,
+        )
+        cluster.start()
+        address = cluster.address
     try:
-        yield
+        init_ray(load_settings(ray={"address": address, "namespace": "clickcash-tests"}))
+        yield cluster
     finally:
         ray.shutdown()
+        if cluster is not None:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_cluster: LocalRayCluster | None) -> None:
+    """Ray is initialised for the session (depend on this when the cluster object itself is not needed)."""
 
 
 @pytest.fixture
-def make_settings(services: Endpoints, ray_session: None, request: pytest.FixtureRequest) -> SettingsFactory:
+def make_settings(services: Services, ray_session: None, request: pytest.FixtureRequest) -> SettingsFactory:
     """Settings with this test's own topics, group, key prefix and Ray namespace; topics are created."""
 
-    def make(partitions: int = 4, **sections: dict[str, Any]) -> Settings:
+    def make(partitions: int = 4, replication_factor: int = 1, **sections: dict[str, Any]) -> Settings:
         tag = f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
         tag = "".join(c if c.isalnum() or c in "-_" else "-" for c in tag)
         kafka = {
@@ -86,7 +121,7 @@ def make_settings(services: Endpoints, ray_session: None, request: pytest.Fixtur
             pipeline={"shard_num_cpus": 0.1, "router_num_cpus": 0.1, **sections.pop("pipeline", {})},
             **sections,
         )
-        ensure_topics(settings, partitions=partitions)
+        ensure_topics(settings, partitions=partitions, replication_factor=replication_factor)
         return settings
 
     return make

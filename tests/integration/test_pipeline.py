@@ -55,7 +55,7 @@ def test_campaign_outputs_follow_the_contract_in_per_customer_order(make_setting
         assert o.event is not None
         OutputEnvelope.model_validate(o.event)
         OUTPUT_TYPES[o.type].model_validate(o.event["data"])
-        src = inputs[o.causationid]  # type: ignore[index]
+        src = inputs[o.causationid or ""]
         assert o.key == src["partitionkey"].encode()
         assert o.event["partitionkey"] == src["partitionkey"]
         assert o.event["correlationid"] == src["correlationid"]

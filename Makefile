@@ -1,0 +1,49 @@
+# The two commands of the README, and the pieces they are made of.
+# Everything installs into .venv and .cache (both git-ignored); every service is started and stopped by pid.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit integration chaos lint bench services-start services-stop system-deps clean
+
+demo: $(STAMP) system-deps  ## run a campaign through the app on the embedded local stack
+	$(BIN)/clickcash demo $(ARGS)
+
+test: $(STAMP) system-deps  ## the whole suite: unit, integration and chaos, against real services
+	$(BIN)/pytest $(ARGS)
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(ARGS)
+
+integration: $(STAMP) system-deps
+	$(BIN)/pytest tests/integration -m "integration and not chaos" $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+services-start: $(STAMP) system-deps
+	$(BIN)/clickcash services start
+
+services-stop: $(STAMP)
+	$(BIN)/clickcash services stop
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+# Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server comes from Debian.
+system-deps:
+	@command -v java >/dev/null || { echo "Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required (apt-get install maven)"; exit 1; }
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server from Debian's packages ..."; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .cache/run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,203 @@
+"""The verifier: do the output topics hold exactly what the input topic should have produced?
+
+It reads the input topic from the beginning, computes the expected outputs by replaying every partition, in
+offset order, through the same pure decision logic in one process with an in-memory state store (no Ray,
+no Redis, no transactions, no crashes: the reference the distributed run must equal), then reads the output
+topics ``read_committed`` and compares, per output topic and customer, the sequence of output ids. That one
+comparison catches loss (an expected id missing), duplicates (an id twice), strays (an id not expected) and
+reordering (the same ids in another order). It runs as ``clickcash verify`` against a live deployment.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, TopicPartition
+
+from actors.shard import OutputTopics, Shard
+from actors.state import InMemoryStateStore
+from cluster.outputs import OutputReader
+from config.domain import load_domain_config
+from config.settings import Settings
+from router._dispatch import ShardBatch
+
+Stream = tuple[str, bytes | None]
+"""(output topic, Kafka key)"""
+
+
+@dataclass
+class VerifyReport:
+    inputs: int
+    expected: int
+    actual: int
+    missing: int
+    duplicates: int
+    unexpected: int
+    out_of_order_streams: int
+    dead_letters_expected: int
+    dead_letters_actual: int
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.missing == 0
+            and self.duplicates == 0
+            and self.unexpected == 0
+            and self.out_of_order_streams == 0
+            and self.dead_letters_expected == self.dead_letters_actual
+        )
+
+    def render(self) -> str:
+        verdict = "OK" if self.ok else "FAILED"
+        text = (
+            f"verify {verdict}: inputs={self.inputs} expected outputs={self.expected} actual={self.actual} "
+            f"missing={self.missing} duplicates={self.duplicates} unexpected={self.unexpected} "
+            f"out-of-order streams={self.out_of_order_streams} "
+            f"dead letters expected={self.dead_letters_expected} actual={self.dead_letters_actual}"
+        )
+        if self.examples:
+            text += "\n  " + "\n  ".join(self.examples[:10])
+        return text
+
+
+def read_input(
+    settings: Settings, timeout_s: float = 120
+) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
+    """Every record of the input topic: partition -> [(offset, key, value)] in offset order."""
+    topic = settings.kafka.input_topic
+    c = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"clickcash-verify-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        parts = c.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: dict[int, list[tuple[int, bytes | None, bytes | None]]] = {p: [] for p in parts}
+        remaining = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for m in c.consume(5000, 0.5):
+                if m.error() is not None:
+                    continue
+                p, o = m.partition() or 0, m.offset() or 0
+                out[p].append((o, m.key(), m.value()))
+                if o + 1 >= ends[p]:
+                    remaining.discard(p)
+        if remaining:
+            raise TimeoutError(f"could not read input partitions {sorted(remaining)} to their end")
+        return out
+    finally:
+        c.close()
+
+
+def expected_streams(
+    settings: Settings, inputs: dict[int, list[tuple[int, bytes | None, bytes | None]]]
+) -> dict[Stream, list[str]]:
+    """Output ids per (topic, key) as one sequential, failure-free run would produce them."""
+    k, p = settings.kafka, settings.pipeline
+    shard = Shard(
+        0,
+        OutputTopics(k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic),
+        load_domain_config(settings.domain_file),
+        InMemoryStateStore(p.idempotency_retention_s, p.replay_response_ttl_s),
+        max_event_bytes=p.max_event_bytes,
+        clock=lambda: datetime.now(UTC),
+    )
+    streams: dict[Stream, list[str]] = defaultdict(list)
+    for partition in sorted(inputs):
+        records = inputs[partition]
+        for start in range(0, len(records), 5000):
+            chunk = records[start : start + 5000]
+            batch = ShardBatch(
+                k.input_topic,
+                partitions=[partition] * len(chunk),
+                offsets=[o for o, _, _ in chunk],
+                keys=[key for _, key, _ in chunk],
+                values=[v for _, _, v in chunk],
+                timestamps_ms=[0] * len(chunk),
+            )
+            result = shard.apply(batch)
+            for topic, key, value, headers in zip(
+                result.topics, result.keys, result.values, result.headers, strict=True
+            ):
+                streams[(topic, key)].append(_id_of(value, headers))
+    return streams
+
+
+def _id_of(value: bytes, headers: list[tuple[str, bytes]] | None) -> str:
+    if headers:
+        for name, v in headers:
+            if name == "ce_id":
+                return v.decode()
+    import orjson
+
+    return str(orjson.loads(value)["id"])
+
+
+def verify(
+    settings: Settings,
+    *,
+    settle_s: float = 3.0,
+    timeout_s: float = 300,
+    log: Callable[[str], None] = print,
+) -> VerifyReport:
+    """Compare the committed outputs with the expected ones (call once the input is fully processed)."""
+    inputs = read_input(settings)
+    n_inputs = sum(len(v) for v in inputs.values())
+    log(f"verify: read {n_inputs:,} input records; computing expected outputs ...")
+    expected = expected_streams(settings, inputs)
+    n_expected = sum(len(v) for v in expected.values())
+    log(f"verify: {n_expected:,} outputs expected; reading output topics (read_committed) ...")
+    reader = OutputReader(settings)
+    try:
+        reader.read_until(lambda recs: len(recs) >= n_expected, timeout_s=timeout_s, idle_s=10.0)
+        reader.read_until(lambda _: False, timeout_s=settle_s, idle_s=settle_s)
+        records = list(reader.records)
+    finally:
+        reader.close()
+    actual: dict[Stream, list[str]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        actual[(r.topic, r.key)].append(r.id)
+
+    expected_ids = Counter(i for ids in expected.values() for i in ids)
+    actual_ids = Counter(r.id for r in records)
+    missing = [i for i in expected_ids if i not in actual_ids]
+    unexpected = [i for i in actual_ids if i not in expected_ids]
+    duplicates = [i for i, n in actual_ids.items() if n > expected_ids.get(i, 0) and i in expected_ids]
+    out_of_order = []
+    for stream, ids in expected.items():
+        got = [i for i in dict.fromkeys(actual.get(stream, [])) if i in expected_ids]
+        want = list(dict.fromkeys(ids))
+        if stream[1] is None:  # keyless dead letters have no partition affinity, hence no order
+            continue
+        if [i for i in got if i in set(want)] != [i for i in want if i in set(got)]:
+            out_of_order.append(stream)
+    dlq = settings.kafka.dlq_topic
+    examples = (
+        [f"missing {i}" for i in missing[:3]]
+        + [f"duplicate {i}" for i in duplicates[:3]]
+        + [f"unexpected {i}" for i in unexpected[:3]]
+        + [f"out of order: topic {t} key {k!r}" for t, k in out_of_order[:3]]
+    )
+    return VerifyReport(
+        inputs=n_inputs,
+        expected=n_expected,
+        actual=len(records),
+        missing=len(missing),
+        duplicates=len(duplicates),
+        unexpected=len(unexpected),
+        out_of_order_streams=len(out_of_order),
+        dead_letters_expected=sum(len(v) for (t, _), v in expected.items() if t == dlq),
+        dead_letters_actual=sum(1 for r in records if r.topic == dlq),
+        examples=examples,
+    )
