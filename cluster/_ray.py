@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from pathlib import Path
@@ -56,8 +57,10 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
             address=settings.ray.address, namespace=settings.ray.namespace, logging_level=logging.WARNING
         )
         return
-    num_cpus = settings.ray.num_cpus or default_num_cpus or (os.cpu_count() or 2)
+    needed = math.ceil(settings.pipeline.required_cpus())
+    num_cpus = settings.ray.num_cpus or max(default_num_cpus or os.cpu_count() or 2, needed)
     ray.init(
+        address="local",  # a new instance, never a stale /tmp/ray/ray_current_cluster
         num_cpus=num_cpus,
         namespace=settings.ray.namespace,
         include_dashboard=False,

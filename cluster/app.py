@@ -11,7 +11,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.actor import start_shard_actor
-from clickcash._errors import ClickcashError
+from clickcash._errors import ClickcashError, ConfigError
 from config.settings import Settings
 from router.actor import start_router_actor
 
@@ -32,6 +32,14 @@ class App:
 
     def start(self) -> None:
         p = self.settings.pipeline
+        have = float(ray.cluster_resources().get("CPU", 0))
+        if have + 1e-9 < p.required_cpus():
+            raise ConfigError(
+                f"the actors need {p.required_cpus():g} Ray CPUs (pipeline.shards {p.shards} x "
+                f"pipeline.shard_num_cpus {p.shard_num_cpus:g} + pipeline.routers {p.routers} x "
+                f"pipeline.router_num_cpus {p.router_num_cpus:g}) but the Ray cluster has {have:g}; "
+                "lower those settings or add CPUs (ray.num_cpus for a local instance)"
+            )
         self.shards = [start_shard_actor(i, self.settings) for i in range(p.shards)]
         ray.get([s.stats.remote() for s in self.shards])
         self.routers = [start_router_actor(i, self.settings) for i in range(p.routers)]

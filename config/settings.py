@@ -92,6 +92,10 @@ class PipelineSettings(_Section):
             )
         return self
 
+    def required_cpus(self) -> float:
+        """Ray CPUs the actors ask for; a cluster with fewer would leave some actors unscheduled."""
+        return self.shards * self.shard_num_cpus + self.routers * self.router_num_cpus
+
 
 class RaySettings(_Section):
     address: str | None = None

@@ -279,11 +279,11 @@ class CampaignGenerator:
             return
         r = rng.random()
         if r < psp.hard_share:
-            code = _weighted(rng, HARD_CODE_WEIGHTS)
+            code = weighted_choice(rng, HARD_CODE_WEIGHTS)
         elif r < psp.hard_share + psp.technical_share:
-            code = _weighted(rng, TECHNICAL_CODE_WEIGHTS)
+            code = weighted_choice(rng, TECHNICAL_CODE_WEIGHTS)
         else:
-            code = _weighted(rng, SOFT_CODE_WEIGHTS)
+            code = weighted_choice(rng, SOFT_CODE_WEIGHTS)
         self._backlog.append(("payment.declined", customer, {**base, "decline_code": code}))
         if rng.random() < mix.method_update_rate:
             wallet = rng.random() < 0.2
@@ -316,7 +316,7 @@ def _weights_cumulative(weights: Sequence[float]) -> list[float]:
     return out
 
 
-def _weighted(rng: random.Random, table: Sequence[tuple[str, float]]) -> str:
+def weighted_choice(rng: random.Random, table: Sequence[tuple[str, float]]) -> str:
     r, acc = rng.random() * sum(w for _, w in table), 0.0
     for code, w in table:
         acc += w

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import gevent
+import gevent  # type: ignore[import-untyped]
 from confluent_kafka import KafkaException, Producer
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
@@ -62,6 +62,7 @@ class Publisher:
 
     def __init__(self, environment: Environment) -> None:
         opts = environment.parsed_options
+        assert opts is not None
         kafka: dict[str, Any] = {}
         if opts.kafka_bootstrap:
             kafka["bootstrap_servers"] = opts.kafka_bootstrap

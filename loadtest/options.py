@@ -74,16 +74,56 @@ RUN_OPTIONS: tuple[Option, ...] = (
 ALL_OPTIONS = SHAPE_OPTIONS + TRAFFIC_OPTIONS + RUN_OPTIONS
 
 
+GIVEN = "_given"
+"""namespace attribute: the options given on the command line (they win over ``--config``)"""
+
+
+class _Given(argparse.Action):
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+        given = set(getattr(namespace, GIVEN, None) or ())
+        setattr(namespace, GIVEN, given | {self.dest})
+
+
 def add_options(parser: Any, options: tuple[Option, ...], *, locust: bool = False) -> None:
-    """Register ``options`` on an argparse (or Locust's configargparse) parser."""
+    """Register ``options`` on an argparse parser (recording which were given) or on Locust's parser."""
     for o in options:
-        extra: dict[str, Any] = {"include_in_web_ui": o.flag not in {"--run-info"}} if locust else {}
-        if o.type is bool:
-            parser.add_argument(o.flag, action="store_true", default=o.default, help=o.help, **extra)
+        if locust:
+            extra: dict[str, Any] = {"include_in_web_ui": o.flag != "--run-info"}
+            if o.type is bool:
+                parser.add_argument(o.flag, action="store_true", default=o.default, help=o.help, **extra)
+            else:
+                parser.add_argument(
+                    o.flag, type=o.type, default=o.default, help=o.help, choices=o.choices, **extra
+                )
+        elif o.type is bool:
+            parser.add_argument(o.flag, action=_Given, nargs=0, default=o.default, help=o.help)
         else:
             parser.add_argument(
-                o.flag, type=o.type, default=o.default, help=o.help, choices=o.choices, **extra
+                o.flag, action=_Given, type=o.type, default=o.default, help=o.help, choices=o.choices
             )
+
+
+def apply_config(ns: Any, path: Path, options: tuple[Option, ...] = ()) -> None:
+    """Set ``ns``'s options from a TOML file (top level or ``[loadtest]``), except those given on the
+    command line."""
+    options = options or ALL_OPTIONS
+    raw = tomllib.loads(path.read_text())
+    table = raw.get("loadtest", raw)
+    by_dest = {o.dest: o for o in options}
+    values = {key.replace("-", "_"): v for key, v in table.items()}
+    unknown = sorted(k for k in values if k not in by_dest)
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(by_dest))}"
+        )
+    given = set(getattr(ns, GIVEN, None) or ())
+    for dest, value in values.items():
+        o = by_dest[dest]
+        if o.choices is not None and value not in o.choices:
+            raise ValueError(f"{path}: {dest} must be one of {', '.join(map(str, o.choices))}")
+        if dest not in given:
+            setattr(ns, dest, o.type(value))
 
 
 def new_run_id() -> str:
@@ -130,14 +170,3 @@ def forward_args(ns: Any, options: tuple[Option, ...]) -> list[str]:
         elif value not in ("", None):
             out += [o.flag, str(value)]
     return out
-
-
-def config_defaults(path: Path, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """Option values from a TOML file (top level or a ``[loadtest]`` table), checked against ``parser``."""
-    raw = tomllib.loads(path.read_text())
-    table = raw.get("loadtest", raw)
-    known = {a.dest for a in parser._actions}
-    unknown = sorted(k for k in (key.replace("-", "_") for key in table) if k not in known)
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}")
-    return {k.replace("-", "_"): v for k, v in table.items()}

@@ -50,8 +50,9 @@ def _records(settings: Settings, topic: str, start_at: dict[Any, int], idle_s: f
                 if m.error() is not None:
                     continue
                 yield m
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
-                    ends.pop(m.partition(), None)
+                partition, offset = m.partition() or 0, m.offset() or 0
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
             # transaction markers at the end of a partition are never delivered: the position tells
             for tp in c.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= ends.get(tp.partition, 1 << 62):

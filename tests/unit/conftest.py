@@ -109,6 +109,7 @@ def fixed_clock() -> Callable[[], datetime]:
 def build_cloud_event(
     type_: str,
     data: dict[str, Any],
+    /,
     *,
     event_id: str = "evt-1",
     customer: str | None = None,
