@@ -15,6 +15,7 @@ from clickcash.events import (
     DeadLetterCode,
     InputData,
     InputEnvelope,
+    mask_card_numbers,
 )
 
 
@@ -54,10 +55,11 @@ def decode_record(
     """
 
     def dead(code: DeadLetterCode, detail: str, field: str | None = None) -> DeadLetter:
+        # a field name or a validator message can quote input: never let a card number through
         return DeadLetter(
             code=code,
-            field=field,
-            detail=detail,
+            field=mask_card_numbers(field.encode())[0].decode() if field else None,
+            detail=mask_card_numbers(detail.encode())[0].decode(),
             source_topic=topic,
             partition=partition,
             offset=offset,
@@ -92,7 +94,7 @@ def decode_record(
     if model is None:
         return dead(
             DeadLetterCode.UNKNOWN_TYPE,
-            f"unknown event type {env.type[:64]!r}; known: {', '.join(sorted(INPUT_TYPES))}",
+            f"unknown event type; known: {', '.join(sorted(INPUT_TYPES))}",
             "type",
         )
     try:

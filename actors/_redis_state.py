@@ -13,7 +13,7 @@ from typing import cast
 
 import redis
 
-from actors.state import BatchWrite, IdempotencyRecord, LoadedBatch
+from actors.state import BatchWrite, IdempotencyRecord, LoadedBatch, timer_key
 from clickcash._errors import map_exceptions
 
 _COMMIT_LUA = """
@@ -43,6 +43,18 @@ for i = 1, ni do
 end
 for i = 1, nr do
   redis.call('UNLINK', KEYS[nc + 2 * ni + i])
+end
+local nta = tonumber(ARGV[b + 2 * ni])
+local ntr = tonumber(ARGV[b + 2 * ni + 1])
+local k = nc + 2 * ni + nr
+local t = b + 2 * ni + 2
+for i = 1, ntr do
+  redis.call('ZREM', KEYS[k + i], ARGV[t + i - 1])
+end
+k = k + ntr
+t = t + ntr
+for i = 1, nta do
+  redis.call('ZADD', KEYS[k + i], ARGV[t + 2 * (i - 1)], ARGV[t + 2 * (i - 1) + 1])
 end
 return 1
 """
@@ -123,6 +135,8 @@ class RedisStateStore:
             + [self._idem(e) for e, _, _ in write.claims]
             + [self._resp(e) for e, _, _ in write.claims]
             + [self._resp(e) for e in write.release_responses]
+            + [timer_key(self._p, p) for p, _ in write.timer_removes]
+            + [timer_key(self._p, p) for p, _, _ in write.timer_adds]
         )
         args: list[bytes | str | int] = [
             len(cids),
@@ -135,6 +149,10 @@ class RedisStateStore:
         args += [write.customers[c] for c in cids]
         args += [rec.encode() for _, rec, _ in write.claims]
         args += [resp for _, _, resp in write.claims]
+        args += [len(write.timer_adds), len(write.timer_removes)]
+        args += [member for _, member in write.timer_removes]
+        for _, member, due_ms in write.timer_adds:
+            args += [due_ms, member]
         self.round_trips += 1
         with map_exceptions("redis", redis.RedisError):
             return bool(self._commit(keys=keys, args=args))

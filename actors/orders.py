@@ -1,16 +1,70 @@
-"""Order guardrails: is a placed order acceptable? A pure function of the order and the rules."""
+"""Order guardrails: is a placed order acceptable? A pure function of the order, the rules and the
+customer's campaign history (passed in; the shard keeps it in state).
+
+Reason codes (stable, for the customer-facing service): ``raw_card_data``, ``total_mismatch``,
+``total_above_limit``, ``quantity_above_limit``, ``unit_price_below_floor``, ``unit_price_above_ceiling``,
+``campaign_quantity_limit``, ``country_not_served``, ``currency_not_allowed``, ``payment_method_not_allowed``.
+"""
 
 from __future__ import annotations
 
-from clickcash.events import OrderPlaced, Reason, looks_like_card_number
-from config.domain import OrderRules
+from fnmatch import fnmatchcase
+
+from clickcash.events import LineItem, OrderPlaced, Reason, looks_like_card_number
+from config.domain import CatalogueEntry, OrderRules
 
 
-def check_order(order: OrderPlaced, rules: OrderRules) -> list[Reason]:
+def price_bounds_cents(sku: str, rules: OrderRules) -> tuple[int, int | None, str]:
+    """(floor, ceiling, source) of the unit price allowed for ``sku``.
+
+    An exact catalogue entry wins over a pattern (a SKU-specific price is more deliberate than a family
+    rule); among patterns the first in the file wins; otherwise the default band applies. ``source``
+    names the rule for the reason detail.
+    """
+    entry = _catalogue_entry(sku, rules.catalogue)
+    if entry is None:
+        return rules.default_price.floor_unit_cents, rules.default_price.ceiling_unit_cents, "default"
+    floor, ceiling = entry.bounds_cents()
+    return floor, ceiling, f"catalogue {entry.sku or entry.pattern}"
+
+
+def _catalogue_entry(sku: str, catalogue: list[CatalogueEntry]) -> CatalogueEntry | None:
+    for entry in catalogue:
+        if entry.sku == sku:
+            return entry
+    for entry in catalogue:
+        if entry.pattern is not None and fnmatchcase(sku, entry.pattern):
+            return entry
+    return None
+
+
+def campaign_quantity_limit(campaign_id: str | None, rules: OrderRules) -> int | None:
+    """Units one customer may buy in ``campaign_id`` (``None``: unlimited, or no campaign)."""
+    if campaign_id is None:
+        return None
+    return rules.campaign_quantity_limits.get(campaign_id, rules.default_campaign_quantity_limit)
+
+
+def order_quantity(order: OrderPlaced) -> int:
+    """Units in the order: what the shard adds to the customer's campaign total once it is accepted."""
+    return sum(i.quantity for i in order.items)
+
+
+def check_order(
+    order: OrderPlaced,
+    rules: OrderRules,
+    *,
+    campaign_id: str | None = None,
+    quantity_so_far: int = 0,
+) -> list[Reason]:
     """Return every reason to reject ``order``; an empty list means accept.
 
     All reasons are collected, not just the first, so the customer-facing service can fix them in one go.
     A token that looks like a card number is reported without echoing it.
+
+    ``quantity_so_far`` is how many units this customer already had accepted in ``campaign_id``; the
+    order is rejected when it would take them over the campaign's limit. Without a campaign there is no
+    campaign limit.
     """
     reasons: list[Reason] = []
     if looks_like_card_number(order.payment_method.token):
@@ -47,24 +101,69 @@ def check_order(order: OrderPlaced, rules: OrderRules) -> list[Reason]:
                     detail=f"limit is {rules.max_quantity_per_line}",
                 )
             )
+    for n, item in enumerate(order.items):
+        reasons.extend(_price_reasons(n, item, rules))
+    limit = campaign_quantity_limit(campaign_id, rules)
+    if limit is not None:
+        wanted = order_quantity(order)
+        if max(quantity_so_far, 0) + wanted > limit:
+            reasons.append(
+                Reason(
+                    code="campaign_quantity_limit",
+                    field="data.items",
+                    detail=f"campaign {campaign_id} allows {limit} units per customer; "
+                    f"{quantity_so_far} already bought, this order adds {wanted}",
+                )
+            )
+    reasons.extend(_region_reasons(order, rules))
+    return reasons
+
+
+def _price_reasons(n: int, item: LineItem, rules: OrderRules) -> list[Reason]:
+    # SKUs are the merchant's identifiers, not card data, but they are client input: never echo one
+    # that looks like a card number.
+    floor, ceiling, source = price_bounds_cents(item.sku, rules)
+    if looks_like_card_number(item.sku):
+        source = "default" if source == "default" else "catalogue"
+    field = f"data.items.{n}.unit_price_cents"
+    if item.unit_price_cents < floor:
+        return [
+            Reason(
+                code="unit_price_below_floor",
+                field=field,
+                detail=f"{item.unit_price_cents} is below the floor {floor} ({source})",
+            )
+        ]
+    if ceiling is not None and item.unit_price_cents > ceiling:
+        return [
+            Reason(
+                code="unit_price_above_ceiling",
+                field=field,
+                detail=f"{item.unit_price_cents} is above the ceiling {ceiling} ({source})",
+            )
+        ]
+    return []
+
+
+def _region_reasons(order: OrderPlaced, rules: OrderRules) -> list[Reason]:
     region = rules.regions.get(order.country)
     if region is None:
-        reasons.append(Reason(code="country_not_served", field="data.country", detail=order.country))
-    else:
-        if order.currency not in region.currencies:
-            reasons.append(
-                Reason(
-                    code="currency_not_allowed",
-                    field="data.currency",
-                    detail=f"{order.currency} not allowed in {order.country}",
-                )
+        return [Reason(code="country_not_served", field="data.country", detail=order.country)]
+    reasons: list[Reason] = []
+    if order.currency not in region.currencies:
+        reasons.append(
+            Reason(
+                code="currency_not_allowed",
+                field="data.currency",
+                detail=f"{order.currency} not allowed in {order.country}",
             )
-        if order.payment_method.network not in region.networks:
-            reasons.append(
-                Reason(
-                    code="payment_method_not_allowed",
-                    field="data.payment_method.network",
-                    detail=f"{order.payment_method.network} not allowed in {order.country}",
-                )
+        )
+    if order.payment_method.network not in region.networks:
+        reasons.append(
+            Reason(
+                code="payment_method_not_allowed",
+                field="data.payment_method.network",
+                detail=f"{order.payment_method.network} not allowed in {order.country}",
             )
+        )
     return reasons

@@ -11,39 +11,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 
+from actors._apply import Apply, EventApplier
 from actors._decode import InputEvent, decode_record
-from actors.dunning import plan_dunning
-from actors.orders import check_order
-from actors.psp_routing import RouteRequest, route_payment
 from actors.state import (
     BatchWrite,
     CustomerState,
     IdempotencyRecord,
     LoadedBatch,
-    OpenDunning,
-    OrderSummary,
     StateStore,
 )
 from clickcash._errors import StateConflictError
 from clickcash.events import (
     OUTPUT_SOURCE,
-    CustomerPreferencesUpdated,
     DeadLetter,
-    DunningClosed,
-    DunningScheduled,
-    OrderAccepted,
-    OrderPlaced,
-    OrderRejected,
-    OutputRole,
-    PaymentAuthorized,
-    PaymentDeclined,
-    PaymentMethodUpdated,
-    Reason,
-    RouteDecided,
     mask_card_numbers,
     output_id,
 )
@@ -108,6 +91,7 @@ class Shard:
         self._store = store
         self._max_event_bytes = max_event_bytes
         self._clock = clock
+        self._applier = EventApplier(topics, domain, clock)
         self._awaiting_commit: dict[int, list[tuple[int, str]]] = {}
         """partition -> [(offset, event id)] whose first responses are stored until their offset commits"""
         self.totals: dict[str, int] = {}
@@ -204,7 +188,7 @@ class Shard:
                 states[ev.customer_id] = state
                 write.expected_versions[ev.customer_id] = version
             start = len(result)
-            self._process(ev, state, result, key)
+            self._applier.apply(Apply(ev, state, result, write, key, partition))
             response = orjson.dumps(
                 [[result.topics[j], result.values[j].decode()] for j in range(start, len(result))]
             )
@@ -220,32 +204,6 @@ class Shard:
             result.add(topic, key, value.encode())
 
     # --- outputs ----------------------------------------------------------------------------------
-
-    def _emit(
-        self,
-        result: ShardResult,
-        key: bytes | None,
-        ev: InputEvent,
-        topic: str,
-        type_: str,
-        role: str,
-        data: Any,
-    ) -> None:
-        envelope = {
-            "specversion": "1.0",
-            "id": output_id(ev.id, role),
-            "source": OUTPUT_SOURCE,
-            "type": type_,
-            "time": self._clock().isoformat(),
-            "datacontenttype": "application/json",
-            "partitionkey": ev.customer_id,
-            "causationid": ev.id,
-            "correlationid": ev.correlationid,
-            "campaignid": ev.campaignid,
-            "data": data.model_dump(mode="json"),
-        }
-        result.add(topic, key, orjson.dumps(envelope))
-        result.count(type_)
 
     def _dead_letter(
         self,
@@ -268,7 +226,7 @@ class Shard:
             ("ce_source", OUTPUT_SOURCE.encode()),
             ("ce_type", b"clickcash.dead_letter"),
             ("ce_time", self._clock().isoformat().encode()),
-            ("clickcash_reason", dl.model_dump_json().encode()),
+            ("clickcash_reason", mask_card_numbers(dl.model_dump_json().encode())[0]),
             ("clickcash_source_topic", dl.source_topic.encode()),
             ("clickcash_source_partition", str(dl.partition).encode()),
             ("clickcash_source_offset", str(dl.offset).encode()),
@@ -279,206 +237,3 @@ class Shard:
             headers.append(("ce_causationid", event_id.encode()))
         result.add(self._topics.dlq, key, body, headers)
         result.count(f"dead_letter.{dl.code}")
-
-    # --- domain dispatch --------------------------------------------------------------------------
-
-    def _process(self, ev: InputEvent, state: CustomerState, result: ShardResult, key: bytes | None) -> None:
-        data = ev.data
-        if isinstance(data, OrderPlaced):
-            self._order_placed(ev, data, state, result, key)
-        elif isinstance(data, PaymentDeclined):
-            self._payment_declined(ev, data, state, result, key)
-        elif isinstance(data, PaymentAuthorized):
-            plan = state.open_dunning.pop(data.order_id, None)
-            if plan is not None:
-                closed = DunningClosed(
-                    order_id=data.order_id,
-                    customer_id=data.customer_id,
-                    reason="payment_authorized",
-                )
-                self._emit(
-                    result,
-                    key,
-                    ev,
-                    self._topics.dunning,
-                    "dunning.recovered",
-                    OutputRole.DUNNING,
-                    closed,
-                )
-        elif isinstance(data, PaymentMethodUpdated):
-            self._payment_method_updated(ev, data, state, result, key)
-        elif isinstance(data, CustomerPreferencesUpdated):
-            state.timezone = data.timezone
-            state.channels = list(data.channels)
-
-    def _order_placed(
-        self,
-        ev: InputEvent,
-        order: OrderPlaced,
-        state: CustomerState,
-        result: ShardResult,
-        key: bytes | None,
-    ) -> None:
-        reasons = check_order(order, self._domain.orders)
-        decision = None
-        if not reasons:
-            decision = route_payment(
-                RouteRequest(order.country, order.currency, order.payment_method.network, order.total_cents),
-                self._domain.psps,
-            )
-            if decision is None:
-                reasons = [
-                    Reason(
-                        code="no_eligible_psp",
-                        field="data.payment_method.network",
-                        detail=f"no PSP serves {order.country}/{order.currency}/"
-                        f"{order.payment_method.network}",
-                    )
-                ]
-        if reasons or decision is None:
-            rejected = OrderRejected(order_id=order.order_id, customer_id=order.customer_id, reasons=reasons)
-            self._emit(
-                result,
-                key,
-                ev,
-                self._topics.orders,
-                "order.rejected",
-                OutputRole.ORDER_DECISION,
-                rejected,
-            )
-            return
-        accepted = OrderAccepted(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            total_cents=order.total_cents,
-            currency=order.currency,
-            country=order.country,
-        )
-        self._emit(
-            result,
-            key,
-            ev,
-            self._topics.orders,
-            "order.accepted",
-            OutputRole.ORDER_DECISION,
-            accepted,
-        )
-        route = RouteDecided(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            attempt=1,
-            psp=decision.psp,
-            fallbacks=decision.fallbacks,
-            amount_cents=order.total_cents,
-            currency=order.currency,
-            idempotency_key=f"{order.order_id}:1",
-            reasons=decision.reasons,
-        )
-        self._emit(result, key, ev, self._topics.payments, "payment.route_decided", OutputRole.ROUTE, route)
-        state.payment_network = order.payment_method.network
-        state.remember_order(
-            order.order_id,
-            OrderSummary(
-                amount_cents=order.total_cents,
-                currency=order.currency,
-                country=order.country,
-                network=order.payment_method.network,
-            ),
-        )
-
-    def _payment_declined(
-        self,
-        ev: InputEvent,
-        declined: PaymentDeclined,
-        state: CustomerState,
-        result: ShardResult,
-        key: bytes | None,
-    ) -> None:
-        plan = plan_dunning(declined, self._domain.dunning, self._clock(), state.channels)
-        open_plan = state.open_dunning.get(declined.order_id)
-        declines = (open_plan.declines + 1) if open_plan else 1
-        if plan.decline_class == "hard":
-            state.open_dunning.pop(declined.order_id, None)
-        else:
-            superseded = state.open_plan(
-                declined.order_id,
-                OpenDunning(declines=declines, last_psp=declined.psp, decline_class=plan.decline_class),
-            )
-            for order_id in superseded:
-                closed = DunningClosed(
-                    order_id=order_id, customer_id=declined.customer_id, reason="too_many_open_plans"
-                )
-                self._emit(
-                    result,
-                    key,
-                    ev,
-                    self._topics.dunning,
-                    "dunning.exhausted",
-                    f"{OutputRole.DUNNING}:exhausted:{order_id}",
-                    closed,
-                )
-        scheduled = DunningScheduled(
-            order_id=declined.order_id,
-            customer_id=declined.customer_id,
-            decline_code=declined.decline_code,
-            decline_class=plan.decline_class,
-            steps=plan.steps,
-        )
-        self._emit(
-            result,
-            key,
-            ev,
-            self._topics.dunning,
-            "dunning.scheduled",
-            OutputRole.DUNNING,
-            scheduled,
-        )
-
-    def _payment_method_updated(
-        self,
-        ev: InputEvent,
-        update: PaymentMethodUpdated,
-        state: CustomerState,
-        result: ShardResult,
-        key: bytes | None,
-    ) -> None:
-        """A new payment method retries every open dunning plan at once, avoiding the PSP that declined."""
-        state.payment_network = update.payment_method.network
-        for order_id, open_plan in sorted(state.open_dunning.items()):
-            order = state.orders.get(order_id)
-            if order is None:
-                continue
-            avoid = frozenset([open_plan.last_psp]) if open_plan.last_psp else frozenset()
-            decision = route_payment(
-                RouteRequest(
-                    order.country,
-                    order.currency,
-                    update.payment_method.network,
-                    order.amount_cents,
-                    avoid,
-                ),
-                self._domain.psps,
-            )
-            if decision is None:
-                continue
-            attempt = open_plan.declines + 1
-            route = RouteDecided(
-                order_id=order_id,
-                customer_id=update.customer_id,
-                attempt=attempt,
-                psp=decision.psp,
-                fallbacks=decision.fallbacks,
-                amount_cents=order.amount_cents,
-                currency=order.currency,
-                idempotency_key=f"{order_id}:{attempt}",
-                reasons=[Reason(code="payment_method_updated"), *decision.reasons],
-            )
-            self._emit(
-                result,
-                key,
-                ev,
-                self._topics.payments,
-                "payment.route_decided",
-                f"{OutputRole.ROUTE}:{order_id}",
-                route,
-            )

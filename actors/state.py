@@ -38,12 +38,44 @@ class IdempotencyRecord:
         return cls(fp, int(p), int(o))
 
 
+TIMER_SEP = "\x1f"
+
+
+def timer_key(key_prefix: str, partition: int) -> str:
+    """The sorted set of dunning timers of one input partition (score = due time in ms).
+
+    Timers live with the partition their customer's events use, so the router that owns the partition is
+    the one that fires them, and firing goes through the same ordered, transactional path as events.
+    """
+    return f"{key_prefix}:timers:{partition}"
+
+
+class PendingStep(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str
+    due_ms: int
+    channel: str | None = None
+
+
 class OpenDunning(BaseModel):
+    """A dunning plan in progress: its steps, which one is next, and the timer that will wake it."""
+
     model_config = ConfigDict(extra="ignore")
 
     declines: int = 1
     last_psp: str | None = None
     decline_class: str = "soft"
+    plan_id: str = ""
+    steps: list[PendingStep] = Field(default_factory=list)
+    next_index: int = 0
+    timer_partition: int | None = None
+
+    def timer_member(self, customer_id: str, order_id: str) -> str | None:
+        """The timer's member in the partition's sorted set, or None when no step is left."""
+        if self.next_index >= len(self.steps):
+            return None
+        return TIMER_SEP.join([customer_id, order_id, self.plan_id, str(self.next_index)])
 
 
 class OrderSummary(BaseModel):
@@ -69,25 +101,24 @@ class CustomerState(BaseModel):
     MAX_ORDERS: ClassVar[int] = 50
     MAX_OPEN_DUNNING: ClassVar[int] = 10
 
-    def open_plan(self, order_id: str, plan: OpenDunning) -> list[str]:
-        """Open or update a plan; returns the oldest plans closed to keep at most ``MAX_OPEN_DUNNING``."""
+    def open_plan(self, order_id: str, plan: OpenDunning) -> list[tuple[str, OpenDunning]]:
+        """Open or replace a plan; returns the oldest plans closed to keep at most ``MAX_OPEN_DUNNING``."""
         self.open_dunning.pop(order_id, None)
         self.open_dunning[order_id] = plan
         closed = []
         while len(self.open_dunning) > self.MAX_OPEN_DUNNING:
             oldest = next(iter(self.open_dunning))
-            del self.open_dunning[oldest]
-            closed.append(oldest)
+            closed.append((oldest, self.open_dunning.pop(oldest)))
         return closed
 
     def remember_order(self, order_id: str, summary: OrderSummary) -> None:
         """Keep recent orders for retries, bounded so a hot customer's state cannot grow without limit."""
         self.orders[order_id] = summary
         while len(self.orders) > self.MAX_ORDERS:
-            oldest = next(iter(self.orders))
-            if oldest in self.open_dunning:
+            victim = next((o for o in self.orders if o not in self.open_dunning), None)
+            if victim is None:
                 break
-            del self.orders[oldest]
+            del self.orders[victim]
 
     def encode(self) -> bytes:
         return orjson.dumps(self.model_dump())
@@ -115,9 +146,15 @@ class BatchWrite:
     """(event id, record, encoded first response)"""
     release_responses: list[str] = field(default_factory=list)
     """event ids whose stored first responses can go: their offsets are committed"""
+    timer_adds: list[tuple[int, str, int]] = field(default_factory=list)
+    """(partition, member, due_ms)"""
+    timer_removes: list[tuple[int, str]] = field(default_factory=list)
+    """(partition, member)"""
 
     def is_empty(self) -> bool:
-        return not (self.customers or self.claims or self.release_responses)
+        return not (
+            self.customers or self.claims or self.release_responses or self.timer_adds or self.timer_removes
+        )
 
 
 class StateStore(Protocol):
@@ -146,6 +183,8 @@ class InMemoryStateStore:
         self._records: dict[str, tuple[float, IdempotencyRecord]] = {}
         self._responses: dict[str, tuple[float, bytes]] = {}
         self.customers: dict[str, tuple[int, bytes]] = {}
+        self.timers: dict[int, dict[str, int]] = {}
+        """partition -> member -> due_ms"""
         self.round_trips = 0
 
     def _live(self, entry: tuple[float, object] | None) -> bool:
@@ -184,7 +223,16 @@ class InMemoryStateStore:
             self._responses[eid] = (now + self._response_ttl_s, response)
         for eid in write.release_responses:
             self._responses.pop(eid, None)
+        for partition, member in write.timer_removes:
+            self.timers.get(partition, {}).pop(member, None)
+        for partition, member, due_ms in write.timer_adds:
+            self.timers.setdefault(partition, {})[member] = due_ms
         return True
+
+    def due_timers(self, partition: int, now_ms: int) -> list[tuple[str, int]]:
+        return sorted(
+            ((m, d) for m, d in self.timers.get(partition, {}).items() if d <= now_ms), key=lambda x: x[1]
+        )
 
     def stored_responses(self) -> int:
         return sum(1 for v in self._responses.values() if self._live(v))

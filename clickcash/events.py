@@ -20,7 +20,8 @@ SPEC_VERSION = "1.0"
 OUTPUT_SOURCE = "clickcash"
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b2a8e-3c2d-4f5e-9a7b-1c0d2e3f4a5b")
 
-Id = Annotated[str, Field(min_length=1, max_length=255)]
+Id = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+"""An identifier: 1-255 characters, no control characters (they separate parts of internal keys)."""
 Cents = Annotated[int, Field(ge=0, le=10**12)]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
@@ -94,13 +95,36 @@ class CustomerPreferencesUpdated(_Model):
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         if value not in _TIMEZONES:
-            raise ValueError(f"unknown IANA time zone {value!r}")
+            raise ValueError("unknown IANA time zone")
         return value
 
 
+class DunningTimerFired(_Model):
+    """A dunning plan's timer came due (written to the input topic by the router that owns the partition).
+
+    Firing through the input topic puts the step in the customer's ordered stream and under the same
+    exactly-once path as every other event; its id ``timer:<plan_id>:<step_index>`` makes a re-fire a
+    duplicate.
+    """
+
+    customer_id: Id
+    order_id: Id
+    plan_id: Id
+    step_index: Annotated[int, Field(ge=0, le=1000)]
+    due_ms: int
+
+
 InputData = (
-    OrderPlaced | PaymentAuthorized | PaymentDeclined | PaymentMethodUpdated | CustomerPreferencesUpdated
+    OrderPlaced
+    | PaymentAuthorized
+    | PaymentDeclined
+    | PaymentMethodUpdated
+    | CustomerPreferencesUpdated
+    | DunningTimerFired
 )
+
+TIMER_EVENT_TYPE = "dunning.timer_fired"
+TIMER_SOURCE = "clickcash/timers"
 
 INPUT_TYPES: dict[str, type[_Model]] = {
     "order.placed": OrderPlaced,
@@ -108,6 +132,7 @@ INPUT_TYPES: dict[str, type[_Model]] = {
     "payment.declined": PaymentDeclined,
     "payment_method.updated": PaymentMethodUpdated,
     "customer.preferences_updated": CustomerPreferencesUpdated,
+    "dunning.timer_fired": DunningTimerFired,
 }
 
 
@@ -194,6 +219,18 @@ class DunningScheduled(_Model):
     steps: list[DunningStep]
 
 
+class DunningStepDue(_Model):
+    """A step of a dunning plan is due now: retry the payment, remind the customer, or escalate."""
+
+    order_id: Id
+    customer_id: Id
+    plan_id: str
+    step_index: int
+    kind: Literal["retry", "reminder", "escalation"]
+    channel: str | None = None
+    attempt: int | None = None
+
+
 class DunningClosed(_Model):
     """``dunning.recovered`` / ``dunning.cancelled`` / ``dunning.exhausted``."""
 
@@ -215,6 +252,7 @@ OUTPUT_TYPES: dict[str, type[_Model]] = {
     "order.rejected": OrderRejected,
     "payment.route_decided": RouteDecided,
     "dunning.scheduled": DunningScheduled,
+    "dunning.step_due": DunningStepDue,
     "dunning.recovered": DunningClosed,
     "dunning.cancelled": DunningClosed,
     "dunning.exhausted": DunningClosed,

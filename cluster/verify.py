@@ -69,13 +69,17 @@ class VerifyReport:
 def read_input(
     settings: Settings, timeout_s: float = 120
 ) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
-    """Every record of the input topic: partition -> [(offset, key, value)] in offset order."""
+    """Every committed record of the input topic: partition -> [(offset, key, value)] in offset order.
+
+    Read committed, as the routers read it: timer commands from aborted transactions are not input.
+    """
     topic = settings.kafka.input_topic
     c = Consumer(
         {
             **settings.kafka.client_config(),
             "group.id": f"clickcash-verify-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     try:
@@ -91,8 +95,10 @@ def read_input(
                     continue
                 p, o = m.partition() or 0, m.offset() or 0
                 out[p].append((o, m.key(), m.value()))
-                if o + 1 >= ends[p]:
-                    remaining.discard(p)
+            # positions, not last offsets: the log may end in transaction markers (timer commands)
+            for tp in c.position([TopicPartition(topic, p) for p in remaining]):
+                if tp.offset >= ends[tp.partition]:
+                    remaining.discard(tp.partition)
         if remaining:
             raise TimeoutError(f"could not read input partitions {sorted(remaining)} to their end")
         return out

@@ -82,6 +82,7 @@ class PipelineSettings(_Section):
     replay_response_ttl_s: Annotated[int, Field(ge=60)] = 24 * 3600
     shard_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
     router_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
+    timer_poll_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 1000
 
     @model_validator(mode="after")
     def _retention_covers_replay(self) -> PipelineSettings:

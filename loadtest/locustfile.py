@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import socket
 import time
 from datetime import UTC, datetime
@@ -28,9 +29,10 @@ import gevent  # type: ignore[import-untyped]
 from confluent_kafka import KafkaException, Producer
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
+from locust.runners import WorkerRunner
 
 from config.settings import load_settings
-from loadtest._spec import KIND_HEADER, write_json_atomic
+from loadtest._spec import KIND_HEADER, LOCUST_TOTALS_FILE, write_json_atomic
 from loadtest.campaign import CampaignGenerator
 from loadtest.options import ALL_OPTIONS, add_options, campaign_mix, new_run_id, shape_params
 from loadtest.shapes import RateSchedule, default_user_rate, pacing_due
@@ -173,6 +175,16 @@ def _flush_on_stop(environment: Environment, **_kw: Any) -> None:
 def _close_on_quit(environment: Environment, **_kw: Any) -> None:
     if _publisher is not None:
         _publisher.close()
+    # Locust rewrites its _stats.csv once a second, so at exit it can miss the last deliveries: the final
+    # totals go next to --run-info (the master's, or a single process's)
+    runner, opts = environment.runner, environment.parsed_options
+    path = getattr(opts, "run_info", "") if opts is not None else ""
+    if path and runner is not None and not isinstance(runner, WorkerRunner):
+        total = runner.stats.total
+        write_json_atomic(
+            Path(path).with_name(LOCUST_TOTALS_FILE),
+            {"requests": total.num_requests, "failures": total.num_failures},
+        )
 
 
 class CampaignTraffic(User):
@@ -184,7 +196,8 @@ class CampaignTraffic(User):
         self._rate = _user_rate(opts, _schedule(opts))
         self._max_burst = max(1, int(self._rate / 2))
         self._publisher = publisher(self.environment)
-        self._start = time.monotonic()
+        # users spawned together must not publish in lockstep: each starts at a random phase of its period
+        self._start = time.monotonic() - random.random() / self._rate
         self._sent = 0
 
     def wait_time(self) -> float:

@@ -51,6 +51,8 @@ class Matcher:
     malformed: dict[tuple[int, int], float] = field(default_factory=dict)
     """(partition, offset) -> sent_at of malformed inputs"""
     inputs_by_kind: Counter[str] = field(default_factory=Counter)
+    app_inputs_by_type: Counter[str] = field(default_factory=Counter)
+    """inputs of the run's customers the load generator did not send (the app's own timer commands)"""
     input_sent_at: list[float] = field(default_factory=list)
     """send time of every input record (re-sends and malformed ones included), for the input rate"""
     outputs_by_type: Counter[str] = field(default_factory=Counter)
@@ -60,6 +62,9 @@ class Matcher:
     duplicate_outputs: Counter[str] = field(default_factory=Counter)
     """output type -> how many times an already-seen output id was seen again"""
     samples: list[LatencySample] = field(default_factory=list)
+    """send -> output of the generated inputs"""
+    app_samples: list[LatencySample] = field(default_factory=list)
+    """CloudEvent time -> output of the inputs the app generated (for timers: due time -> output)"""
     decisions: Counter[str] = field(default_factory=Counter)
     """order.placed id -> distinct decision outputs seen for it"""
     dead_lettered_malformed: set[tuple[int, int]] = field(default_factory=set)
@@ -69,12 +74,31 @@ class Matcher:
     _orders: int = 0
     _decided: int = 0
     _pending_n: int = 0
+    _app_ids: set[str] = field(default_factory=set)
 
     # --- feeding ----------------------------------------------------------------------------------
 
     def add_input(
-        self, event_id: str | None, kind: str, sent_at: float, partition: int = -1, offset: int = -1
+        self,
+        event_id: str | None,
+        kind: str,
+        sent_at: float,
+        partition: int = -1,
+        offset: int = -1,
+        *,
+        generated: bool = True,
     ) -> None:
+        """Register an input; ``generated=False`` for records the load generator did not send (matched, so
+        their outputs are not 'unmatched', but counted apart and not in the input rate)."""
+        if not generated:
+            self.app_inputs_by_type[kind] += 1
+            if event_id is not None and event_id not in self.inputs:
+                self.inputs[event_id] = (sent_at, kind)
+                self._app_ids.add(event_id)
+                for p in self.pending.pop(event_id, []):
+                    self._pending_n -= 1
+                    self._matched(event_id, sent_at, kind, p)
+            return
         self.inputs_by_kind[kind] += 1
         self.input_sent_at.append(sent_at)
         if kind == MALFORMED_KIND or event_id is None:
@@ -129,6 +153,9 @@ class Matcher:
                 self._dead_letter_matched(source_position, sent, p)
 
     def _matched(self, event_id: str, sent_at: float, kind: str, p: _Pending) -> None:
+        if event_id in self._app_ids:
+            self.app_samples.append(LatencySample(sent_at, p.seen_at, p.output_type))
+            return
         self.samples.append(LatencySample(sent_at, p.seen_at, p.output_type))
         if kind == "order.placed" and p.output_type in self.decision_types:
             if self.decisions[event_id] == 0:

@@ -52,8 +52,9 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"| inputs sent (target {summary['target_events']:,}) | {summary['inputs']['total']:,} |",
         f"| outputs | {summary['outputs']['total']:,} |",
         f"| peak consumer lag | {_fmt(lag.get('peak_lag'))} records at {_fmt(lag.get('peak_at_s'), ' s')} |",
-        f"| seconds to drain it (lag <= {_fmt(lag.get('threshold'))}) | "
+        f"| seconds to drain it (lag <= {_fmt(lag.get('threshold'))}) from the peak lag | "
         f"{_fmt(lag.get('seconds_to_drain'), ' s')} |",
+        f"| ... from the end of the peak-rate phase | {_fmt(lag.get('drained_after_load_peak_s'), ' s')} |",
         f"| lost orders (no decision) | {checks['lost_orders']:,} of {checks['orders']:,} |",
         f"| duplicate outputs (same id twice) | {checks['duplicate_outputs']:,} |",
         f"| malformed inputs without dead letter | {checks['malformed_without_dead_letter']:,} |",
@@ -71,6 +72,9 @@ def render_summary(summary: dict[str, Any]) -> str:
     ]
     by_phase = dict(summary["latency_ms"]["by_phase"])
     by_phase["all"] = summary["latency_ms"]["all"]
+    app = summary["latency_ms"].get("app_generated") or {"count": 0}
+    if app.get("count"):
+        by_phase["(app timers: due -> output)"] = app
     for name, s in by_phase.items():
         lines.append(
             f"| {name} | {s.get('count', 0):,} | {_fmt(s.get('p50'))} | {_fmt(s.get('p95'))} | "
@@ -79,6 +83,9 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines += [
         "",
         "inputs by kind: " + ", ".join(f"{k}={v:,}" for k, v in summary["inputs"]["by_kind"].items()),
+        "",
+        "inputs the app generated itself (timers) for the run's customers: "
+        + (", ".join(f"{k}={v:,}" for k, v in summary["inputs"].get("app_generated", {}).items()) or "none"),
         "",
         "outputs by type: " + ", ".join(f"{k}={v:,}" for k, v in summary["outputs"]["by_type"].items()),
         "",
@@ -116,6 +123,7 @@ def plot(rows: Sequence[TimelineRow], summary: dict[str, Any], path: Path) -> Pa
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return None
     t = [r.t for r in rows]
@@ -174,6 +182,9 @@ def plot(rows: Sequence[TimelineRow], summary: dict[str, Any], path: Path) -> Pa
     ax_lat.plot(t, [r.p50_ms for r in rows], color="tab:purple", lw=1.2, label="p50")
     ax_lat.plot(t, [r.p99_ms for r in rows], color="black", lw=1, label="p99")
     ax_lat.set_yscale("log")
+    ms = FuncFormatter(lambda v, _pos: f"{v:,.0f}")
+    ax_lat.yaxis.set_major_formatter(ms)
+    ax_lat.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if str(v)[0] in "25" else ""))
     ax_lat.set_ylabel("send -> output (ms)")
     ax_lat.set_xlabel("seconds since the load started (latency by send time)")
     ax_lat.legend(loc="upper right", fontsize=8)

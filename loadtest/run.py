@@ -25,6 +25,7 @@ from typing import IO, Any
 from clickcash._errors import ClickcashError
 from config.settings import Settings
 from loadtest._spec import (
+    LOCUST_TOTALS_FILE,
     RUN_INFO_FILE,
     STATUS_FILE,
     STOP_FILE,
@@ -150,7 +151,8 @@ def locust_command(ns: Any, spec: RunSpec, folder: Path) -> list[str]:
         *forward_args(ns, SHAPE_OPTIONS + TRAFFIC_OPTIONS),
     ]
     if getattr(ns, "web", False):
-        argv += ["--web-port", str(ns.web_port), "--autoquit", "10"]
+        # the run ends when the shape does: run_loadtest then stops Locust with SIGINT (it saves its report)
+        argv += ["--web-port", str(ns.web_port)]
     else:
         argv += ["--headless", "--only-summary"]
     if getattr(ns, "expect_workers", 0):
@@ -188,7 +190,7 @@ def run_loadtest(
         },
     )
     spec.save(folder)
-    for stale in (STOP_FILE, STATUS_FILE, RUN_INFO_FILE, SUMMARY_FILE):
+    for stale in (STOP_FILE, STATUS_FILE, RUN_INFO_FILE, SUMMARY_FILE, LOCUST_TOTALS_FILE):
         (folder / stale).unlink(missing_ok=True)
 
     def wait(seconds: float) -> None:
@@ -221,6 +223,7 @@ def run_loadtest(
             log(f"  Locust web UI: http://127.0.0.1:{ns.web_port} (start the test there)")
         next_line = time.monotonic() + 5
         interrupted = False
+        web_stopped = False
         while locust.running():
             try:
                 wait(0.5)
@@ -228,6 +231,11 @@ def run_loadtest(
                     next_line += 5
                     info = read_json(folder / RUN_INFO_FILE)
                     log(_progress(read_json(folder / STATUS_FILE), info, schedule))
+                    ended = (info or {}).get("ended_at")
+                    if getattr(ns, "web", False) and ended and not web_stopped and time.time() - ended > 3:
+                        log("  the shape has ended: stopping the Locust web UI")
+                        locust.signal(signal.SIGINT)
+                        web_stopped = True
                 if not monitor.running():
                     raise ClickcashError(f"the monitor stopped:\n{monitor.tail()}")
             except KeyboardInterrupt:
@@ -276,7 +284,7 @@ def _finish(
     from loadtest.monitor import read_timeline
     from loadtest.verify import verify
 
-    totals = locust_totals(folder / LOCUST_CSV_PREFIX)
+    totals = read_json(folder / LOCUST_TOTALS_FILE) or locust_totals(folder / LOCUST_CSV_PREFIX)
     if totals is not None:
         summary["locust"] = totals
     if verify_counts:

@@ -55,6 +55,9 @@ class DrainStats:
     threshold: int
     drained_at_s: float | None
     seconds_to_drain: float | None
+    """from the peak lag to the first sample at or below the threshold"""
+    drained_after_load_peak_s: float | None = None
+    """from the end of the highest-rate phase to the first sample at or below the threshold after it"""
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -98,11 +101,14 @@ def phase_at(phases: Sequence[Phase], t: float) -> str:
 def latency_by_phase(
     samples: Sequence[LatencySample], t0: float, phases: Sequence[Phase]
 ) -> dict[str, dict[str, float]]:
-    """Latency statistics of the outputs grouped by the phase in which their input was sent."""
+    """Latency statistics of the outputs grouped by the phase in which their input was sent (inputs sent
+    in the moment after the schedule ended, before Locust stopped its users, count in the last phase)."""
     grouped: dict[str, list[float]] = {p.name: [] for p in phases}
+    last = phases[-1].name if phases else AFTER_PHASE
     for s in samples:
-        grouped.setdefault(phase_at(phases, s.sent_at - t0), []).append(s.latency_ms)
-    return {name: latency_stats(v) for name, v in grouped.items() if v or name in {p.name for p in phases}}
+        name = phase_at(phases, s.sent_at - t0)
+        grouped.setdefault(last if name == AFTER_PHASE else name, []).append(s.latency_ms)
+    return {name: latency_stats(v) for name, v in grouped.items()}
 
 
 def sustained_peak(series: Sequence[float], window: int = SUSTAINED_WINDOW_S) -> float:
@@ -126,8 +132,11 @@ def drain_threshold(baseline_lags: Sequence[int], floor: int = 100) -> int:
     return max(floor, int(2 * statistics.median(baseline_lags)))
 
 
-def drain_stats(lags: Sequence[tuple[float, int]], threshold: int) -> DrainStats | None:
-    """Peak lag and how long after the peak the lag first fell to ``threshold`` or below.
+def drain_stats(
+    lags: Sequence[tuple[float, int]], threshold: int, load_peak_end_s: float | None = None
+) -> DrainStats | None:
+    """Peak lag and how long after the peak the lag first fell to ``threshold`` or below; with
+    ``load_peak_end_s`` (when the highest-rate phase ended) also how long after that end it got there.
 
     ``lags`` are (seconds since start, lag) in time order. None without samples.
     """
@@ -136,13 +145,28 @@ def drain_stats(lags: Sequence[tuple[float, int]], threshold: int) -> DrainStats
     peak_i = max(range(len(lags)), key=lambda i: (lags[i][1], -i))
     peak_t, peak = lags[peak_i]
     drained = next((t for t, lag in lags[peak_i:] if lag <= threshold), None)
+    after_load: float | None = None
+    if load_peak_end_s is not None:
+        settled = next((t for t, lag in lags if t >= load_peak_end_s and lag <= threshold), None)
+        after_load = None if settled is None else round(settled - load_peak_end_s, 1)
     return DrainStats(
         peak_lag=peak,
         peak_at_s=round(peak_t, 1),
         threshold=threshold,
         drained_at_s=None if drained is None else round(drained, 1),
         seconds_to_drain=None if drained is None else round(drained - peak_t, 1),
+        drained_after_load_peak_s=after_load,
     )
+
+
+def peak_phase_end(schedule: RateSchedule) -> float:
+    """When the last segment running at the schedule's peak rate ends (the spike's hold, the top step)."""
+    start, end = 0.0, schedule.duration_s
+    for seg in schedule.segments:
+        if seg.end_rate >= schedule.peak_rate:
+            end = start + seg.duration_s
+        start += seg.duration_s
+    return end
 
 
 def build_timeline(
@@ -213,7 +237,7 @@ def build_summary(
     first = phases[0]
     known_lags = [(ls.at - t0, ls.lag) for ls in lag_samples if ls.lag is not None]
     baseline = [lag for t, lag in known_lags if first.start_s <= t < first.end_s]
-    drain = drain_stats(known_lags, drain_threshold(baseline))
+    drain = drain_stats(known_lags, drain_threshold(baseline), peak_phase_end(schedule))
     processed = [r.processed_rate for r in timeline if r.processed_rate is not None]
     lost = matcher.lost_orders()
     summary: dict[str, Any] = {
@@ -224,7 +248,11 @@ def build_summary(
         "load_s": round((load_ended_at - t0), 1) if load_ended_at is not None else schedule.duration_s,
         "observed_s": len(timeline),
         "target_events": round(schedule.expected_events()),
-        "inputs": {"total": matcher.input_count, "by_kind": dict(sorted(matcher.inputs_by_kind.items()))},
+        "inputs": {
+            "total": matcher.input_count,
+            "by_kind": dict(sorted(matcher.inputs_by_kind.items())),
+            "app_generated": dict(sorted(matcher.app_inputs_by_type.items())),
+        },
         "outputs": {
             "total": matcher.output_count,
             "by_type": dict(sorted(matcher.outputs_by_type.items())),
@@ -253,6 +281,7 @@ def build_summary(
         "latency_ms": {
             "all": latency_stats([s.latency_ms for s in matcher.samples]),
             "by_phase": latency_by_phase(matcher.samples, t0, phases),
+            "app_generated": latency_stats([s.latency_ms for s in matcher.app_samples]),
         },
         "lag": None if drain is None else asdict(drain),
     }

@@ -65,14 +65,21 @@ def recount(settings: Settings, run_id: str, start_offsets: dict[str, dict[Any, 
     prefix = f"{run_id}-".encode()
     k = settings.kafka
     inputs: Counter[str] = Counter()
+    app: Counter[str] = Counter()
     orders: set[str] = set()
     for m in _records(settings, k.input_topic, start_offsets.get(k.input_topic, {})):
         key = m.key()
         if key is None or not key.startswith(prefix):
             continue
-        kind = dict(m.headers() or []).get(KIND_HEADER, b"unknown").decode()
-        inputs[kind] += 1
-        if kind == "order.placed":
+        kind = dict(m.headers() or []).get(KIND_HEADER)
+        if kind is None:
+            try:
+                app[str(orjson.loads(m.value())["type"])] += 1
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                app["unknown"] += 1
+            continue
+        inputs[kind.decode()] += 1
+        if kind == b"order.placed":
             orders.add(orjson.loads(m.value())["id"])
     outputs: Counter[str] = Counter()
     ids: Counter[str] = Counter()
@@ -94,7 +101,11 @@ def recount(settings: Settings, run_id: str, start_offsets: dict[str, dict[Any, 
             if otype in _DECISIONS and cause is not None:
                 decided.add(cause)
     return {
-        "inputs": {"total": sum(inputs.values()), "by_kind": dict(sorted(inputs.items()))},
+        "inputs": {
+            "total": sum(inputs.values()),
+            "by_kind": dict(sorted(inputs.items())),
+            "app_generated": dict(sorted(app.items())),
+        },
         "outputs": {"total": sum(outputs.values()), "by_type": dict(sorted(outputs.items()))},
         "lost_orders": len(orders - decided),
         "duplicate_outputs": sum(n - 1 for n in ids.values() if n > 1),
@@ -109,6 +120,12 @@ def compare(summary: dict[str, Any], counts: dict[str, Any]) -> list[str]:
         ("lost orders", summary["checks"]["lost_orders"], counts["lost_orders"]),
         ("duplicate outputs", summary["checks"]["duplicate_outputs"], counts["duplicate_outputs"]),
     ]
+    app_report, app_topics = (
+        summary["inputs"].get("app_generated", {}),
+        counts["inputs"].get("app_generated", {}),
+    )
+    for etype in sorted(set(app_report) | set(app_topics)):
+        pairs.append((f"app-generated inputs {etype}", app_report.get(etype, 0), app_topics.get(etype, 0)))
     for kind in sorted(set(summary["inputs"]["by_kind"]) | set(counts["inputs"]["by_kind"])):
         pairs.append(
             (

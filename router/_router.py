@@ -38,6 +38,7 @@ from actors.shard import ShardResult
 from clickcash._errors import ServiceError
 from config.settings import Settings
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
+from router._timers import TimerPump
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class RouterStats:
     rewinds: int = 0
     inflight_rounds: int = 0
     max_inflight_rounds: int = 0
+    timers_fired: int = 0
     assigned: list[int] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
@@ -123,12 +125,14 @@ class Router:
         router_index: int,
         pool: ShardPool,
         *,
+        timers: TimerPump | None = None,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
     ) -> None:
         self._s = settings
         self._topic = settings.kafka.input_topic
         self._pool = pool
+        self._timers = timers
         self._max_inflight = settings.pipeline.max_inflight_batches_per_shard
         self._commit_interval_s = settings.kafka.commit_interval_ms / 1000
         self._consume_timeout_s = settings.kafka.consume_timeout_ms / 1000
@@ -175,6 +179,7 @@ class Router:
                 rewinds=s.rewinds,
                 inflight_rounds=len(self._inflight),
                 max_inflight_rounds=s.max_inflight_rounds,
+                timers_fired=s.timers_fired,
                 assigned=sorted(self._assigned),
                 committed=dict(self._offsets.committed),
                 counts=dict(s.counts),
@@ -203,6 +208,8 @@ class Router:
                 msgs = self._consumer.consume(self._s.kafka.consume_batch_max, self._consume_timeout_s)
                 if msgs:
                     self._dispatch(msgs)
+            if self._timers is not None and self._assigned:
+                self._fire_timers(self._timers)
             if self._txn_open and time.monotonic() - self._txn_started >= self._commit_interval_s:
                 self._commit()
         except ShardFailedError as exc:
@@ -264,10 +271,7 @@ class Router:
 
     def _finish(self, rnd: _Round) -> None:
         results = self._pool.results(rnd.handles)
-        if not self._txn_open:
-            self._kafka(self._producer.begin_transaction)
-            self._txn_open = True
-            self._txn_started = time.monotonic()
+        self._begin()
         produced = 0
         for res in results:
             for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
@@ -281,6 +285,23 @@ class Router:
             for res in results:
                 for k, v in res.counts.items():
                     self.stats.counts[k] = self.stats.counts.get(k, 0) + v
+
+    def _fire_timers(self, pump: TimerPump) -> None:
+        due = pump.poll(sorted(self._assigned))
+        if not due:
+            return
+        self._begin()
+        for timer in due:
+            key, value = timer.command()
+            self._produce(self._topic, key, value, None)
+        with self._lock:
+            self.stats.timers_fired += len(due)
+
+    def _begin(self) -> None:
+        if not self._txn_open:
+            self._kafka(self._producer.begin_transaction)
+            self._txn_open = True
+            self._txn_started = time.monotonic()
 
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None

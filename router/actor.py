@@ -20,6 +20,7 @@ from actors.shard import ShardResult
 from config.settings import Settings
 from router._dispatch import ShardBatch
 from router._router import Router, ShardFailedError
+from router._timers import RedisTimerIndex, TimerPump
 
 
 class RayShardPool:
@@ -61,7 +62,11 @@ class RouterActor:
         shards = [
             ray.get_actor(shard_actor_name(i), namespace=s.ray.namespace) for i in range(s.pipeline.shards)
         ]
-        self._router = Router(s, self._index, RayShardPool(shards))
+        index = RedisTimerIndex.from_url(
+            s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
+        )
+        pump = TimerPump(index, s.pipeline.timer_poll_interval_ms / 1000)
+        self._router = Router(s, self._index, RayShardPool(shards), timers=pump)
         return asdict(self._router.run(self._stop))
 
     def stop(self) -> None:

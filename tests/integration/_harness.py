@@ -92,6 +92,7 @@ def input_positions(settings: Settings) -> dict[str, tuple[int, int]]:
             **settings.kafka.client_config(),
             "group.id": "positions-reader",
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     topic = settings.kafka.input_topic
@@ -114,8 +115,10 @@ def input_positions(settings: Settings) -> dict[str, tuple[int, int]]:
                 eid = None
             if isinstance(eid, str):
                 out.setdefault(eid, (partition, offset))
-            if offset + 1 >= remaining.get(partition, 0):
-                remaining.pop(partition, None)
+        # the log may end in transaction markers (the router writes timer commands transactionally)
+        for tp in c.position([TopicPartition(topic, p) for p in list(remaining)]):
+            if tp.offset >= remaining[tp.partition]:
+                remaining.pop(tp.partition)
     c.close()
     return out
 

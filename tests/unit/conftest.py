@@ -7,9 +7,12 @@ Kafka, Redis or Ray fails at once with a message saying where it belongs.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import confluent_kafka
@@ -18,6 +21,8 @@ import orjson
 import pytest
 import ray
 import redis
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from config.domain import DomainConfig, load_domain_config
 from router._dispatch import ShardBatch
@@ -34,6 +39,13 @@ _REAL_KAFKA = {
 }
 _PROJECT_PACKAGES = ("actors", "router", "cluster", "clickcash", "loadtest", "config", "tests")
 _guard_active = False
+
+# Unit runs leave nothing in the repository (as ``-p no:cacheprovider`` intends): Hypothesis keeps its
+# caches in the temp dir and no example database. No deadline: a slow CI machine is not a failure.
+if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "clickcash-hypothesis")
+hypothesis_settings.register_profile("clickcash-unit", database=None, deadline=None)
+hypothesis_settings.load_profile("clickcash-unit")
 
 
 class _ServiceGuard:
@@ -174,6 +186,14 @@ def build_event_data(type_: str, customer: str = "c-1", **overrides: Any) -> dic
         }
     elif type_ == "customer.preferences_updated":
         data = {"customer_id": customer, "timezone": "Europe/Berlin", "channels": ["sms", "email"]}
+    elif type_ == "dunning.timer_fired":
+        data = {
+            "customer_id": customer,
+            "order_id": order_id,
+            "plan_id": "plan-1",
+            "step_index": 0,
+            "due_ms": 1_772_443_800_000,
+        }
     else:
         raise ValueError(f"no sample data for {type_!r}")
     data.update(overrides)

@@ -19,15 +19,19 @@ keys = st.one_of(st.none(), st.sampled_from([f"c-{i}".encode() for i in range(40
 @st.composite
 def consumed_batches(draw: st.DrawFn) -> list[RawRecord]:
     """Records as a consumer returns them: offsets increase per partition, partitions interleave."""
-    n = draw(st.integers(min_value=0, max_value=120))
+    drawn = draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=3), keys, st.one_of(st.none(), st.binary(max_size=4))
+            ),
+            max_size=80,
+        )
+    )
     next_offset: dict[int, int] = defaultdict(int)
     records: list[RawRecord] = []
-    for i in range(n):
-        p = draw(st.integers(min_value=0, max_value=3))
-        o = next_offset[p]
-        next_offset[p] += draw(st.integers(min_value=1, max_value=3))
-        value = draw(st.one_of(st.none(), st.binary(max_size=8)))
-        records.append((p, o, draw(keys), value, 1_000 + i))
+    for i, (p, key, value) in enumerate(drawn):
+        records.append((p, next_offset[p], key, value, 1_000 + i))
+        next_offset[p] += 1 + i % 3  # gaps, as after compaction or transaction markers
     return records
 
 

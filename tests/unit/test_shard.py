@@ -23,23 +23,16 @@ from clickcash.events import (
     looks_like_card_number,
     output_id,
 )
-from config.domain import DomainConfig, Psp
-from loadtest.campaign import CampaignGenerator, CampaignMix, loadtest_mix
+from config.domain import DomainConfig
+from loadtest.campaign import CampaignGenerator, loadtest_mix
 from router._dispatch import ShardBatch
+from router._timers import DueTimer
 from tests.unit._strategies import VISA_TEST_PAN
 
 TOPICS = OutputTopics(
     orders="clickcash.orders", payments="clickcash.payments", dunning="clickcash.dunning", dlq="clickcash.dlq"
 )
-TOPIC_OF_TYPE = {
-    "order.accepted": TOPICS.orders,
-    "order.rejected": TOPICS.orders,
-    "payment.route_decided": TOPICS.payments,
-    "dunning.scheduled": TOPICS.dunning,
-    "dunning.recovered": TOPICS.dunning,
-    "dunning.cancelled": TOPICS.dunning,
-    "dunning.exhausted": TOPICS.dunning,
-}
+TOPIC_OF_FAMILY = {"order": TOPICS.orders, "payment": TOPICS.payments, "dunning": TOPICS.dunning}
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 EventFactory = Callable[..., bytes]
@@ -78,7 +71,7 @@ def envelopes(result: ShardResult) -> list[dict[str, Any]]:
         env = OutputEnvelope.model_validate_json(value)
         assert env.type in OUTPUT_TYPES, env.type
         OUTPUT_TYPES[env.type].model_validate(env.data)
-        assert topic == TOPIC_OF_TYPE[env.type]
+        assert topic == TOPIC_OF_FAMILY[env.type.split(".")[0]], (topic, env.type)
         assert env.source == OUTPUT_SOURCE
         assert key == env.partitionkey.encode(), "outputs are keyed by customer id"
         out.append(orjson.loads(value))
@@ -87,7 +80,9 @@ def envelopes(result: ShardResult) -> list[dict[str, Any]]:
 
 def dead_letters(result: ShardResult) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
     out = []
-    for topic, key, value, headers in zip(result.topics, result.keys, result.values, result.headers, strict=True):
+    for topic, key, value, headers in zip(
+        result.topics, result.keys, result.values, result.headers, strict=True
+    ):
         if topic == TOPICS.dlq:
             assert headers is not None
             out.append((key, value, dict(headers)))
@@ -178,11 +173,26 @@ def test_output_ids_do_not_depend_on_the_shard_or_the_clock(
     assert len({e["id"] for e in one}) == 2
 
 
+@pytest.mark.parametrize(
+    ("input_id", "role", "expected"),
+    [
+        ("evt-order-1", "order-decision", "213ff346-e2a3-5ff3-b961-79d8b1af9bdc"),
+        ("evt-order-1", "route", "a8eb98bb-182b-580d-a2cb-5be51885ca56"),
+        ("clickcash.events:4:99", "dead-letter", "fb9d075d-28e5-5da2-97b8-1ed68ef5aaaa"),
+    ],
+)
+def test_output_ids_are_pinned_across_releases(input_id: str, role: str, expected: str) -> None:
+    """Consumers dedupe on output ids: a new release replaying old inputs must produce the same ids."""
+    assert output_id(input_id, role) == expected
+
+
 def test_rejected_order_gives_exactly_one_order_rejected(
     domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
 ) -> None:
     shard, store = make_shard(domain)
-    result = shard.apply(shard_batch([rec("order.placed", event_id="evt-bad", total_cents=12345, country="JP")]))
+    result = shard.apply(
+        shard_batch([rec("order.placed", event_id="evt-bad", total_cents=12345, country="JP")])
+    )
     [rejected] = envelopes(result)
     assert rejected["type"] == "order.rejected"
     assert rejected["id"] == output_id("evt-bad", "order-decision")
@@ -193,7 +203,9 @@ def test_rejected_order_gives_exactly_one_order_rejected(
     assert state.orders == {}
 
 
-def test_order_with_no_eligible_psp_is_rejected(domain: DomainConfig, rec: Rec, shard_batch: BatchFactory) -> None:
+def test_order_with_no_eligible_psp_is_rejected(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
     only_paypal = domain.model_copy(update={"psps": [p for p in domain.psps if p.name == "paypal"]})
     shard, _ = make_shard(only_paypal)
     [rejected] = envelopes(shard.apply(shard_batch([rec("order.placed")])))
@@ -250,7 +262,9 @@ def test_every_output_of_a_mixed_batch_matches_the_contract(
     assert dead_letters(result) == []
 
 
-def test_generated_campaign_traffic_gives_only_contract_outputs(domain: DomainConfig, shard_batch: BatchFactory) -> None:
+def test_generated_campaign_traffic_gives_only_contract_outputs(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
     """Realistic traffic (duplicates and malformed records included) through one shard, in batches."""
     gen = CampaignGenerator(loadtest_mix(customers=200, duplicate_rate=0.03, malformed_rate=0.02), seed=11)
     events = [gen.next_event(START) for _ in range(1_500)]
@@ -306,10 +320,18 @@ def test_replaying_a_batch_returns_byte_identical_outputs_and_keeps_state(
 
 
 def test_replay_of_dead_letters_is_identical(
-    domain: DomainConfig, rec: Rec, cloud_event: EventFactory, event_data: DataFactory, shard_batch: BatchFactory
+    domain: DomainConfig,
+    rec: Rec,
+    cloud_event: EventFactory,
+    event_data: DataFactory,
+    shard_batch: BatchFactory,
 ) -> None:
     shard, _ = make_shard(domain, clock=lambda: START)
-    records = [rec("order.placed"), (0, 1, b"c-1", b"{broken"), (0, 2, None, cloud_event("order.placed", event_data("order.placed")))]
+    records = [
+        rec("order.placed"),
+        (0, 1, b"c-1", b"{broken"),
+        (0, 2, None, cloud_event("order.placed", event_data("order.placed"))),
+    ]
     first = shard.apply(shard_batch(records))
     again = shard.apply(shard_batch(records))
     assert outputs(again) == outputs(first)
@@ -335,7 +357,11 @@ def test_same_id_with_a_different_payload_is_a_duplicate_conflict(
     domain: DomainConfig, cloud_event: EventFactory, event_data: DataFactory, shard_batch: BatchFactory
 ) -> None:
     shard, store = make_shard(domain)
-    shard.apply(shard_batch([(0, 10, b"c-1", cloud_event("order.placed", event_data("order.placed"), event_id="dup"))]))
+    shard.apply(
+        shard_batch(
+            [(0, 10, b"c-1", cloud_event("order.placed", event_data("order.placed"), event_id="dup"))]
+        )
+    )
     state = _snapshot(store)
     changed = cloud_event("order.placed", event_data("order.placed", total_cents=9999), event_id="dup")
     result = shard.apply(shard_batch([(2, 42, b"c-1", changed)]))
@@ -375,7 +401,9 @@ def test_duplicates_and_conflicts_within_one_batch(
 # --- order of outputs -------------------------------------------------------------------------------
 
 
-def test_outputs_follow_input_order_per_customer(domain: DomainConfig, rec: Rec, shard_batch: BatchFactory) -> None:
+def test_outputs_follow_input_order_per_customer(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
     shard, _ = make_shard(domain)
     records = []
     for n in range(4):
@@ -390,7 +418,9 @@ def test_outputs_follow_input_order_per_customer(domain: DomainConfig, rec: Rec,
     assert positions == sorted(positions)
     for c in ("c-a", "c-b", "c-c"):
         mine = [e for e in envelopes(result) if e["partitionkey"] == c]
-        assert [e["data"]["order_id"] for e in mine if e["type"] == "order.accepted"] == [f"{c}-o{n}" for n in range(4)]
+        assert [e["data"]["order_id"] for e in mine if e["type"] == "order.accepted"] == [
+            f"{c}-o{n}" for n in range(4)
+        ]
 
 
 def test_later_events_see_state_from_earlier_events_of_the_same_batch(
@@ -408,7 +438,8 @@ def test_later_events_see_state_from_earlier_events_of_the_same_batch(
     )
     scheduled = envelopes(result)[-1]
     assert scheduled["type"] == "dunning.scheduled"
-    assert scheduled["data"]["steps"][0] == {"kind": "reminder", "due_at": scheduled["data"]["steps"][0]["due_at"], "channel": "push"}
+    reminder = scheduled["data"]["steps"][0]
+    assert (reminder["kind"], reminder["channel"]) == ("reminder", "push")
 
 
 # --- batching: one load and one commit --------------------------------------------------------------
@@ -417,7 +448,12 @@ def test_later_events_see_state_from_earlier_events_of_the_same_batch(
 class CountingStore:
     """Wraps a store and counts calls; ``fail_commits`` first commits return False without writing."""
 
-    def __init__(self, inner: InMemoryStateStore, fail_commits: int = 0, before_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        inner: InMemoryStateStore,
+        fail_commits: int = 0,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self.loads = 0
         self.commits = 0
@@ -462,7 +498,9 @@ def test_one_load_and_one_commit_per_batch_whatever_its_size(
     assert (store.loads, store.commits) == (2, 2)
 
 
-def test_a_batch_of_dead_letters_only_still_costs_one_load_and_one_commit(domain: DomainConfig, shard_batch: BatchFactory) -> None:
+def test_a_batch_of_dead_letters_only_still_costs_one_load_and_one_commit(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
     store = CountingStore(InMemoryStateStore())
     shard, _ = make_shard(domain, store=store)
     shard.apply(shard_batch([(0, i, b"k", b"nope") for i in range(5)]))
@@ -480,7 +518,16 @@ def test_stored_responses_are_released_once_offsets_commit(
 
     def records(partition: int, offsets: range) -> list[tuple[int, int, bytes, bytes]]:
         return [
-            (partition, o, b"c-1", cloud_event("customer.preferences_updated", event_data("customer.preferences_updated"), event_id=f"p{partition}-{o}"))
+            (
+                partition,
+                o,
+                b"c-1",
+                cloud_event(
+                    "customer.preferences_updated",
+                    event_data("customer.preferences_updated"),
+                    event_id=f"p{partition}-{o}",
+                ),
+            )
             for o in offsets
         ]
 
@@ -513,7 +560,9 @@ def test_replay_after_release_gives_no_outputs_but_still_no_reprocessing(
 # --- dead letters ------------------------------------------------------------------------------------
 
 
-def test_dead_letter_carries_original_bytes_and_its_position(domain: DomainConfig, shard_batch: BatchFactory) -> None:
+def test_dead_letter_carries_original_bytes_and_its_position(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
     shard, _ = make_shard(domain, clock=lambda: START)
     raw = b'{"specversion": "1.0", "id": "x"}'
     result = shard.apply(shard_batch([(4, 99, b"c-7", raw)], topic="campaign.events"))
@@ -537,7 +586,9 @@ def test_dead_letter_carries_original_bytes_and_its_position(domain: DomainConfi
     assert result.counts == {"dead_letter.invalid_field": 1}
 
 
-def test_dead_letter_of_a_record_without_key_or_value(domain: DomainConfig, shard_batch: BatchFactory) -> None:
+def test_dead_letter_of_a_record_without_key_or_value(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
     shard, _ = make_shard(domain)
     result = shard.apply(shard_batch([(0, 0, None, None)]))
     [(key, value, headers)] = dead_letters(result)
@@ -565,18 +616,28 @@ def test_dead_letter_masks_card_numbers_in_the_original_bytes(
 
 CARD_IN_DEAD_LETTER = {
     "unknown_type": lambda ev, data: ev(VISA_TEST_PAN, data("order.placed")),
-    "bad_timezone": lambda ev, data: ev("customer.preferences_updated", data("customer.preferences_updated", timezone=VISA_TEST_PAN)),
+    "bad_timezone": lambda ev, data: ev(
+        "customer.preferences_updated", data("customer.preferences_updated", timezone=VISA_TEST_PAN)
+    ),
     "extra_data_key": lambda ev, data: ev("order.placed", {**data("order.placed"), VISA_TEST_PAN: "x"}),
     "invalid_token_order": lambda ev, data: ev(
         "order.placed",
-        data("order.placed", total_cents=-1, payment_method={"type": "card", "network": "visa", "token": VISA_TEST_PAN}),
+        data(
+            "order.placed",
+            total_cents=-1,
+            payment_method={"type": "card", "network": "visa", "token": VISA_TEST_PAN},
+        ),
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CARD_IN_DEAD_LETTER))
 def test_no_part_of_a_dead_letter_record_carries_a_card_number(
-    case: str, domain: DomainConfig, cloud_event: EventFactory, event_data: DataFactory, shard_batch: BatchFactory
+    case: str,
+    domain: DomainConfig,
+    cloud_event: EventFactory,
+    event_data: DataFactory,
+    shard_batch: BatchFactory,
 ) -> None:
     shard, _ = make_shard(domain)
     raw = CARD_IN_DEAD_LETTER[case](cloud_event, event_data)
@@ -586,7 +647,9 @@ def test_no_part_of_a_dead_letter_record_carries_a_card_number(
     assert reason_of(headers).redacted is True
     for name, header in headers.items():
         assert VISA_TEST_PAN.encode() not in header, f"DLQ header {name} carries the card number: {header!r}"
-        assert not looks_like_card_number(header.decode()), f"DLQ header {name} holds a card number: {header!r}"
+        assert not looks_like_card_number(header.decode()), (
+            f"DLQ header {name} holds a card number: {header!r}"
+        )
 
 
 # --- optimistic commit: conflicts are retried ---------------------------------------------------------
@@ -666,7 +729,9 @@ def test_authorization_of_an_order_in_dunning_gives_dunning_recovered(
     shard, store = make_shard(domain)
     shard.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="51")]))
     assert "o-1" in CustomerState.decode(store.customers["c-1"][1]).open_dunning
-    result = shard.apply(shard_batch([rec("payment.authorized", event_id="evt-auth", attempt=2, psp="braintree")]))
+    result = shard.apply(
+        shard_batch([rec("payment.authorized", event_id="evt-auth", attempt=2, psp="braintree")])
+    )
     [recovered] = envelopes(result)
     assert recovered["type"] == "dunning.recovered"
     assert recovered["id"] == output_id("evt-auth", "dunning")
@@ -677,7 +742,9 @@ def test_authorization_of_an_order_in_dunning_gives_dunning_recovered(
     assert len(shard.apply(shard_batch([rec("payment.authorized", attempt=3)]))) == 0
 
 
-def test_authorization_without_dunning_gives_no_output(domain: DomainConfig, rec: Rec, shard_batch: BatchFactory) -> None:
+def test_authorization_without_dunning_gives_no_output(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
     shard, _ = make_shard(domain)
     result = shard.apply(shard_batch([rec("order.placed"), rec("payment.authorized")]))
     assert types_of(result) == ["order.accepted", "payment.route_decided"]
@@ -709,20 +776,20 @@ def test_new_payment_method_retries_a_soft_plan_avoiding_the_declining_psp(
     assert "avoided_after_decline" in codes
 
 
-def test_new_payment_method_does_not_retry_a_hard_decline(
+def test_hard_decline_schedules_only_a_reminder(
     domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
 ) -> None:
     shard, _ = make_shard(domain)
-    result = shard.apply(
-        shard_batch([rec("order.placed"), rec("payment.declined", decline_code="54"), rec("payment_method.updated")])
-    )
+    result = shard.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="54")]))
     assert types_of(result) == ["order.accepted", "payment.route_decided", "dunning.scheduled"]
     scheduled = envelopes(result)[-1]["data"]
     assert scheduled["decline_class"] == "hard"
     assert [s["kind"] for s in scheduled["steps"]] == ["reminder"]
 
 
-def test_too_many_open_plans_exhaust_the_oldest(domain: DomainConfig, rec: Rec, shard_batch: BatchFactory) -> None:
+def test_too_many_open_plans_exhaust_the_oldest(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
     shard, _ = make_shard(domain)
     n = CustomerState.MAX_OPEN_DUNNING + 1
     records = []
@@ -733,3 +800,79 @@ def test_too_many_open_plans_exhaust_the_oldest(domain: DomainConfig, rec: Rec, 
     exhausted = [e for e in envelopes(result) if e["type"] == "dunning.exhausted"]
     assert [e["data"]["order_id"] for e in exhausted] == ["o-0"]
     assert exhausted[0]["data"]["reason"] == "too_many_open_plans"
+
+
+# --- dunning timers -----------------------------------------------------------------------------------
+
+
+def _only_timer(store: InMemoryStateStore) -> DueTimer:
+    timers = [(p, m, d) for p, members in store.timers.items() for m, d in members.items()]
+    assert len(timers) == 1, f"expected one timer per open plan, got {timers}"
+    return DueTimer(*timers[0])
+
+
+def _fire(timer: DueTimer, offset: int) -> tuple[int, int, bytes, bytes]:
+    key, value = timer.command()
+    return (timer.partition, offset, key, value)
+
+
+def test_a_dunning_plan_arms_one_timer_and_payment_cancels_it(
+    domain: DomainConfig, cloud_event: EventFactory, event_data: DataFactory, shard_batch: BatchFactory
+) -> None:
+    rec = Rec(cloud_event, event_data, partition=2)
+    shard, store = make_shard(domain, clock=lambda: START)
+    shard.apply(
+        shard_batch([rec("order.placed"), rec("payment.declined", event_id="evt-decline", decline_code="51")])
+    )
+    timer = _only_timer(store)
+    assert timer.partition == 2, "a timer lives with its customer's input partition"
+    assert timer.due_ms == int(START.timestamp() * 1000), "the first step (the reminder) is due at once"
+    customer, order, plan_id, step = timer.member.split("\x1f")
+    assert (customer, order, plan_id, step) == ("c-1", "o-1", output_id("evt-decline", "dunning"), "0")
+    shard.apply(shard_batch([rec("payment.authorized")]))
+    assert all(not members for members in store.timers.values())
+
+
+def test_due_steps_fire_once_in_order_and_retry_avoiding_the_declining_psp(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    shard, store = make_shard(domain, clock=lambda: START)
+    shard.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="51", psp="adyen")]))
+    reminder_timer = _only_timer(store)
+
+    [step_due] = envelopes(shard.apply(shard_batch([_fire(reminder_timer, 10)])))
+    assert step_due["type"] == "dunning.step_due"
+    assert (step_due["data"]["kind"], step_due["data"]["step_index"], step_due["data"]["channel"]) == (
+        "reminder",
+        0,
+        "email",
+    )
+    retry_timer = _only_timer(store)
+    assert retry_timer.member.endswith("\x1f1")
+    assert retry_timer.due_ms == int((START + timedelta(hours=24)).timestamp() * 1000)
+
+    fired = envelopes(shard.apply(shard_batch([_fire(retry_timer, 11)])))
+    assert [e["type"] for e in fired] == ["payment.route_decided", "dunning.step_due"]
+    route = fired[0]["data"]
+    assert route["attempt"] == 2
+    assert route["psp"] != "adyen"
+    assert fired[1]["data"]["kind"] == "retry"
+
+    # the router may fire a timer again (it died before committing): a re-fire is a duplicate
+    refire = shard.apply(shard_batch([_fire(retry_timer, 12)]))
+    assert len(refire) == 0
+    assert refire.counts == {"duplicate": 1}
+
+
+def test_a_timer_of_a_closed_plan_fires_nothing_and_is_removed(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    shard, store = make_shard(domain, clock=lambda: START)
+    shard.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="51")]))
+    timer = _only_timer(store)
+    shard.apply(shard_batch([rec("payment.authorized")]))
+    # the router read the timer just before the payment cancelled it
+    result = shard.apply(shard_batch([_fire(timer, 50)]))
+    assert len(result) == 0
+    assert result.counts.get("timer_stale") == 1
+    assert all(not members for members in store.timers.values())

@@ -1,0 +1,280 @@
+"""Applying one validated event to one customer's state: the domain engines wired to outputs and timers.
+
+Called by :class:`actors.shard.Shard` for each new (non-duplicate) event, in the customer's order. Pure
+with respect to services: it reads and mutates the loaded ``CustomerState``, appends outputs to the batch's
+result and timer operations to the batch's write, all committed atomically by the shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from actors.dunning import plan_dunning
+from actors.orders import check_order
+from actors.psp_routing import RouteRequest, route_payment
+from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
+from clickcash.events import (
+    OUTPUT_SOURCE,
+    CustomerPreferencesUpdated,
+    DunningClosed,
+    DunningScheduled,
+    DunningStepDue,
+    DunningTimerFired,
+    OrderAccepted,
+    OrderPlaced,
+    OrderRejected,
+    OutputRole,
+    PaymentAuthorized,
+    PaymentDeclined,
+    PaymentMethodUpdated,
+    Reason,
+    RouteDecided,
+    output_id,
+)
+from config.domain import DomainConfig
+
+if TYPE_CHECKING:
+    from actors._decode import InputEvent
+    from actors.shard import OutputTopics, ShardResult
+
+
+@dataclass(slots=True)
+class Apply:
+    """Everything one event's application touches."""
+
+    ev: InputEvent
+    state: CustomerState
+    result: ShardResult
+    write: BatchWrite
+    key: bytes | None
+    partition: int
+
+
+class EventApplier:
+    def __init__(self, topics: OutputTopics, domain: DomainConfig, clock: Callable[[], datetime]) -> None:
+        self._topics = topics
+        self._domain = domain
+        self._clock = clock
+
+    def apply(self, a: Apply) -> None:
+        data = a.ev.data
+        if isinstance(data, OrderPlaced):
+            self._order_placed(a, data)
+        elif isinstance(data, PaymentDeclined):
+            self._payment_declined(a, data)
+        elif isinstance(data, PaymentAuthorized):
+            self._payment_authorized(a, data)
+        elif isinstance(data, PaymentMethodUpdated):
+            self._payment_method_updated(a, data)
+        elif isinstance(data, CustomerPreferencesUpdated):
+            a.state.timezone = data.timezone
+            a.state.channels = list(data.channels)
+        elif isinstance(data, DunningTimerFired):
+            self._timer_fired(a, data)
+
+    # --- outputs ----------------------------------------------------------------------------------
+
+    def emit(self, a: Apply, topic: str, type_: str, role: str, data: Any) -> None:
+        ev = a.ev
+        envelope = {
+            "specversion": "1.0",
+            "id": output_id(ev.id, role),
+            "source": OUTPUT_SOURCE,
+            "type": type_,
+            "time": self._clock().isoformat(),
+            "datacontenttype": "application/json",
+            "partitionkey": ev.customer_id,
+            "causationid": ev.id,
+            "correlationid": ev.correlationid,
+            "campaignid": ev.campaignid,
+            "data": data.model_dump(mode="json"),
+        }
+        a.result.add(topic, a.key, orjson.dumps(envelope))
+        a.result.count(type_)
+
+    # --- orders -----------------------------------------------------------------------------------
+
+    def _order_placed(self, a: Apply, order: OrderPlaced) -> None:
+        reasons = check_order(order, self._domain.orders)
+        decision = None
+        if not reasons:
+            decision = route_payment(
+                RouteRequest(order.country, order.currency, order.payment_method.network, order.total_cents),
+                self._domain.psps,
+            )
+            if decision is None:
+                reasons = [
+                    Reason(
+                        code="no_eligible_psp",
+                        field="data.payment_method.network",
+                        detail=f"no PSP serves {order.country}/{order.currency}/"
+                        f"{order.payment_method.network}",
+                    )
+                ]
+        if reasons or decision is None:
+            rejected = OrderRejected(order_id=order.order_id, customer_id=order.customer_id, reasons=reasons)
+            self.emit(a, self._topics.orders, "order.rejected", OutputRole.ORDER_DECISION, rejected)
+            return
+        accepted = OrderAccepted(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            total_cents=order.total_cents,
+            currency=order.currency,
+            country=order.country,
+        )
+        self.emit(a, self._topics.orders, "order.accepted", OutputRole.ORDER_DECISION, accepted)
+        route = RouteDecided(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            attempt=1,
+            psp=decision.psp,
+            fallbacks=decision.fallbacks,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            idempotency_key=f"{order.order_id}:1",
+            reasons=decision.reasons,
+        )
+        self.emit(a, self._topics.payments, "payment.route_decided", OutputRole.ROUTE, route)
+        a.state.payment_network = order.payment_method.network
+        a.state.remember_order(
+            order.order_id,
+            OrderSummary(
+                amount_cents=order.total_cents,
+                currency=order.currency,
+                country=order.country,
+                network=order.payment_method.network,
+            ),
+        )
+
+    # --- dunning ----------------------------------------------------------------------------------
+
+    def _cancel_timer(self, a: Apply, order_id: str, plan: OpenDunning) -> None:
+        member = plan.timer_member(a.ev.customer_id, order_id)
+        if member is not None and plan.timer_partition is not None:
+            a.write.timer_removes.append((plan.timer_partition, member))
+
+    def _arm_timer(self, a: Apply, order_id: str, plan: OpenDunning) -> None:
+        """Wake the plan at its next step: one timer per plan, never one object per step in memory."""
+        member = plan.timer_member(a.ev.customer_id, order_id)
+        if member is not None:
+            plan.timer_partition = a.partition
+            a.write.timer_adds.append((a.partition, member, plan.steps[plan.next_index].due_ms))
+
+    def _close(self, a: Apply, order_id: str, type_: str, reason: str, role: str) -> None:
+        plan = a.state.open_dunning.pop(order_id, None)
+        if plan is None:
+            return
+        self._cancel_timer(a, order_id, plan)
+        closed = DunningClosed(order_id=order_id, customer_id=a.ev.customer_id, reason=reason)
+        self.emit(a, self._topics.dunning, type_, role, closed)
+
+    def _payment_declined(self, a: Apply, declined: PaymentDeclined) -> None:
+        now = self._clock()
+        plan = plan_dunning(declined, self._domain.dunning, now, a.state.channels)
+        previous = a.state.open_dunning.get(declined.order_id)
+        declines = (previous.declines + 1) if previous else 1
+        if previous is not None:
+            self._cancel_timer(a, declined.order_id, previous)
+        plan_id = output_id(a.ev.id, OutputRole.DUNNING)
+        scheduled = DunningScheduled(
+            order_id=declined.order_id,
+            customer_id=declined.customer_id,
+            decline_code=declined.decline_code,
+            decline_class=plan.decline_class,
+            steps=plan.steps,
+        )
+        self.emit(a, self._topics.dunning, "dunning.scheduled", OutputRole.DUNNING, scheduled)
+        open_plan = OpenDunning(
+            declines=declines,
+            last_psp=declined.psp,
+            decline_class=plan.decline_class,
+            plan_id=plan_id,
+            steps=[
+                PendingStep(kind=s.kind, due_ms=int(s.due_at.timestamp() * 1000), channel=s.channel)
+                for s in plan.steps
+            ],
+        )
+        superseded = a.state.open_plan(declined.order_id, open_plan)
+        self._arm_timer(a, declined.order_id, open_plan)
+        for order_id, old in superseded:
+            self._cancel_timer(a, order_id, old)
+            closed = DunningClosed(
+                order_id=order_id, customer_id=a.ev.customer_id, reason="too_many_open_plans"
+            )
+            role = f"{OutputRole.DUNNING}:exhausted:{order_id}"
+            self.emit(a, self._topics.dunning, "dunning.exhausted", role, closed)
+
+    def _payment_authorized(self, a: Apply, authorized: PaymentAuthorized) -> None:
+        self._close(a, authorized.order_id, "dunning.recovered", "payment_authorized", OutputRole.DUNNING)
+
+    def _timer_fired(self, a: Apply, fired: DunningTimerFired) -> None:
+        """A due step: act on it only if the plan is still open and this is its next step (so a step fires
+        once, and never after the customer paid), then arm the timer for the step after."""
+        plan = a.state.open_dunning.get(fired.order_id)
+        if plan is None or plan.plan_id != fired.plan_id or plan.next_index != fired.step_index:
+            member = "\x1f".join([a.ev.customer_id, fired.order_id, fired.plan_id, str(fired.step_index)])
+            a.write.timer_removes.append((a.partition, member))
+            a.result.count("timer_stale")
+            return
+        self._cancel_timer(a, fired.order_id, plan)
+        step = plan.steps[plan.next_index]
+        attempt = None
+        if step.kind == "retry":
+            attempt = plan.declines + 1
+            self._retry(a, fired.order_id, plan, attempt, Reason(code="dunning_retry_due"))
+        due = DunningStepDue(
+            order_id=fired.order_id,
+            customer_id=fired.customer_id,
+            plan_id=fired.plan_id,
+            step_index=fired.step_index,
+            kind=step.kind,
+            channel=step.channel,
+            attempt=attempt,
+        )
+        self.emit(a, self._topics.dunning, "dunning.step_due", f"{OutputRole.DUNNING}:step", due)
+        plan.next_index += 1
+        if plan.next_index >= len(plan.steps):
+            self._close(
+                a, fired.order_id, "dunning.exhausted", "schedule_completed", f"{OutputRole.DUNNING}:end"
+            )
+        else:
+            self._arm_timer(a, fired.order_id, plan)
+
+    def _retry(self, a: Apply, order_id: str, plan: OpenDunning, attempt: int, why: Reason) -> None:
+        order = a.state.orders.get(order_id)
+        if order is None:
+            return
+        network = a.state.payment_network or order.network
+        avoid = frozenset([plan.last_psp]) if plan.last_psp else frozenset()
+        decision = route_payment(
+            RouteRequest(order.country, order.currency, network, order.amount_cents, avoid), self._domain.psps
+        )
+        if decision is None:
+            return
+        route = RouteDecided(
+            order_id=order_id,
+            customer_id=a.ev.customer_id,
+            attempt=attempt,
+            psp=decision.psp,
+            fallbacks=decision.fallbacks,
+            amount_cents=order.amount_cents,
+            currency=order.currency,
+            idempotency_key=f"{order_id}:{attempt}",
+            reasons=[why, *decision.reasons],
+        )
+        self.emit(a, self._topics.payments, "payment.route_decided", f"{OutputRole.ROUTE}:{order_id}", route)
+
+    def _payment_method_updated(self, a: Apply, update: PaymentMethodUpdated) -> None:
+        """A new payment method retries every open dunning plan at once, avoiding the PSP that declined."""
+        a.state.payment_network = update.payment_method.network
+        for order_id, plan in sorted(a.state.open_dunning.items()):
+            self._retry(a, order_id, plan, plan.declines + 1, Reason(code="payment_method_updated"))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
