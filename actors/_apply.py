@@ -200,6 +200,9 @@ class EventApplier:
             ],
         )
         superseded = a.state.open_plan(declined.order_id, open_plan)
+        if not open_plan.steps:  # nothing may be done (no retry left, no allowed channel): close now
+            role = f"{OutputRole.DUNNING}:end"
+            self._close(a, declined.order_id, "dunning.exhausted", "nothing_to_schedule", role)
         self._arm_timer(a, declined.order_id, open_plan)
         for order_id, old in superseded:
             self._cancel_timer(a, order_id, old)

@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--local", action="store_true", help="use the services from `clickcash services start`")
     ver.set_defaults(func=cmd_verify)
 
+    from loadtest.cli import add_loadtest_parser
+
+    add_loadtest_parser(sub)
+
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
     sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))
     sch.set_defaults(func=cmd_schemas)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 SPEC_VERSION = "1.0"
 OUTPUT_SOURCE = "clickcash"
@@ -136,6 +136,16 @@ INPUT_TYPES: dict[str, type[_Model]] = {
 }
 
 
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """CloudEvents ``time`` is an RFC 3339 string; a bare number is not a timestamp here."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339_START.match(value)):
+        return value
+    raise ValueError("time must be an RFC 3339 timestamp string")
+
+
 class InputEnvelope(BaseModel):
     """CloudEvents 1.0 attributes of an input; unknown extension attributes are allowed and ignored."""
 
@@ -145,7 +155,7 @@ class InputEnvelope(BaseModel):
     id: Id
     source: Annotated[str, Field(min_length=1, max_length=1024)]
     type: str
-    time: AwareDatetime
+    time: Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
     partitionkey: Id
     correlationid: Id | None = None
     campaignid: Id | None = None

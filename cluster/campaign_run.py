@@ -134,7 +134,7 @@ def run_campaign(
 
     def read_continuously() -> None:
         while not stop_reading.is_set():
-            reader.poll(0.05)
+            reader.poll(0.005)
 
     # a dedicated thread reads outputs as they commit, so seen_at is when they became visible
     thread = threading.Thread(target=read_continuously, name="output-reader", daemon=True)

@@ -133,6 +133,7 @@ class Router:
         self._topic = settings.kafka.input_topic
         self._pool = pool
         self._timers = timers
+        self._idle_checked = 0.0
         self._max_inflight = settings.pipeline.max_inflight_batches_per_shard
         self._commit_interval_s = settings.kafka.commit_interval_ms / 1000
         self._consume_timeout_s = settings.kafka.consume_timeout_ms / 1000
@@ -212,6 +213,8 @@ class Router:
                 self._fire_timers(self._timers)
             if self._txn_open and time.monotonic() - self._txn_started >= self._commit_interval_s:
                 self._commit()
+            elif not self._inflight:
+                self._commit_idle_positions()
         except ShardFailedError as exc:
             log.warning("router %d: shard failed (%s); rewinding", self.stats.router_index, exc)
             self._recover()
@@ -318,10 +321,38 @@ class Router:
 
     # --- transactions -----------------------------------------------------------------------------
 
+    def _positions_ahead(self) -> dict[int, int]:
+        """Consumer positions past what is tracked, when nothing is in flight.
+
+        A partition's log can end in a transaction marker (the routers write timer commands
+        transactionally); the position moves past it, the last processed offset never does. With no
+        round in flight everything consumed is already produced, so the position is safe to commit.
+        """
+        if self._inflight or not self._assigned:
+            return {}
+        tracked = {**self._offsets.committed, **self._offsets.pending()}
+        tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        return {
+            tp.partition: tp.offset
+            for tp in self._consumer.position(tps)
+            if tp.offset >= 0 and tp.offset > tracked.get(tp.partition, -1)
+        }
+
+    def _commit_idle_positions(self) -> None:
+        if self._txn_open or time.monotonic() - self._idle_checked < self._commit_interval_s:
+            return
+        self._idle_checked = time.monotonic()
+        ahead = self._positions_ahead()
+        if ahead:
+            self._begin()
+            self._commit()
+
     def _commit(self) -> None:
         if not self._txn_open:
             return
         started = time.monotonic()
+        for p, pos in self._positions_ahead().items():
+            self._offsets.produced([p], [pos - 1])
         pending = self._offsets.pending()
         if pending:
             offsets = [TopicPartition(self._topic, p, o) for p, o in sorted(pending.items())]
