@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from actors.dunning import plan_dunning
+from actors.dunning import CustomerProfile, plan_dunning
 from actors.orders import check_order
 from actors.psp_routing import RouteRequest, route_payment
 from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
@@ -175,7 +175,16 @@ class EventApplier:
 
     def _payment_declined(self, a: Apply, declined: PaymentDeclined) -> None:
         now = self._clock()
-        plan = plan_dunning(declined, self._domain.dunning, now, a.state.channels)
+        order = a.state.orders.get(declined.order_id)
+        profile = CustomerProfile(
+            timezone=a.state.timezone,
+            channels=tuple(a.state.channels),
+            country=order.country if order else None,
+        )
+        network = a.state.payment_network or (order.network if order else None)
+        plan = plan_dunning(
+            declined, self._domain.dunning, now, a.state.channels, profile=profile, network=network
+        )
         previous = a.state.open_dunning.get(declined.order_id)
         declines = (previous.declines + 1) if previous else 1
         if previous is not None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 
 import orjson
 import ray
 import redis
 
+from actors.state import timer_key
 from clickcash.events import OUTPUT_TYPES, OutputEnvelope, output_id
+from cluster.outputs import OutputReader
 from loadtest.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
     SettingsFactory,
@@ -193,7 +196,8 @@ def test_batching_one_shard_call_per_batch_and_two_redis_round_trips(make_settin
         routers = app.router_stats()
     batches = sum(s["batches"] for s in shards)
     round_trips = sum(s["store_round_trips"] for s in shards)
-    assert routers[0]["consumed"] == n
+    # the input also carries the dunning timer commands this router fired
+    assert routers[0]["consumed"] == n + routers[0]["timers_fired"]
     # input was all there before the start: batches are large, never one call per event
     assert batches <= 2 * (n // 100), f"{batches} shard calls for {n} events"
     assert round_trips <= 2 * batches + 2, f"{round_trips} Redis round trips for {batches} batches"
@@ -209,7 +213,7 @@ def test_backpressure_bounds_inflight_work_while_input_runs_ahead(make_settings:
     with running_app(settings) as app:
         wait_for_drain(settings, app)
         stats = app.router_stats()[0]
-    assert stats["consumed"] == 8000
+    assert stats["consumed"] == 8000 + stats["timers_fired"]
     assert 1 <= stats["max_inflight_rounds"] <= 2
 
 
@@ -279,3 +283,58 @@ def test_dunning_is_scheduled_and_recovered(make_settings: SettingsFactory) -> N
         "dunning.scheduled",
         "dunning.recovered",
     ]
+
+
+def _daytime_zone() -> str:
+    """An Etc/GMT zone where it is now early afternoon, so no reminder is pushed out of quiet hours."""
+    utc_hour = datetime.now(UTC).hour
+    offset = (13 - utc_hour + 12) % 24 - 12  # local = UTC + offset, in -12..11
+    return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}" if offset < 0 else "")
+
+
+def test_a_dunning_step_fires_once_and_payment_cancels_the_rest(make_settings: SettingsFactory) -> None:
+    settings = make_settings(partitions=2, pipeline={"shards": 2, "timer_poll_interval_ms": 200})
+    prefs = {"customer_id": "c7", "timezone": _daytime_zone(), "channels": ["email"]}
+    produce(
+        settings,
+        [
+            (b"c7", event("p1", "customer.preferences_updated", "c7", prefs)),
+            (b"c7", event("t1", "order.placed", "c7", order("ot", "c7"))),
+            (b"c7", event("t2", "payment.declined", "c7", declined("ot", "c7", code="51"))),
+        ],
+    )
+    reader = OutputReader(settings)
+    try:
+        with running_app(settings) as app:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(
+                r.type == "dunning.step_due" for r in reader.records
+            ):
+                app.supervise(0.2)
+                reader.poll(0.05)
+            due = [r for r in reader.records if r.type == "dunning.step_due"]
+            assert len(due) == 1, "the immediate reminder step must fire (once) through the timer"
+            assert due[0].event is not None and due[0].event["data"]["kind"] == "reminder"
+            assert due[0].causationid is not None and due[0].causationid.startswith("timer:")
+            authorized = {k: v for k, v in declined("ot", "c7").items() if k != "decline_code"}
+            produce(
+                settings, [(b"c7", event("t3", "payment.authorized", "c7", {**authorized, "attempt": 2}))]
+            )
+            wait_for_drain(settings, app)
+            time.sleep(1.0)  # a few more timer polls: nothing may fire after the payment
+            wait_for_drain(settings, app)
+        reader.read_until(lambda _: False, timeout_s=3, idle_s=2)
+    finally:
+        reader.close()
+    dunning = [
+        r.type
+        for r in sorted(reader.records, key=lambda r: r.offset)
+        if r.topic == settings.kafka.dunning_topic
+    ]
+    assert dunning == ["dunning.scheduled", "dunning.step_due", "dunning.recovered"]
+    r = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    try:
+        left = sum(r.zcard(timer_key(settings.redis.key_prefix, p)) for p in range(2))
+    finally:
+        r.close()
+    assert left == 0, "a paid plan must leave no timer behind"
