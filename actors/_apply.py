@@ -53,6 +53,9 @@ class Apply:
     write: BatchWrite
     key: bytes | None
     partition: int
+    attribution: tuple[str | None, str | None] | None = None
+    """(correlationid, campaignid) for outputs when not the event's own: a timer command acts for the
+    plan, so its outputs carry the attribution of the decline that opened the plan"""
 
 
 class EventApplier:
@@ -81,6 +84,7 @@ class EventApplier:
 
     def emit(self, a: Apply, topic: str, type_: str, role: str, data: Any) -> None:
         ev = a.ev
+        correlationid, campaignid = a.attribution or (ev.correlationid, ev.campaignid)
         envelope = {
             "specversion": "1.0",
             "id": output_id(ev.id, role),
@@ -90,8 +94,8 @@ class EventApplier:
             "datacontenttype": "application/json",
             "partitionkey": ev.customer_id,
             "causationid": ev.id,
-            "correlationid": ev.correlationid,
-            "campaignid": ev.campaignid,
+            "correlationid": correlationid,
+            "campaignid": campaignid,
             "data": data.model_dump(mode="json"),
         }
         a.result.add(topic, a.key, orjson.dumps(envelope))
@@ -203,6 +207,8 @@ class EventApplier:
             last_psp=declined.psp,
             decline_class=plan.decline_class,
             plan_id=plan_id,
+            correlationid=a.ev.correlationid,
+            campaignid=a.ev.campaignid,
             steps=[
                 PendingStep(kind=s.kind, due_ms=int(s.due_at.timestamp() * 1000), channel=s.channel)
                 for s in plan.steps
@@ -234,6 +240,7 @@ class EventApplier:
             a.result.count("timer_stale")
             return
         self._cancel_timer(a, fired.order_id, plan)
+        a.attribution = (plan.correlationid, plan.campaignid)
         step = plan.steps[plan.next_index]
         attempt = None
         if step.kind == "retry":

@@ -67,6 +67,8 @@ class OpenDunning(BaseModel):
     last_psp: str | None = None
     decline_class: str = "soft"
     plan_id: str = ""
+    correlationid: str | None = None
+    campaignid: str | None = None
     steps: list[PendingStep] = Field(default_factory=list)
     next_index: int = 0
     timer_partition: int | None = None

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from actors.shard import OutputTopics, Shard
 from actors.state import InMemoryStateStore
+from clickcash.events import TIMER_SOURCE
 from cluster.outputs import OutputReader
 from config.domain import load_domain_config
 from config.settings import Settings
@@ -29,10 +31,14 @@ from router._dispatch import ShardBatch
 Stream = tuple[str, bytes | None]
 """(output topic, Kafka key)"""
 
+_TIMER_MARK = TIMER_SOURCE.encode()
+
 
 @dataclass
 class VerifyReport:
     inputs: int
+    timer_commands: int
+    """of ``inputs``, the dunning timer commands the routers wrote to the input topic"""
     expected: int
     actual: int
     missing: int
@@ -56,7 +62,8 @@ class VerifyReport:
     def render(self) -> str:
         verdict = "OK" if self.ok else "FAILED"
         text = (
-            f"verify {verdict}: inputs={self.inputs} expected outputs={self.expected} actual={self.actual} "
+            f"verify {verdict}: inputs={self.inputs} (timer commands {self.timer_commands}) "
+            f"expected outputs={self.expected} actual={self.actual} "
             f"missing={self.missing} duplicates={self.duplicates} unexpected={self.unexpected} "
             f"out-of-order streams={self.out_of_order_streams} "
             f"dead letters expected={self.dead_letters_expected} actual={self.dead_letters_actual}"
@@ -140,13 +147,21 @@ def expected_streams(
     return streams
 
 
+def _is_timer_command(value: bytes | None) -> bool:
+    if not value or _TIMER_MARK not in value:
+        return False
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and body.get("source") == TIMER_SOURCE
+
+
 def _id_of(value: bytes, headers: list[tuple[str, bytes]] | None) -> str:
     if headers:
         for name, v in headers:
             if name == "ce_id":
                 return v.decode()
-    import orjson
-
     return str(orjson.loads(value)["id"])
 
 
@@ -160,6 +175,7 @@ def verify(
     """Compare the committed outputs with the expected ones (call once the input is fully processed)."""
     inputs = read_input(settings)
     n_inputs = sum(len(v) for v in inputs.values())
+    n_timers = sum(1 for records in inputs.values() for _, _, v in records if _is_timer_command(v))
     log(f"verify: read {n_inputs:,} input records; computing expected outputs ...")
     expected = expected_streams(settings, inputs)
     n_expected = sum(len(v) for v in expected.values())
@@ -197,6 +213,7 @@ def verify(
     )
     return VerifyReport(
         inputs=n_inputs,
+        timer_commands=n_timers,
         expected=n_expected,
         actual=len(records),
         missing=len(missing),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,8 +86,16 @@ def produce(settings: Settings, records: Sequence[tuple[bytes | None, bytes]]) -
     assert not errors, errors
 
 
-def input_positions(settings: Settings) -> dict[str, tuple[int, int]]:
-    """Event id -> (partition, offset) of every parseable input, read back from the input topic."""
+@dataclass(frozen=True)
+class InputEvent:
+    partition: int
+    offset: int
+    event: dict[str, Any]
+
+
+def input_events(settings: Settings) -> dict[str, InputEvent]:
+    """Event id -> first position and parsed body of every parseable input, read back from the input topic
+    (read_committed), so the dunning timer commands the routers write are included."""
     c = Consumer(
         {
             **settings.kafka.client_config(),
@@ -103,18 +112,18 @@ def input_positions(settings: Settings) -> dict[str, tuple[int, int]]:
         tps.append((p, high))
     c.assign([TopicPartition(topic, p, 0) for p, _ in tps])
     remaining = {p: high for p, high in tps if high > 0}
-    out: dict[str, tuple[int, int]] = {}
+    out: dict[str, InputEvent] = {}
     while remaining:
         for m in c.consume(1000, 1.0):
             if m.error():
                 continue
             partition, offset = m.partition() or 0, m.offset() or 0
             try:
-                eid = orjson.loads(m.value() or b"")["id"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                eid = None
-            if isinstance(eid, str):
-                out.setdefault(eid, (partition, offset))
+                body = orjson.loads(m.value() or b"")
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(body, dict) and isinstance(body.get("id"), str):
+                out.setdefault(body["id"], InputEvent(partition, offset, body))
         # the log may end in transaction markers (the router writes timer commands transactionally)
         for tp in c.position([TopicPartition(topic, p) for p in list(remaining)]):
             if tp.offset >= remaining[tp.partition]:

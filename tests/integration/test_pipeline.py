@@ -12,14 +12,14 @@ import ray
 import redis
 
 from actors.state import timer_key
-from clickcash.events import OUTPUT_TYPES, OutputEnvelope, output_id
+from clickcash.events import OUTPUT_TYPES, TIMER_SOURCE, OutputEnvelope, OutputRole, output_id
 from cluster.outputs import OutputReader
 from loadtest.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
     SettingsFactory,
     declined,
     event,
-    input_positions,
+    input_events,
     order,
     produce,
     read_outputs,
@@ -41,24 +41,32 @@ def test_campaign_outputs_follow_the_contract_in_per_customer_order(make_setting
         wait_for_drain(settings, app)
         shard_stats = app.shard_stats()
     outputs = read_outputs(settings, idle_s=2.0)
-    positions = input_positions(settings)
+    # what the topic holds: the produced records plus the dunning timer commands the router wrote
+    read_back = input_events(settings)
+    positions = {eid: (e.partition, e.offset) for eid, e in read_back.items()}
 
     # shards > partitions, and every shard did work in parallel with the others
     busy = [s for s in shard_stats if s["totals"].get("processed", 0) > 0]
     assert len(busy) == 5
 
     # every output is a CloudEvent with a deterministic id, keyed by customer, causation carried
-    inputs = {
-        orjson.loads(v)["id"]: orjson.loads(v) for _, v in records if v.startswith(b"{") and b'"data"' in v
-    }
+    inputs = {eid: e.event for eid, e in read_back.items() if "data" in e.event}
     structured = [o for o in outputs if o.event is not None]
     ids = Counter(o.id for o in outputs)
     assert max(ids.values()) == 1, "an output id appeared twice"
+    # a timer command acts for its plan: attribution comes from the decline that opened the plan
+    plan_opened_by = {
+        output_id(eid, OutputRole.DUNNING): ev
+        for eid, ev in inputs.items()
+        if ev["type"] == "payment.declined"
+    }
     for o in structured:
         assert o.event is not None
         OutputEnvelope.model_validate(o.event)
         OUTPUT_TYPES[o.type].model_validate(o.event["data"])
         src = inputs[o.causationid or ""]
+        if src["source"] == TIMER_SOURCE:
+            src = {**plan_opened_by[src["data"]["plan_id"]], "partitionkey": src["partitionkey"]}
         assert o.key == src["partitionkey"].encode()
         assert o.event["partitionkey"] == src["partitionkey"]
         assert o.event["correlationid"] == src["correlationid"]
@@ -67,6 +75,8 @@ def test_campaign_outputs_follow_the_contract_in_per_customer_order(make_setting
     assert all(o.id == output_id(o.causationid or "", "order-decision") for o in decisions)
 
     # exactly one decision per distinct valid order.placed, one first route per accepted order
+    produced = {orjson.loads(v)["id"] for _, v in records if v.startswith(b"{") and b'"data"' in v}
+    assert produced <= set(inputs)
     placed = {eid for eid, ev in inputs.items() if ev["type"] == "order.placed"}
     decided = Counter(o.causationid for o in decisions)
     assert set(decided) == placed and max(decided.values()) == 1
