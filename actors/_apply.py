@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from actors.dunning import CustomerProfile, plan_dunning
-from actors.orders import check_order
-from actors.psp_routing import RouteRequest, route_payment
+from actors._psp_stats import PspStatsBook, segment_of
+from actors.dunning import CustomerProfile, assign_tier, plan_dunning
+from actors.orders import check_order, order_quantity
+from actors.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_payment
 from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
 from clickcash.events import (
     OUTPUT_SOURCE,
@@ -59,13 +60,23 @@ class Apply:
 
 
 class EventApplier:
-    def __init__(self, topics: OutputTopics, domain: DomainConfig, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        topics: OutputTopics,
+        domain: DomainConfig,
+        clock: Callable[[], datetime],
+        psp_stats: PspStatsBook | None = None,
+    ) -> None:
         self._topics = topics
         self._domain = domain
         self._clock = clock
+        self._psp_stats = psp_stats or PspStatsBook(domain.routing, list(domain.psps))
+        self._psp_names = frozenset(p.name for p in domain.psps)
 
     def apply(self, a: Apply) -> None:
         data = a.ev.data
+        if a.state.first_seen_ms is None:
+            a.state.first_seen_ms = _ms(self._clock())
         if isinstance(data, OrderPlaced):
             self._order_placed(a, data)
         elif isinstance(data, PaymentDeclined):
@@ -77,6 +88,9 @@ class EventApplier:
         elif isinstance(data, CustomerPreferencesUpdated):
             a.state.timezone = data.timezone
             a.state.channels = list(data.channels)
+            if data.customer_since is not None:
+                since = datetime.combine(data.customer_since, datetime.min.time(), UTC)
+                a.state.customer_since_ms = _ms(since)
         elif isinstance(data, DunningTimerFired):
             self._timer_fired(a, data)
 
@@ -103,14 +117,44 @@ class EventApplier:
 
     # --- orders -----------------------------------------------------------------------------------
 
+    def _route(self, a: Apply, request: RouteRequest, salt: str) -> RouteDecision | None:
+        """Route with the configured policy on the shared success-rate stats of the request's segment.
+
+        The exploration and split draw comes from the event id, so a replayed event draws the same."""
+        decision = route_payment(
+            request,
+            self._domain.psps,
+            policy=self._domain.routing,
+            stats=self._psp_stats.stats_for(request.segment),
+            now=self._clock(),
+            explore_draw=draw_from_id(a.ev.id, salt),
+        )
+        if decision is not None:
+            a.result.count(f"route_decided:{decision.psp}")
+            for reason in decision.reasons:
+                if reason.code == "breaker_open" and reason.detail:
+                    a.result.count(f"breaker_open:{reason.detail.split(':', 1)[0]}")
+        return decision
+
     def _order_placed(self, a: Apply, order: OrderPlaced) -> None:
-        reasons = check_order(order, self._domain.orders)
+        campaign = a.ev.campaignid
+        reasons = check_order(
+            order,
+            self._domain.orders,
+            campaign_id=campaign,
+            quantity_so_far=a.state.campaign_units.get(campaign, 0) if campaign else 0,
+        )
         decision = None
         if not reasons:
-            decision = route_payment(
-                RouteRequest(order.country, order.currency, order.payment_method.network, order.total_cents),
-                self._domain.psps,
+            request = RouteRequest(
+                order.country,
+                order.currency,
+                order.payment_method.network,
+                order.total_cents,
+                campaign_id=campaign,
+                merchant_segment=order.merchant_segment,
             )
+            decision = self._route(a, request, "route")
             if decision is None:
                 reasons = [
                     Reason(
@@ -145,6 +189,8 @@ class EventApplier:
         )
         self.emit(a, self._topics.payments, "payment.route_decided", OutputRole.ROUTE, route)
         a.state.payment_network = order.payment_method.network
+        if campaign:
+            a.state.add_campaign_units(campaign, order_quantity(order))
         a.state.remember_order(
             order.order_id,
             OrderSummary(
@@ -177,17 +223,47 @@ class EventApplier:
         closed = DunningClosed(order_id=order_id, customer_id=a.ev.customer_id, reason=reason)
         self.emit(a, self._topics.dunning, type_, role, closed)
 
+    def _record_outcome(
+        self, a: Apply, order_id: str, psp: str, *, approved: bool, technical: bool = False
+    ) -> None:
+        """Feed the PSP's success rate in the order's segment (committed with the batch, shared)."""
+        order = a.state.orders.get(order_id)
+        if order is None or psp not in self._psp_names:
+            a.result.count("outcome_unattributed")
+            return
+        segment = segment_of(order.network, order.currency, order.country)
+        increments = self._psp_stats.record(
+            psp, segment, _ms(self._clock()), approved=approved, technical=technical
+        )
+        for key, add in increments.items():
+            a.write.counter_increments[key] = a.write.counter_increments.get(key, 0) + add
+
     def _payment_declined(self, a: Apply, declined: PaymentDeclined) -> None:
         now = self._clock()
+        now_ms = _ms(now)
+        policy = self._domain.dunning
+        technical = declined.decline_code in policy.technical_codes
+        self._record_outcome(a, declined.order_id, declined.psp, approved=False, technical=technical)
         order = a.state.orders.get(declined.order_id)
+        tenure_days = a.state.tenure_days(now_ms)
         profile = CustomerProfile(
             timezone=a.state.timezone,
             channels=tuple(a.state.channels),
+            tier=assign_tier(policy, a.state.lifetime_value_cents, tenure_days),
+            tenure_days=tenure_days,
             country=order.country if order else None,
         )
         network = a.state.payment_network or (order.network if order else None)
         plan = plan_dunning(
-            declined, self._domain.dunning, now, a.state.channels, profile=profile, network=network
+            declined,
+            policy,
+            now,
+            a.state.channels,
+            profile=profile,
+            retries_last_30d=a.state.retries_counted(now_ms, 30 * _DAY_MS, declined.order_id),
+            retries_last_24h=a.state.retries_counted(now_ms, _DAY_MS, declined.order_id),
+            network=network,
+            advice_code=declined.merchant_advice_code,
         )
         previous = a.state.open_dunning.get(declined.order_id)
         declines = (previous.declines + 1) if previous else 1
@@ -228,6 +304,8 @@ class EventApplier:
             self.emit(a, self._topics.dunning, "dunning.exhausted", role, closed)
 
     def _payment_authorized(self, a: Apply, authorized: PaymentAuthorized) -> None:
+        self._record_outcome(a, authorized.order_id, authorized.psp, approved=True)
+        a.state.lifetime_value_cents += authorized.amount_cents
         self._close(a, authorized.order_id, "dunning.recovered", "payment_authorized", OutputRole.DUNNING)
 
     def _timer_fired(self, a: Apply, fired: DunningTimerFired) -> None:
@@ -270,11 +348,13 @@ class EventApplier:
             return
         network = a.state.payment_network or order.network
         avoid = frozenset([plan.last_psp]) if plan.last_psp else frozenset()
-        decision = route_payment(
-            RouteRequest(order.country, order.currency, network, order.amount_cents, avoid), self._domain.psps
+        request = RouteRequest(
+            order.country, order.currency, network, order.amount_cents, avoid, campaign_id=plan.campaignid
         )
+        decision = self._route(a, request, f"retry:{attempt}")
         if decision is None:
             return
+        a.state.record_retry(_ms(self._clock()))
         route = RouteDecided(
             order_id=order_id,
             customer_id=a.ev.customer_id,
@@ -291,8 +371,16 @@ class EventApplier:
     def _payment_method_updated(self, a: Apply, update: PaymentMethodUpdated) -> None:
         """A new payment method retries every open dunning plan at once, avoiding the PSP that declined."""
         a.state.payment_network = update.payment_method.network
+        a.state.card_retries_ms = []  # a new card: the network caps count per card
         for order_id, plan in sorted(a.state.open_dunning.items()):
             self._retry(a, order_id, plan, plan.declines + 1, Reason(code="payment_method_updated"))
+
+
+_DAY_MS = 86_400_000
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
 
 
 def utc_now() -> datetime:

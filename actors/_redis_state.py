@@ -1,4 +1,7 @@
-"""The Redis-backed state store: one pipelined MGET per batch to load, one Lua call per batch to commit.
+"""The Redis-backed state store: one MGET per batch to load, one Lua call per batch to commit.
+
+The same two round trips carry the shared PSP outcome counters: read with the batch's MGET, incremented
+by its commit, so an outcome of a replayed batch is never counted twice.
 
 Customer documents are stored as ``<version>|<json>`` so the commit script can check versions without
 decoding JSON. Idempotency records expire after the retention; first responses expire after the (shorter)
@@ -56,6 +59,15 @@ t = t + ntr
 for i = 1, nta do
   redis.call('ZADD', KEYS[k + i], ARGV[t + 2 * (i - 1)], ARGV[t + 2 * (i - 1) + 1])
 end
+k = k + nta
+t = t + 2 * nta
+local nci = tonumber(ARGV[t])
+local counter_ttl = ARGV[t + 1]
+t = t + 2
+for i = 1, nci do
+  redis.call('INCRBY', KEYS[k + i], ARGV[t + i - 1])
+  redis.call('PEXPIRE', KEYS[k + i], counter_ttl)
+end
 return 1
 """
 
@@ -97,11 +109,17 @@ class RedisStateStore:
     def _cust(self, cid: str) -> str:
         return f"{self._p}:cust:{cid}"
 
-    def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch:
+    def _counter(self, key: str) -> str:
+        return f"{self._p}:{key}"
+
+    def load(
+        self, event_ids: Sequence[str], customer_ids: Sequence[str], counter_keys: Sequence[str] = ()
+    ) -> LoadedBatch:
         keys = (
             [self._idem(e) for e in event_ids]
             + [self._resp(e) for e in event_ids]
             + [self._cust(c) for c in customer_ids]
+            + [self._counter(k) for k in counter_keys]
         )
         if not keys:
             return LoadedBatch({}, {}, {})
@@ -117,14 +135,18 @@ class RedisStateStore:
         responses = {
             eid: raw for eid, raw in zip(event_ids, values[n : 2 * n], strict=True) if raw is not None
         }
+        m = 2 * n + len(customer_ids)
+        counters = {
+            k: int(raw) if raw is not None else 0 for k, raw in zip(counter_keys, values[m:], strict=True)
+        }
         customers: dict[str, tuple[int, bytes | None]] = {}
-        for cid, raw in zip(customer_ids, values[2 * n :], strict=True):
+        for cid, raw in zip(customer_ids, values[2 * n : m], strict=True):
             if raw is None:
                 customers[cid] = (0, None)
             else:
                 ver, _, doc = raw.partition(b"|")
                 customers[cid] = (int(ver), doc)
-        return LoadedBatch(records, responses, customers)
+        return LoadedBatch(records, responses, customers, counters)
 
     def commit(self, write: BatchWrite) -> bool:
         if write.is_empty():
@@ -137,6 +159,7 @@ class RedisStateStore:
             + [self._resp(e) for e in write.release_responses]
             + [timer_key(self._p, p) for p, _ in write.timer_removes]
             + [timer_key(self._p, p) for p, _, _ in write.timer_adds]
+            + [self._counter(k) for k in write.counter_increments]
         )
         args: list[bytes | str | int] = [
             len(cids),
@@ -153,6 +176,8 @@ class RedisStateStore:
         args += [member for _, member in write.timer_removes]
         for _, member, due_ms in write.timer_adds:
             args += [due_ms, member]
+        args += [len(write.counter_increments), max(write.counter_ttl_ms, 1)]
+        args += list(write.counter_increments.values())
         self.round_trips += 1
         with map_exceptions("redis", redis.RedisError):
             return bool(self._commit(keys=keys, args=args))

@@ -8,6 +8,7 @@ keeps each customer's events in order. Restarts are Ray's (``max_restarts=-1``);
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import ray
@@ -17,6 +18,7 @@ from actors.shard import OutputTopics, Shard, ShardResult
 from config.domain import load_domain_config
 from config.settings import Settings
 from router._dispatch import ShardBatch
+from router._histogram import BATCH_BOUNDS_S, Histogram
 
 
 def build_shard(shard_id: int, settings: Settings) -> Shard:
@@ -35,15 +37,22 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         load_domain_config(settings.domain_file),
         store,
         max_event_bytes=p.max_event_bytes,
+        psp_stats_refresh_ms=p.psp_stats_refresh_ms,
     )
 
 
 class ShardActor:
     def __init__(self, shard_id: int, settings: Settings) -> None:
         self._shard = build_shard(shard_id, settings)
+        self._batch_seconds = Histogram.of(BATCH_BOUNDS_S)
+        self._events = 0
 
     def apply(self, batch: ShardBatch) -> ShardResult:
-        return self._shard.apply(batch)
+        started = time.perf_counter()
+        result = self._shard.apply(batch)
+        self._batch_seconds.observe(time.perf_counter() - started)
+        self._events += len(batch.offsets)
+        return result
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -54,6 +63,8 @@ class ShardActor:
             "stored_responses": self._shard.stored_responses(),
             "batches": self._shard.batches,
             "store_round_trips": self._shard.store_round_trips,
+            "events": self._events,
+            "batch_seconds": self._batch_seconds.to_dict(),
         }
 
 

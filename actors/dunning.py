@@ -84,6 +84,22 @@ class DunningPlan:
         return sum(1 for s in self.steps if s.kind == "retry")
 
 
+def assign_tier(policy: DunningPolicy, lifetime_value_cents: int, tenure_days: int) -> str:
+    """The customer's tier: the first of ``policy.tier_rules`` that matches, else the default tier."""
+    for rule in policy.tier_rules:
+        if lifetime_value_cents < rule.min_lifetime_value_cents or tenure_days < rule.min_tenure_days:
+            continue
+        if (
+            rule.max_lifetime_value_cents is not None
+            and lifetime_value_cents >= rule.max_lifetime_value_cents
+        ):
+            continue
+        if rule.max_tenure_days is not None and tenure_days >= rule.max_tenure_days:
+            continue
+        return rule.tier
+    return policy.default_tier
+
+
 def network_limit(policy: DunningPolicy, network: str | None) -> NetworkRetryLimit:
     """The retry rules for ``network``; unknown network -> the strictest of all configured ones, so a
     missing network field can never let a plan exceed any network's cap."""

@@ -16,6 +16,7 @@ import orjson
 
 from actors._apply import Apply, EventApplier
 from actors._decode import InputEvent, decode_record
+from actors._psp_stats import PspStatsBook, segment_of
 from actors.state import (
     BatchWrite,
     CustomerState,
@@ -27,6 +28,7 @@ from clickcash._errors import StateConflictError
 from clickcash.events import (
     OUTPUT_SOURCE,
     DeadLetter,
+    OrderPlaced,
     mask_card_numbers,
     output_id,
 )
@@ -84,6 +86,7 @@ class Shard:
         *,
         max_event_bytes: int = 64 * 1024,
         clock: Callable[[], datetime] = _now,
+        psp_stats_refresh_ms: int = 1_000,
     ) -> None:
         self.shard_id = shard_id
         self._topics = topics
@@ -91,7 +94,8 @@ class Shard:
         self._store = store
         self._max_event_bytes = max_event_bytes
         self._clock = clock
-        self._applier = EventApplier(topics, domain, clock)
+        self._psp_stats = PspStatsBook(domain.routing, list(domain.psps), refresh_ms=psp_stats_refresh_ms)
+        self._applier = EventApplier(topics, domain, clock, self._psp_stats)
         self._awaiting_commit: dict[int, list[tuple[int, str]]] = {}
         """partition -> [(offset, event id)] whose first responses are stored until their offset commits"""
         self.totals: dict[str, int] = {}
@@ -107,12 +111,22 @@ class Shard:
         release = self._releasable(batch.committed)
         event_ids = list(dict.fromkeys(d.id for d in decoded if isinstance(d, InputEvent)))
         customer_ids = list(dict.fromkeys(d.customer_id for d in decoded if isinstance(d, InputEvent)))
+        segments = {
+            segment_of(d.data.payment_method.network, d.data.currency, d.data.country)
+            for d in decoded
+            if isinstance(d, InputEvent) and isinstance(d.data, OrderPlaced)
+        }
         self.batches += 1
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            loaded = self._store.load(event_ids, customer_ids)
+            now_ms = int(self._clock().timestamp() * 1000)
+            counter_keys = self._psp_stats.keys_to_load(segments, now_ms)
+            loaded = self._store.load(event_ids, customer_ids, counter_keys)
+            self._psp_stats.absorb(loaded.counters, now_ms)
             result, write = self._evaluate(batch, decoded, loaded)
             write.release_responses = [eid for _, eid in release]
+            write.counter_ttl_ms = self._psp_stats.counter_ttl_ms
             if self._store.commit(write):
+                self._psp_stats.committed(write.counter_increments, now_ms)
                 break
             log.warning("shard %d: state changed under a batch, reloading", self.shard_id)
         else:

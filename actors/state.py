@@ -99,9 +99,49 @@ class CustomerState(BaseModel):
     payment_network: str | None = None
     orders: dict[str, OrderSummary] = Field(default_factory=dict)
     open_dunning: dict[str, OpenDunning] = Field(default_factory=dict)
+    campaign_units: dict[str, int] = Field(default_factory=dict)
+    """campaign id -> units in the customer's accepted orders (the per-campaign quantity guard)"""
+    first_seen_ms: int | None = None
+    customer_since_ms: int | None = None
+    """sign-up time from the CRM (``customer.preferences_updated``), preferred over first_seen_ms"""
+    lifetime_value_cents: int = 0
+    """authorized payments so far, minor units of any currency (tiering only)"""
+    card_retries_ms: list[int] = Field(default_factory=list)
+    """when dunning retried the current payment method (last 30 days), for the network caps"""
 
     MAX_ORDERS: ClassVar[int] = 50
     MAX_OPEN_DUNNING: ClassVar[int] = 10
+    MAX_CAMPAIGNS: ClassVar[int] = 20
+    RETRY_WINDOW_MS: ClassVar[int] = 30 * 86_400_000
+
+    def tenure_days(self, now_ms: int) -> int:
+        since = self.customer_since_ms if self.customer_since_ms is not None else self.first_seen_ms
+        return max(0, (now_ms - since) // 86_400_000) if since is not None else 0
+
+    def add_campaign_units(self, campaign_id: str, units: int) -> None:
+        """Count accepted units; the oldest campaigns are forgotten past ``MAX_CAMPAIGNS`` (a campaign's
+        guard matters while it runs, and a customer's state must stay bounded)."""
+        self.campaign_units[campaign_id] = self.campaign_units.pop(campaign_id, 0) + units
+        while len(self.campaign_units) > self.MAX_CAMPAIGNS:
+            del self.campaign_units[next(iter(self.campaign_units))]
+
+    def record_retry(self, now_ms: int) -> None:
+        self.card_retries_ms = [t for t in self.card_retries_ms if now_ms - t < self.RETRY_WINDOW_MS]
+        self.card_retries_ms.append(now_ms)
+
+    def retries_counted(self, now_ms: int, window_ms: int, except_order: str) -> int:
+        """Retries on the current card that a new plan must leave room for: those made in the last
+        ``window_ms`` plus those other open plans will make in the next ``window_ms``. Counting both
+        sides over-counts any single window, so the network cap holds across all of a card's plans."""
+        made = sum(1 for t in self.card_retries_ms if now_ms - t < window_ms)
+        planned = sum(
+            1
+            for order_id, plan in self.open_dunning.items()
+            if order_id != except_order
+            for step in plan.steps[plan.next_index :]
+            if step.kind == "retry" and step.due_ms - now_ms < window_ms
+        )
+        return made + planned
 
     def open_plan(self, order_id: str, plan: OpenDunning) -> list[tuple[str, OpenDunning]]:
         """Open or replace a plan; returns the oldest plans closed to keep at most ``MAX_OPEN_DUNNING``."""
@@ -136,6 +176,8 @@ class LoadedBatch:
     responses: dict[str, bytes]
     customers: dict[str, tuple[int, bytes | None]]
     """customer id -> (version, encoded state or None when new)"""
+    counters: dict[str, int] = field(default_factory=dict)
+    """shared counter key -> value (0 when absent): the PSP success-rate stats"""
 
 
 @dataclass(slots=True)
@@ -152,10 +194,19 @@ class BatchWrite:
     """(partition, member, due_ms)"""
     timer_removes: list[tuple[int, str]] = field(default_factory=list)
     """(partition, member)"""
+    counter_increments: dict[str, int] = field(default_factory=dict)
+    """shared counter key -> increment (the PSP outcomes of the batch's new events)"""
+    counter_ttl_ms: int = 0
+    """how long an incremented counter lives after its last increment"""
 
     def is_empty(self) -> bool:
         return not (
-            self.customers or self.claims or self.release_responses or self.timer_adds or self.timer_removes
+            self.customers
+            or self.claims
+            or self.release_responses
+            or self.timer_adds
+            or self.timer_removes
+            or self.counter_increments
         )
 
 
@@ -163,7 +214,9 @@ class StateStore(Protocol):
     round_trips: int
     """network round trips made so far (batching is a promise, so it is counted)"""
 
-    def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch: ...
+    def load(
+        self, event_ids: Sequence[str], customer_ids: Sequence[str], counter_keys: Sequence[str] = ()
+    ) -> LoadedBatch: ...
 
     def commit(self, write: BatchWrite) -> bool:
         """Apply ``write`` atomically; False (and nothing written) if a version or claim check fails."""
@@ -187,12 +240,16 @@ class InMemoryStateStore:
         self.customers: dict[str, tuple[int, bytes]] = {}
         self.timers: dict[int, dict[str, int]] = {}
         """partition -> member -> due_ms"""
+        self.counters: dict[str, tuple[float, int]] = {}
+        """key -> (expires at, value)"""
         self.round_trips = 0
 
     def _live(self, entry: tuple[float, object] | None) -> bool:
         return entry is not None and entry[0] > self._clock()
 
-    def load(self, event_ids: Sequence[str], customer_ids: Sequence[str]) -> LoadedBatch:
+    def load(
+        self, event_ids: Sequence[str], customer_ids: Sequence[str], counter_keys: Sequence[str] = ()
+    ) -> LoadedBatch:
         self.round_trips += 1
         records = {}
         responses = {}
@@ -207,7 +264,12 @@ class InMemoryStateStore:
         for cid in customer_ids:
             ver, doc = self.customers.get(cid, (0, None))
             customers[cid] = (ver, doc)
-        return LoadedBatch(records, responses, customers)
+        now = self._clock()
+        counters = {
+            k: self.counters[k][1] if k in self.counters and self.counters[k][0] > now else 0
+            for k in counter_keys
+        }
+        return LoadedBatch(records, responses, customers, counters)
 
     def commit(self, write: BatchWrite) -> bool:
         self.round_trips += 1
@@ -229,6 +291,9 @@ class InMemoryStateStore:
             self.timers.get(partition, {}).pop(member, None)
         for partition, member, due_ms in write.timer_adds:
             self.timers.setdefault(partition, {})[member] = due_ms
+        for key, add in write.counter_increments.items():
+            expires, value = self.counters.get(key, (0.0, 0))
+            self.counters[key] = (now + write.counter_ttl_ms / 1000, (value if expires > now else 0) + add)
         return True
 
     def due_timers(self, partition: int, now_ms: int) -> list[tuple[str, int]]:

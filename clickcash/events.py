@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
@@ -56,6 +56,8 @@ class OrderPlaced(_Model):
     items: Annotated[list[LineItem], Field(min_length=1, max_length=200)]
     total_cents: Cents
     payment_method: PaymentMethod
+    merchant_segment: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """The selling merchant's segment (e.g. ``enterprise``), for routing overrides."""
 
 
 class PaymentAuthorized(_Model):
@@ -75,6 +77,8 @@ class PaymentDeclined(_Model):
     amount_cents: Cents
     currency: Currency
     decline_code: Annotated[str, Field(min_length=1, max_length=16)]
+    merchant_advice_code: Annotated[str, Field(min_length=1, max_length=4)] | None = None
+    """Mastercard merchant advice code when the PSP returned one (03/21 stop, 24-30 retry after)."""
 
 
 class PaymentMethodUpdated(_Model):
@@ -90,6 +94,9 @@ class CustomerPreferencesUpdated(_Model):
     customer_id: Id
     timezone: str = "UTC"
     channels: list[Channel] = Field(default_factory=lambda: list[Channel](["email"]))
+    customer_since: date | None = None
+    """When the customer signed up (from the CRM): tenure for the dunning tier. Without it, tenure counts
+    from the first event clickcash saw for the customer."""
 
     @field_validator("timezone")
     @classmethod

@@ -283,6 +283,20 @@ class DunningTier(_Section):
     worth an agent's call; a five-year one is)."""
 
 
+class TierRule(_Section):
+    """Assigns a customer to a tier by value and tenure; the first rule that matches wins.
+
+    Value is the sum of the customer's authorized payments in minor units (currencies are not converted:
+    a deliberate approximation for tiering). Bounds are inclusive minimums and exclusive maximums.
+    """
+
+    tier: Annotated[str, Field(min_length=1)]
+    min_lifetime_value_cents: Annotated[int, Field(ge=0)] = 0
+    max_lifetime_value_cents: Annotated[int, Field(ge=1)] | None = None
+    min_tenure_days: Annotated[int, Field(ge=0)] = 0
+    max_tenure_days: Annotated[int, Field(ge=1)] | None = None
+
+
 _HOLIDAY_RE = re.compile(r"^(?:\d{4}-)?\d{2}-\d{2}$")
 
 
@@ -302,6 +316,8 @@ class DunningPolicy(_Section):
     escalation_after_h: PositiveHours | None = None
     default_tier: str = "standard"
     tiers: dict[str, DunningTier] = Field(default_factory=dict)
+    tier_rules: list[TierRule] = Field(default_factory=list)
+    """How customers are put in tiers (first match wins; none: ``default_tier``)."""
     quiet_hours: QuietHours | None = QuietHours()
     holidays: dict[str, list[str]] = Field(default_factory=dict)
     """Country code (or ``"*"`` for everyone) -> dates, ``YYYY-MM-DD`` once or ``MM-DD`` every year, in
@@ -341,6 +357,10 @@ class DunningPolicy(_Section):
         both = sorted(set(self.hard_codes) & set(self.technical_codes))
         if both:
             raise ValueError(f"codes both hard and technical: {both}")
+        known = {*self.tiers, self.default_tier}
+        unknown = sorted({r.tier for r in self.tier_rules} - known)
+        if unknown:
+            raise ValueError(f"tier_rules: tiers {unknown} are not defined in tiers")
         return self
 
     def tier(self, name: str | None) -> DunningTier | None:

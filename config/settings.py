@@ -83,6 +83,8 @@ class PipelineSettings(_Section):
     shard_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
     router_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
     timer_poll_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 1000
+    psp_stats_refresh_ms: Annotated[int, Field(ge=0, le=600_000)] = 1000
+    """How stale a shard's view of the other shards' PSP outcomes may get (0: reload every batch)."""
 
     @model_validator(mode="after")
     def _retention_covers_replay(self) -> PipelineSettings:

@@ -85,7 +85,12 @@ def test_optional_attributes_may_be_absent_and_extensions_are_ignored(
 
 def test_preferences_defaults_apply(cloud_event: EventFactory) -> None:
     ev = event(cloud_event("customer.preferences_updated", {"customer_id": "c-1"}))
-    assert ev.data.model_dump() == {"customer_id": "c-1", "timezone": "UTC", "channels": ["email"]}
+    assert ev.data.model_dump() == {
+        "customer_id": "c-1",
+        "timezone": "UTC",
+        "channels": ["email"],
+        "customer_since": None,
+    }
 
 
 # --- every dead-letter code from the right input -----------------------------------------------------
