@@ -206,8 +206,9 @@ def test_batching_one_shard_call_per_batch_and_two_redis_round_trips(make_settin
         routers = app.router_stats()
     batches = sum(s["batches"] for s in shards)
     round_trips = sum(s["store_round_trips"] for s in shards)
-    # the input also carries the dunning timer commands this router fired
-    assert routers[0]["consumed"] == n + routers[0]["timers_fired"]
+    # the input also carries the dunning timer commands this router fired (the latest may still be
+    # on their way back when the stats are read)
+    assert n <= routers[0]["consumed"] <= n + routers[0]["timers_fired"]
     # input was all there before the start: batches are large, never one call per event
     assert batches <= 2 * (n // 100), f"{batches} shard calls for {n} events"
     assert round_trips <= 2 * batches + 2, f"{round_trips} Redis round trips for {batches} batches"
@@ -223,7 +224,7 @@ def test_backpressure_bounds_inflight_work_while_input_runs_ahead(make_settings:
     with running_app(settings) as app:
         wait_for_drain(settings, app)
         stats = app.router_stats()[0]
-    assert stats["consumed"] == 8000 + stats["timers_fired"]
+    assert 8000 <= stats["consumed"] <= 8000 + stats["timers_fired"]
     assert 1 <= stats["max_inflight_rounds"] <= 2
 
 
@@ -252,11 +253,11 @@ def test_router_crash_loses_nothing_and_duplicates_nothing(make_settings: Settin
 def test_graceful_restart_resumes_from_committed_offsets(make_settings: SettingsFactory) -> None:
     settings = make_settings(partitions=2, pipeline={"shards": 2})
     first = [
-        (f"c{i % 7}".encode(), event(f"a{i}", "order.placed", f"c{i % 7}", order(f"oa{i}", f"c{i % 7}")))
+        (f"c{i % 60}".encode(), event(f"a{i}", "order.placed", f"c{i % 60}", order(f"oa{i}", f"c{i % 60}")))
         for i in range(300)
     ]
     second = [
-        (f"c{i % 7}".encode(), event(f"b{i}", "order.placed", f"c{i % 7}", order(f"ob{i}", f"c{i % 7}")))
+        (f"c{i % 60}".encode(), event(f"b{i}", "order.placed", f"c{i % 60}", order(f"ob{i}", f"c{i % 60}")))
         for i in range(300)
     ]
     produce(settings, first)
