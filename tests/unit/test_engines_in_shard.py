@@ -10,11 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors._psp_stats import PspStatsBook, counter_key, segment_of
+from actors.dunning import assign_tier
 from actors.shard import OutputTopics, Shard, ShardResult
-from actors.state import InMemoryStateStore
-from config.domain import DomainConfig
+from actors.state import CustomerState, InMemoryStateStore
+from config.domain import DomainConfig, TierRule
 from router._dispatch import ShardBatch
 from tests.unit.conftest import build_cloud_event, build_event_data, build_shard_batch
 
@@ -240,10 +243,63 @@ def test_a_cards_plans_together_never_exceed_the_network_cap(domain: DomainConfi
 
 
 def test_tenure_counts_from_the_first_event_without_crm_data(domain: DomainConfig) -> None:
-    from actors.state import CustomerState
-
     state = CustomerState(first_seen_ms=0)
     assert state.tenure_days(86_400_000 * 3 + 5) == 3
     since = datetime.combine(date(2020, 1, 1), datetime.min.time(), UTC)
     state.customer_since_ms = int(since.timestamp() * 1000)
     assert state.tenure_days(int(START.timestamp() * 1000)) > 2000
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    actions=st.lists(
+        st.tuples(
+            st.sampled_from(["order", "decline", "authorize", "new_card"]),
+            st.integers(0, 7),
+            st.sampled_from(["51", "05", "gateway_error", "91", "14"]),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_property_a_card_never_has_more_retries_than_the_network_allows(
+    domain: DomainConfig, actions: list[tuple[str, int, str]]
+) -> None:
+    store = InMemoryStateStore(clock=lambda: 1_000.0)
+    clock = Clock()
+    shard = shard_on(store, domain, clock)
+    feed = Feed(0)
+    cap = domain.dunning.network_limits["visa"].max_retries_30d
+    assert cap is not None
+    for action, n, code in actions:
+        if action == "order":
+            record = feed("order.placed", order_id=f"o-{n}")
+        elif action == "decline":
+            record = feed("payment.declined", order_id=f"o-{n}", decline_code=code)
+        elif action == "authorize":
+            record = feed("payment.authorized", order_id=f"o-{n}")
+        else:
+            record = feed("payment_method.updated")
+        shard.apply(batch([record]))
+        clock.now += timedelta(hours=1)
+        _, doc = store.customers["c-1"]
+        state = CustomerState.decode(doc)
+        now_ms = int(clock.now.timestamp() * 1000)
+        assert state.retries_counted(now_ms, 30 * 86_400_000, except_order="") <= cap
+
+
+def test_tiers_follow_the_first_matching_rule(domain: DomainConfig) -> None:
+    policy = domain.dunning
+    assert assign_tier(policy, 60_000, 400) == "vip"
+    assert assign_tier(policy, 60_000, 10) == "standard", "value alone does not make a VIP"
+    assert assign_tier(policy, 10, 400) == "standard"
+    custom = policy.model_copy(
+        update={
+            "tier_rules": [
+                TierRule(tier="trial", max_tenure_days=14, max_lifetime_value_cents=1),
+                *policy.tier_rules,
+            ]
+        }
+    )
+    assert assign_tier(custom, 0, 3) == "trial"
+    assert assign_tier(custom, 0, 14) == "standard"
