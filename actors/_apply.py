@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from actors._psp_stats import PspStatsBook, segment_of
-from actors.dunning import CustomerProfile, assign_tier, plan_dunning
+from actors.dunning import CustomerProfile, assign_tier, network_limit, plan_dunning
 from actors.orders import check_order, order_quantity
 from actors.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_payment
 from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
@@ -281,6 +281,7 @@ class EventApplier:
         open_plan = OpenDunning(
             declines=declines,
             last_psp=declined.psp,
+            last_decline_code=declined.decline_code,
             decline_class=plan.decline_class,
             plan_id=plan_id,
             correlationid=a.ev.correlationid,
@@ -347,7 +348,10 @@ class EventApplier:
         if order is None:
             return
         network = a.state.payment_network or order.network
-        avoid = frozenset([plan.last_psp]) if plan.last_psp else frozenset()
+        avoid = frozenset()
+        switch = self._domain.routing.avoid_declining_psp_codes
+        if plan.last_psp and (plan.last_decline_code is None or plan.last_decline_code in switch):
+            avoid = frozenset([plan.last_psp])
         request = RouteRequest(
             order.country, order.currency, network, order.amount_cents, avoid, campaign_id=plan.campaignid
         )
@@ -369,10 +373,19 @@ class EventApplier:
         self.emit(a, self._topics.payments, "payment.route_decided", f"{OutputRole.ROUTE}:{order_id}", route)
 
     def _payment_method_updated(self, a: Apply, update: PaymentMethodUpdated) -> None:
-        """A new payment method retries every open dunning plan at once, avoiding the PSP that declined."""
+        """A new payment method retries every open dunning plan at once, avoiding the PSP that declined.
+
+        The open plans' remaining retries will now run on the new card, so an immediate retry is made only
+        while the card's network budget has room for it next to them (``retry_skipped_network_cap``)."""
         a.state.payment_network = update.payment_method.network
         a.state.card_retries_ms = []  # a new card: the network caps count per card
+        limit = network_limit(self._domain.dunning, update.payment_method.network)
+        now_ms = _ms(self._clock())
+        caps = [(30 * _DAY_MS, limit.max_retries_30d), (_DAY_MS, limit.max_retries_24h)]
         for order_id, plan in sorted(a.state.open_dunning.items()):
+            if any(cap is not None and a.state.retries_counted(now_ms, w, "") >= cap for w, cap in caps):
+                a.result.count("retry_skipped_network_cap")
+                continue
             self._retry(a, order_id, plan, plan.declines + 1, Reason(code="payment_method_updated"))
 
 

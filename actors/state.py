@@ -65,6 +65,7 @@ class OpenDunning(BaseModel):
 
     declines: int = 1
     last_psp: str | None = None
+    last_decline_code: str | None = None
     decline_class: str = "soft"
     plan_id: str = ""
     correlationid: str | None = None

@@ -220,6 +220,12 @@ class RoutingPolicy(_Section):
     explore_share: Annotated[float, Field(ge=0, lt=1)] = 0.05
     breaker: BreakerPolicy = BreakerPolicy()
     overrides: list[RoutingOverride] = Field(default_factory=list)
+    avoid_declining_psp_codes: list[str] = Field(
+        default_factory=lambda: ["05", "91", "96", "timeout", "gateway_error"]
+    )
+    """Decline codes after which a retry goes to another PSP: technical failures are the PSP's, and
+    do-not-honor is often the acquirer's risk rules. Issuer-side codes such as insufficient funds (51)
+    would decline anywhere, so those retries stay with the best-scoring PSP."""
 
     @model_validator(mode="after")
     def _breaker_fits_window(self) -> RoutingPolicy:

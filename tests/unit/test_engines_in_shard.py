@@ -303,3 +303,23 @@ def test_tiers_follow_the_first_matching_rule(domain: DomainConfig) -> None:
     )
     assert assign_tier(custom, 0, 3) == "trial"
     assert assign_tier(custom, 0, 14) == "standard"
+
+
+def test_after_insufficient_funds_the_retry_stays_with_the_best_psp(domain: DomainConfig) -> None:
+    """51 would decline at any PSP: switching buys nothing, so the retry is routed on score alone."""
+    shard = shard_on(InMemoryStateStore(clock=lambda: 1_000.0), domain, Clock())
+    feed = Feed(0)
+    history = [feed("order.placed", f"h-{i}", order_id=f"h-{i}") for i in range(30)]
+    history += [feed("payment.authorized", f"h-{i}", order_id=f"h-{i}", psp="adyen") for i in range(30)]
+    shard.apply(batch(history))  # adyen approves well in this segment
+    shard.apply(batch([feed("order.placed", order_id="o-1")]))
+    shard.apply(batch([feed("payment.declined", order_id="o-1", decline_code="51", psp="adyen")]))
+    [retry] = bodies(shard.apply(batch([feed("payment_method.updated")])), "payment.route_decided")
+    assert "avoided_after_decline" not in [r["code"] for r in retry["data"]["reasons"]]
+    assert retry["data"]["psp"] == "adyen"
+
+    shard.apply(batch([feed("order.placed", order_id="o-2")]))
+    shard.apply(batch([feed("payment.declined", order_id="o-2", decline_code="gateway_error", psp="adyen")]))
+    routes = bodies(shard.apply(batch([feed("payment_method.updated")])), "payment.route_decided")
+    after_error = next(r for r in routes if r["data"]["order_id"] == "o-2")
+    assert after_error["data"]["psp"] != "adyen", "a technical failure is the PSP's: retry elsewhere"
