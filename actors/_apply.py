@@ -348,7 +348,7 @@ class EventApplier:
         if order is None:
             return
         network = a.state.payment_network or order.network
-        avoid = frozenset()
+        avoid: frozenset[str] = frozenset()
         switch = self._domain.routing.avoid_declining_psp_codes
         if plan.last_psp and (plan.last_decline_code is None or plan.last_decline_code in switch):
             avoid = frozenset([plan.last_psp])
