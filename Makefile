@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+QUIX_VENV  := .cache/venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
 
-.PHONY: demo test unit integration chaos lint bench services-start services-stop system-deps clean
+.PHONY: demo test unit integration chaos lint bench bench-deps services-start services-stop system-deps clean
 
 demo: $(STAMP) system-deps  ## run a campaign through the app on the embedded local stack
 	$(BIN)/clickcash demo $(ARGS)
@@ -24,6 +26,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# clickcash side by side with a passthrough loop, a hand-rolled loop and Quix Streams (report in reports/)
+bench: $(STAMP) $(QUIX_STAMP) system-deps
+	$(BIN)/clickcash compare $(ARGS)
+
+bench-deps: $(QUIX_STAMP)
+
+# Quix Streams pins an older confluent-kafka than clickcash: it gets a virtualenv of its own under .cache/
+$(QUIX_STAMP): loadtest/contenders/requirements-quix.txt
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q --upgrade pip
+	$(QUIX_VENV)/bin/pip install -q -r loadtest/contenders/requirements-quix.txt
+	touch $@
 
 services-start: $(STAMP) system-deps
 	$(BIN)/clickcash services start

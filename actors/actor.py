@@ -15,6 +15,7 @@ import ray
 
 from actors._redis_state import RedisStateStore
 from actors.shard import OutputTopics, Shard, ShardResult
+from clickcash._logging import configure_logging
 from config.domain import load_domain_config
 from config.settings import Settings
 from router._dispatch import ShardBatch
@@ -43,6 +44,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
 
 class ShardActor:
     def __init__(self, shard_id: int, settings: Settings) -> None:
+        configure_logging(settings.monitoring.log_format, settings.monitoring.log_level, shard_id=shard_id)
         self._shard = build_shard(shard_id, settings)
         self._batch_seconds = Histogram.of(BATCH_BOUNDS_S)
         self._events = 0

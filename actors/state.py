@@ -140,7 +140,7 @@ class CustomerState(BaseModel):
             for order_id, plan in self.open_dunning.items()
             if order_id != except_order
             for step in plan.steps[plan.next_index :]
-            if step.kind == "retry" and step.due_ms - now_ms < window_ms
+            if step.kind == "retry" and step.due_ms - now_ms <= window_ms
         )
         return made + planned
 

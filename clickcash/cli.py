@@ -128,7 +128,7 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the app in the foreground until Ctrl-C or SIGTERM, then drain, commit and stop."""
-    from cluster._ray import init_ray
+    from cluster._ray import forget_local_address, init_ray, publish_local_address
     from cluster.app import App
     from cluster.local_stack import running_services
     from cluster.topics import ensure_topics
@@ -142,6 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.create_topics:
         ensure_topics(settings, partitions=args.partitions)
     init_ray(settings)
+    if settings.ray.address is None:
+        publish_local_address()
     app = App(settings)
     stop = threading.Event()
 
@@ -167,12 +169,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         consumed = sum(s.get("consumed", 0) for s in stats)
         produced = sum(s.get("produced", 0) for s in stats)
         _log(
-            f"consumed {consumed:,}  produced {produced:,}  transactions "
+            f"{app.topology.shards} shards  consumed {consumed:,}  produced {produced:,}  transactions "
             f"{sum(s.get('transactions', 0) for s in stats):,}  router restarts {app.restarts}"
         )
 
-    app.run_until(stop.is_set, tick)
-    final = app.stop()
+    try:
+        app.run_until(stop.is_set, tick)
+        final = app.stop()
+    finally:
+        if settings.ray.address is None:
+            forget_local_address()
     _log(
         "stopped cleanly: "
         + ", ".join(
@@ -264,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     from loadtest.cli import add_loadtest_parser
 
     add_loadtest_parser(sub)
+    from cluster.scaling import add_scale_parser
+
+    add_scale_parser(sub)
+    from cluster.ops_cli import add_ops_parser
+
+    add_ops_parser(sub)
+    from loadtest.contenders.compare import add_compare_parser
+
+    add_compare_parser(sub)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
     sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))

@@ -16,6 +16,29 @@ from config.settings import Settings
 _CACHE_DIR = Path(os.environ.get("CLICKCASH_CACHE_DIR", Path(__file__).resolve().parents[1] / ".cache"))
 
 
+_LOCAL_ADDRESS_FILE = _CACHE_DIR / "run" / "local-ray-address"
+
+
+def publish_local_address() -> None:
+    """Record the address of the local Ray instance this process started, so operator commands run with
+    ``--local`` (``clickcash scale``) can join it; a machine may hold other Ray instances, so ``auto`` is
+    not reliable here."""
+    _LOCAL_ADDRESS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    _LOCAL_ADDRESS_FILE.write_text(ray.get_runtime_context().gcs_address)
+
+
+def local_address() -> str | None:
+    """The address recorded by :func:`publish_local_address`, if that instance is still up."""
+    try:
+        return _LOCAL_ADDRESS_FILE.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def forget_local_address() -> None:
+    _LOCAL_ADDRESS_FILE.unlink(missing_ok=True)
+
+
 def local_token_env() -> dict[str, str]:
     """Environment for processes (``ray start`` nodes) that must share the local token."""
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(_local_token())}

@@ -12,7 +12,10 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from actors.actor import start_shard_actor
 from clickcash._errors import ClickcashError, ConfigError
+from clickcash._logging import configure_logging
+from cluster.monitor import Monitor
 from config.settings import Settings
+from router._topology import RedisTopologyStore, Topology, plan_rescale
 from router.actor import start_router_actor
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,11 @@ class App:
         self.routers: list[Any] = []
         self._runs: dict[int, Any] = {}
         self.restarts = 0
+        self._topology = RedisTopologyStore.from_url(
+            settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+        )
+        self._topology_checked = 0.0
+        self._rescaling = False
 
     def start(self) -> None:
         p = self.settings.pipeline
@@ -42,12 +50,100 @@ class App:
             )
         self.shards = [start_shard_actor(i, self.settings) for i in range(p.shards)]
         ray.get([s.stats.remote() for s in self.shards])
+        self._topology.set(Topology(p.shards, p.routers))
         self.routers = [start_router_actor(i, self.settings) for i in range(p.routers)]
         for i, r in enumerate(self.routers):
             self._runs[i] = r.run.remote()
 
+    @property
+    def topology(self) -> Topology:
+        return Topology(len(self.shards), len(self.routers))
+
+    def _check_cpus(self, shards: int, routers: int) -> None:
+        p = self.settings.pipeline
+        need = shards * p.shard_num_cpus + routers * p.router_num_cpus
+        have = float(ray.cluster_resources().get("CPU", 0))
+        if have + 1e-9 < need:
+            raise ConfigError(
+                f"{shards} shards x pipeline.shard_num_cpus {p.shard_num_cpus:g} + {routers} routers x "
+                f"pipeline.router_num_cpus {p.router_num_cpus:g} need {need:g} Ray CPUs; the cluster has "
+                f"{have:g}"
+            )
+
+    def reconcile(self) -> None:
+        """Bring the actors to the desired topology in Redis (``clickcash scale`` writes it)."""
+        desired = self._topology.get()
+        if desired is None or desired == self.topology or self._rescaling:
+            return
+        try:
+            self.rescale(desired)
+        except ConfigError as exc:
+            log.error("cannot scale to %s: %s; staying at %s", desired, exc, self.topology)
+            self._topology.set(self.topology)
+
+    def rescale(self, desired: Topology, timeout_s: float = 300.0) -> None:
+        """Change the shard and router counts while processing, losing, duplicating and reordering
+        nothing: new shards start first, every router drains and switches at a round boundary (see
+        ``router._topology``), and only then are removed shards stopped; removed routers drain, commit
+        and leave the group, and their partitions move to the others."""
+        plan = plan_rescale(self.topology, desired)
+        if plan.empty:
+            return
+        self._check_cpus(desired.shards, desired.routers)
+        self._rescaling = True
+        try:
+            self._topology.set(desired)
+            log.info("rescaling %s -> %s", self.topology, desired)
+            new_shards = [start_shard_actor(i, self.settings) for i in plan.start_shards]
+            ray.get([s.stats.remote() for s in new_shards])
+            self.shards.extend(new_shards)
+            if plan.switch_routers_to is not None:
+                self._switch_routers(plan.switch_routers_to, timeout_s)
+            for i in sorted(plan.stop_shards, reverse=True):
+                ray.kill(self.shards.pop(i), no_restart=True)
+            for i in plan.start_routers:
+                self.routers.append(start_router_actor(i, self.settings))
+                self._runs[i] = self.routers[i].run.remote()
+            for i in sorted(plan.stop_routers, reverse=True):
+                self._stop_router(i, timeout_s)
+        finally:
+            self._rescaling = False
+
+    def _switch_routers(self, shards: int, timeout_s: float) -> None:
+        """Ask each router to switch and wait until all of them dispatch to ``shards`` shards (a router
+        restarted meanwhile reads the new count from the topology when it starts)."""
+        deadline = time.monotonic() + timeout_s
+        asked: set[int] = set()
+        while time.monotonic() < deadline:
+            stats = self.router_stats()
+            if all(s.get("running") and s.get("shards") == shards for s in stats):
+                return
+            for i, s in enumerate(stats):
+                if s.get("running") and s.get("shards") != shards and i not in asked:
+                    try:
+                        ray.get(self.routers[i].rescale.remote(shards), timeout=30)
+                        asked.add(i)
+                    except (RayActorError, RayTaskError, ray.exceptions.GetTimeoutError) as exc:
+                        log.warning("router %d did not take the rescale yet: %s", i, exc)
+            self.supervise(0.2)
+        raise ClickcashError(f"routers did not switch to {shards} shards within {timeout_s:g} s")
+
+    def _stop_router(self, index: int, timeout_s: float) -> None:
+        router = self.routers.pop(index)
+        run = self._runs.pop(index)
+        router.stop.remote()
+        try:
+            ray.get(run, timeout=timeout_s)
+        except (RayActorError, RayTaskError, ray.exceptions.GetTimeoutError) as exc:
+            log.warning("router %d did not drain cleanly (%s); its partitions replay elsewhere", index, exc)
+        ray.kill(router, no_restart=True)
+
     def supervise(self, timeout_s: float = 1.0) -> None:
-        """Wait up to ``timeout_s`` for a router run to end; restart any that ended by failure."""
+        """Wait up to ``timeout_s`` for a router run to end; restart any that ended by failure; follow
+        the desired topology (checked once a second)."""
+        if not self._rescaling and time.monotonic() - self._topology_checked >= 1.0:
+            self._topology_checked = time.monotonic()
+            self.reconcile()
         refs = list(self._runs.values())
         if not refs:
             time.sleep(timeout_s)
@@ -65,10 +161,31 @@ class App:
             self._runs[idx] = self.routers[idx].run.remote()
 
     def run_until(self, done: Callable[[], bool], on_tick: Callable[[], None] | None = None) -> None:
-        while not done():
-            self.supervise(0.5)
-            if on_tick:
-                on_tick()
+        """Supervise until ``done()`` or a stop request (``clickcash stop``); meanwhile the monitor polls
+        the actors each second and serves ``/metrics`` and ``/healthz`` (``monitoring.*`` settings)."""
+        m = self.settings.monitoring
+        configure_logging(m.log_format, m.log_level)
+        monitor = self.monitor()
+        try:
+            while not done() and not monitor.stop_requested:
+                self.supervise(0.5)
+                monitor.tick()
+                if on_tick:
+                    on_tick()
+        finally:
+            monitor.close()
+
+    def monitor(self, *, serve: bool | None = None, control: bool = True) -> Monitor:
+        """A started monitor of this app (metrics endpoint unless ``serve`` is False, control actor)."""
+        return Monitor(
+            self.settings,
+            list(enumerate(self.routers)),
+            list(enumerate(self.shards)),
+            restarts=lambda: self.restarts,
+            serve=serve,
+            control=control,
+            actors=lambda: (list(enumerate(self.routers)), list(enumerate(self.shards))),
+        ).start()
 
     def router_stats(self) -> list[dict[str, Any]]:
         return self._stats(self.routers, "router")

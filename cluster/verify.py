@@ -114,9 +114,12 @@ def read_input(
 
 
 def expected_streams(
-    settings: Settings, inputs: dict[int, list[tuple[int, bytes | None, bytes | None]]]
+    settings: Settings,
+    inputs: dict[int, list[tuple[int, bytes | None, bytes | None]]],
+    explain: dict[str, str] | None = None,
 ) -> dict[Stream, list[str]]:
-    """Output ids per (topic, key) as one sequential, failure-free run would produce them."""
+    """Output ids per (topic, key) as one sequential, failure-free run would produce them; ``explain``
+    (when given) receives, per output id, its type and the input position that causes it."""
     k, p = settings.kafka, settings.pipeline
     shard = Shard(
         0,
@@ -143,8 +146,22 @@ def expected_streams(
             for topic, key, value, headers in zip(
                 result.topics, result.keys, result.values, result.headers, strict=True
             ):
-                streams[(topic, key)].append(_id_of(value, headers))
+                oid = _id_of(value, headers)
+                streams[(topic, key)].append(oid)
+                if explain is not None:
+                    explain[oid] = _describe(value, headers)
     return streams
+
+
+def _describe(value: bytes, headers: list[tuple[str, bytes]] | None) -> str:
+    if headers:
+        h = dict(headers)
+        return (
+            f"dead letter of partition {h['clickcash_source_partition'].decode()} "
+            f"offset {h['clickcash_source_offset'].decode()}"
+        )
+    body = orjson.loads(value)
+    return f"{body['type']} caused by input {body.get('causationid')} (key {body.get('partitionkey')})"
 
 
 def _is_timer_command(value: bytes | None) -> bool:
@@ -177,7 +194,8 @@ def verify(
     n_inputs = sum(len(v) for v in inputs.values())
     n_timers = sum(1 for records in inputs.values() for _, _, v in records if _is_timer_command(v))
     log(f"verify: read {n_inputs:,} input records; computing expected outputs ...")
-    expected = expected_streams(settings, inputs)
+    explain: dict[str, str] = {}
+    expected = expected_streams(settings, inputs, explain)
     n_expected = sum(len(v) for v in expected.values())
     log(f"verify: {n_expected:,} outputs expected; reading output topics (read_committed) ...")
     reader = OutputReader(settings)
@@ -206,7 +224,7 @@ def verify(
             out_of_order.append(stream)
     dlq = settings.kafka.dlq_topic
     examples = (
-        [f"missing {i}" for i in missing[:3]]
+        [f"missing {i}: {explain.get(i, '?')}" for i in missing[:5]]
         + [f"duplicate {i}" for i in duplicates[:3]]
         + [f"unexpected {i}" for i in unexpected[:3]]
         + [f"out of order: topic {t} key {k!r}" for t, k in out_of_order[:3]]

@@ -107,6 +107,21 @@ class RaySettings(_Section):
     auth_mode: Literal["token", "disabled"] = "token"
 
 
+class MonitoringSettings(_Section):
+    """The driver's Prometheus endpoint, the stall watchdog and log output."""
+
+    metrics_enabled: bool = True
+    # Every interface by default: Prometheus scrapes the driver's pod or node address, not loopback.
+    metrics_host: str = "0.0.0.0"  # noqa: S104
+    metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9464
+    """0 picks a free port (tests); the bound port is logged and shown by ``clickcash status``"""
+    poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    stall_after_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    """a partition or shard with work and no progress for this long is reported stalled"""
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class Settings(BaseSettings):
     """All of clickcash's settings; build with :func:`load_settings`."""
 
@@ -122,6 +137,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     pipeline: PipelineSettings = PipelineSettings()
     ray: RaySettings = RaySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     domain_file: Path = Path(__file__).with_name("domain.toml")
 
     @classmethod
@@ -135,6 +151,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+
+def env_names() -> dict[str, str]:
+    """Every setting's environment variable -> its dotted name (deployment files are checked against it)."""
+    out = {}
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name in model.model_fields:
+                out[ENV_PREFIX + f"{section}__{name}".upper()] = f"{section}.{name}"
+        else:
+            out[ENV_PREFIX + section.upper()] = section
+    out[CONFIG_FILE_ENV] = "(the TOML settings file)"
+    return out
 
 
 def _setting_name(loc: tuple[int | str, ...]) -> str:

@@ -38,6 +38,7 @@ from actors.shard import ShardResult
 from clickcash._errors import ServiceError
 from config.settings import Settings
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
+from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 from router._timers import TimerPump
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class _Round:
     last_offsets: dict[int, int]
     events: int
     consumed_at: float
+    shards: tuple[int, ...] = ()
+    timestamps_ms: list[int] = field(default_factory=list)
+    """Kafka timestamps of the round's records, for the end-to-end latency observed at commit"""
 
 
 @dataclass
@@ -87,6 +91,13 @@ class RouterStats:
     committed: dict[int, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     last_commit_ms: float = 0.0
+    produced_by_topic: dict[str, int] = field(default_factory=dict)
+    inflight_by_shard: dict[int, int] = field(default_factory=dict)
+    oldest_inflight_age_s: dict[int, float] = field(default_factory=dict)
+    histograms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """end_to_end, round, commit, transaction: :class:`Histogram` as dicts (seconds)"""
+    shards: int = 0
+    """the shard count customers are mapped to (changes at a rescale)"""
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -147,6 +158,15 @@ class Router:
         self._assigned: set[int] = set()
         self.stats = RouterStats(router_index)
         self._lock = threading.Lock()
+        self._histograms = {
+            "end_to_end": Histogram.of(END_TO_END_BOUNDS_S),
+            "round": Histogram.of(BATCH_BOUNDS_S),
+            "commit": Histogram.of(KAFKA_BOUNDS_S),
+            "transaction": Histogram.of(KAFKA_BOUNDS_S),
+        }
+        self._uncommitted_stamps_ms: list[int] = []
+        self._pending_pool: ShardPool | None = None
+        self.stats.shards = pool.size
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -169,6 +189,14 @@ class Router:
         return self.snapshot()
 
     def snapshot(self) -> RouterStats:
+        rounds = list(self._inflight)  # one C-level copy; the run thread may append meanwhile
+        now = time.monotonic()
+        inflight_by_shard: dict[int, int] = {}
+        oldest_age_s: dict[int, float] = {}
+        for rnd in rounds:
+            for shard in rnd.shards:
+                inflight_by_shard[shard] = inflight_by_shard.get(shard, 0) + 1
+                oldest_age_s.setdefault(shard, now - rnd.consumed_at)
         with self._lock:
             s = self.stats
             return RouterStats(
@@ -185,7 +213,33 @@ class Router:
                 committed=dict(self._offsets.committed),
                 counts=dict(s.counts),
                 last_commit_ms=s.last_commit_ms,
+                produced_by_topic=dict(s.produced_by_topic),
+                inflight_by_shard=inflight_by_shard,
+                oldest_inflight_age_s=oldest_age_s,
+                histograms={name: h.to_dict() for name, h in self._histograms.items()},
+                shards=s.shards,
             )
+
+    def request_rescale(self, pool: ShardPool) -> None:
+        """Map customers to ``pool`` from the next round boundary on (thread-safe: the actor calls it from
+        another thread while ``run`` loops)."""
+        with self._lock:
+            self._pending_pool = pool
+
+    def _switch_pool(self) -> None:
+        """Drain every round in flight and commit, then switch shards: a customer that moves to another
+        shard has nothing in flight anywhere, so its order holds. A failure while draining leaves the
+        request pending; the recovery rewinds and the next step switches with nothing in flight."""
+        self._drain()
+        self._commit()
+        with self._lock:
+            pool, self._pending_pool = self._pending_pool, None
+            if pool is None:
+                return
+            self._pool = pool
+            self._shard_cache.clear()
+            self.stats.shards = pool.size
+        log.info("router %d: now dispatching to %d shards", self.stats.router_index, pool.size)
 
     def _close(self) -> None:
         try:
@@ -200,6 +254,8 @@ class Router:
 
     def _step(self) -> None:
         try:
+            if self._pending_pool is not None:
+                self._switch_pool()
             self._complete_ready()
             if len(self._inflight) >= self._max_inflight:
                 self._complete_oldest(timeout_s=1.0)
@@ -249,10 +305,15 @@ class Router:
             batch.committed = committed
             handles.append(self._pool.submit(idx, batch))
         last: dict[int, int] = {}
-        for p, o, _, _, _ in records:
+        stamps_ms: list[int] = []
+        for p, o, _, _, ts in records:
             if o > last.get(p, -1):
                 last[p] = o
-        self._inflight.append(_Round(handles, last, len(records), time.monotonic()))
+            if ts > 0:
+                stamps_ms.append(ts)
+        self._inflight.append(
+            _Round(handles, last, len(records), time.monotonic(), tuple(sorted(by_shard)), stamps_ms)
+        )
         with self._lock:
             self.stats.consumed += len(records)
             self.stats.max_inflight_rounds = max(self.stats.max_inflight_rounds, len(self._inflight))
@@ -283,11 +344,16 @@ class Router:
         self._producer.poll(0)
         partitions = list(rnd.last_offsets)
         self._offsets.produced(partitions, [rnd.last_offsets[p] for p in partitions])
+        self._uncommitted_stamps_ms.extend(rnd.timestamps_ms)
         with self._lock:
             self.stats.produced += produced
+            self._histograms["round"].observe(time.monotonic() - rnd.consumed_at)
+            by_topic = self.stats.produced_by_topic
             for res in results:
                 for k, v in res.counts.items():
                     self.stats.counts[k] = self.stats.counts.get(k, 0) + v
+                for topic in res.topics:
+                    by_topic[topic] = by_topic.get(topic, 0) + 1
 
     def _fire_timers(self, pump: TimerPump) -> None:
         due = pump.poll(sorted(self._assigned))
@@ -365,9 +431,14 @@ class Router:
         self._kafka(self._producer.commit_transaction, 60)
         self._txn_open = False
         self._offsets.mark_committed()
+        done = time.monotonic()
         with self._lock:
             self.stats.transactions += 1
-            self.stats.last_commit_ms = (time.monotonic() - started) * 1000
+            self.stats.last_commit_ms = (done - started) * 1000
+            self._histograms["commit"].observe(done - started)
+            self._histograms["transaction"].observe(done - self._txn_started)
+            self._histograms["end_to_end"].observe_ages(time.time() * 1000, self._uncommitted_stamps_ms)
+        self._uncommitted_stamps_ms.clear()
 
     def _abort(self) -> None:
         """Abort the open transaction, retrying until the broker side is done (an abort after delivery
@@ -387,6 +458,7 @@ class Router:
                 time.sleep(1.0)
         self._txn_open = False
         self._offsets.discard()
+        self._uncommitted_stamps_ms.clear()
         with self._lock:
             self.stats.aborts += 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -17,22 +18,33 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from actors.actor import shard_actor_name
 from actors.shard import ShardResult
+from clickcash._logging import configure_logging
 from config.settings import Settings
 from router._dispatch import ShardBatch
 from router._router import Router, ShardFailedError
 from router._timers import RedisTimerIndex, TimerPump
+from router._topology import RedisTopologyStore
 
 
 class RayShardPool:
     def __init__(self, shards: Sequence[Any]) -> None:
         self._shards = list(shards)
+        self._outstanding: dict[Any, tuple[int, float]] = {}
+        """shard call -> (shard, submitted at): what the stall watchdog and queue depth are judged on"""
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
         return len(self._shards)
 
     def submit(self, shard: int, batch: ShardBatch) -> Any:
-        return self._shards[shard].apply.remote(batch)
+        ref = self._shards[shard].apply.remote(batch)
+        with self._lock:
+            self._outstanding[ref] = (shard, time.monotonic())
+            grown = len(self._outstanding) > 8 * len(self._shards) * 64
+        if grown:  # calls of rounds dropped by a rewind never reach results(): forget the finished ones
+            self.pending_by_shard()
+        return ref
 
     def wait(self, handles: Sequence[Any], timeout_s: float) -> bool:
         ready, _ = ray.wait(list(handles), num_returns=len(handles), timeout=timeout_s, fetch_local=True)
@@ -43,6 +55,30 @@ class RayShardPool:
             return list(ray.get(list(handles)))
         except (RayActorError, RayTaskError) as exc:
             raise ShardFailedError(str(exc).splitlines()[0]) from exc
+        finally:
+            with self._lock:
+                for h in handles:
+                    self._outstanding.pop(h, None)
+
+    def pending_by_shard(self) -> tuple[dict[int, int], dict[int, float]]:
+        """Per shard: calls not finished yet, and the age of the oldest (seconds). Judged per call, so a
+        round stuck on one hung shard does not make the shards that answered look stuck too."""
+        with self._lock:
+            calls = dict(self._outstanding)
+        if not calls:
+            return {}, {}
+        ready, not_ready = ray.wait(list(calls), num_returns=len(calls), timeout=0, fetch_local=False)
+        with self._lock:
+            for ref in ready:
+                self._outstanding.pop(ref, None)
+        now = time.monotonic()
+        depth: dict[int, int] = {}
+        age: dict[int, float] = {}
+        for ref in not_ready:
+            shard, sent = calls[ref]
+            depth[shard] = depth.get(shard, 0) + 1
+            age[shard] = max(age.get(shard, 0.0), now - sent)
+        return depth, age
 
 
 class RouterActor:
@@ -52,16 +88,26 @@ class RouterActor:
     def __init__(self, router_index: int, settings: Settings) -> None:
         self._index = router_index
         self._settings = settings
+        configure_logging(
+            settings.monitoring.log_format, settings.monitoring.log_level, router_id=router_index
+        )
         self._stop = threading.Event()
         self._router: Router | None = None
+        self._runs = 0
 
     def run(self) -> dict[str, Any]:
         """Run until :meth:`stop`; returns the final stats. Raises if the router fails for good."""
         self._stop.clear()
+        self._runs += 1
         s = self._settings
-        shards = [
-            ray.get_actor(shard_actor_name(i), namespace=s.ray.namespace) for i in range(s.pipeline.shards)
-        ]
+        topology = RedisTopologyStore.from_url(
+            s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
+        )
+        try:
+            desired = topology.get()
+        finally:
+            topology.close()
+        shards = self._shards(desired.shards if desired is not None else s.pipeline.shards)
         index = RedisTimerIndex.from_url(
             s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
         )
@@ -69,14 +115,33 @@ class RouterActor:
         self._router = Router(s, self._index, RayShardPool(shards), timers=pump)
         return asdict(self._router.run(self._stop))
 
+    def _shards(self, count: int) -> list[Any]:
+        ns = self._settings.ray.namespace
+        return [ray.get_actor(shard_actor_name(i), namespace=ns) for i in range(count)]
+
+    def rescale(self, shards: int) -> None:
+        """Dispatch to shards ``0..shards-1`` from the next round boundary (after draining what is in
+        flight); the supervisor has started any new shard actors before calling this."""
+        if self._router is None:
+            raise RuntimeError(f"router {self._index} is not running")
+        self._router.request_rescale(RayShardPool(self._shards(shards)))
+
     def stop(self) -> None:
         self._stop.set()
 
     def stats(self) -> dict[str, Any]:
-        base: dict[str, Any] = {"router": self._index, "pid": os.getpid(), "running": False}
+        base: dict[str, Any] = {
+            "router": self._index,
+            "pid": os.getpid(),
+            "run": self._runs,
+            "running": False,
+        }
         if self._router is not None:
             base.update(asdict(self._router.snapshot()))
             base["running"] = not self._stop.is_set()
+            pool = getattr(self._router, "_pool", None)  # the current pool (a rescale replaces it)
+            if isinstance(pool, RayShardPool):
+                base["inflight_by_shard"], base["oldest_inflight_age_s"] = pool.pending_by_shard()
         return base
 
 

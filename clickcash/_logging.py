@@ -1,0 +1,83 @@
+"""Structured (JSON) log lines with the context an operator needs to join them: shard or router id from the
+process, correlation and event id from the code handling an event (:func:`log_context`).
+
+One line per record, never one per event at INFO: the hot path logs only what goes wrong. Values are what the
+code passes; nothing here reads event payloads, so card data and secrets never reach a log line through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("clickcash_log_context", default=None)
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "msg", ...context, ...extra}`` as one JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(_CONTEXT.get() or {})
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
+
+
+class _ProcessFields(logging.Filter):
+    """Adds fields fixed for the process (``shard_id`` in a shard actor's worker) to every record."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for k, v in self.fields.items():
+            if not hasattr(record, k):
+                setattr(record, k, v)
+        return True
+
+
+def configure_logging(log_format: str, level: str, **process_fields: Any) -> None:
+    """Format the root logger's handlers (adding a stderr one if there is none) as JSON or text."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    formatter: logging.Formatter = (
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+        for f in [f for f in handler.filters if isinstance(f, _ProcessFields)]:
+            handler.removeFilter(f)
+        if process_fields:
+            handler.addFilter(_ProcessFields(process_fields))
+    root.setLevel(level)
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Fields (``correlation_id``, ``event_id``, ...) added to every record logged inside the block."""
+    token = _CONTEXT.set({**(_CONTEXT.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)

@@ -1,0 +1,373 @@
+"""The clickcash contender: the app on local Ray with its default settings and its guarantees on.
+
+Throughput: the app's consumer group reads the pre-produced input from the beginning; the clock runs from
+the first consumed record (router stats, polled every 20 ms) to the moment the committed offsets reach the
+input's end (outputs commit in the same transaction as the offsets, so that is the last output). CPU time of
+every process is read at both ends, split into router, shard and Ray-system processes, and the app's RSS is
+sampled throughout.
+
+Optionally (``options.paced_s`` > 0), two paced runs on fresh topics follow, each with a fresh app and a
+warm-up: latency at 50 % of the measured peak (as ``clickcash bench --rate``: send -> committed output,
+p50/p99, but read by a reader assigned to the output partitions before the first send) and memory at 70 % of
+the peak (RSS of the app's router and shard processes every second).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import psutil
+import ray
+from confluent_kafka import Consumer, TopicPartition
+
+from cluster._ray import init_ray
+from cluster.app import App
+from cluster.campaign_run import produce_events, run_campaign, wait_drained
+from cluster.topics import ensure_topics
+from config.settings import Settings, load_settings
+from loadtest.campaign import CampaignGenerator, loadtest_mix
+from loadtest.contenders._common import ContenderConfig, ContenderResult, now, process_cpu_s, self_cpu_s
+
+POLL_S = 0.02
+
+
+def app_settings(
+    cfg: ContenderConfig, *, input_topic: str | None = None, prefix: str | None = None
+) -> Settings:
+    opts = cfg.options
+    prefix = prefix or cfg.topic_prefix
+    pipeline: dict[str, Any] = {}
+    if opts.get("shards"):
+        pipeline["shards"] = int(opts["shards"])
+    if opts.get("routers"):
+        pipeline["routers"] = int(opts["routers"])
+    if opts.get("timer_poll_interval_ms"):
+        pipeline["timer_poll_interval_ms"] = int(opts["timer_poll_interval_ms"])
+    group = cfg.group_id if prefix == cfg.topic_prefix else f"{prefix}-group"
+    return load_settings(
+        kafka={
+            "bootstrap_servers": cfg.bootstrap_servers,
+            "input_topic": input_topic or cfg.input_topic,
+            "orders_topic": f"{prefix}.orders",
+            "payments_topic": f"{prefix}.payments",
+            "dunning_topic": f"{prefix}.dunning",
+            "dlq_topic": f"{prefix}.dlq",
+            "group_id": group,
+            "transactional_id_prefix": group,
+        },
+        redis={
+            "url": cfg.redis_url,
+            "key_prefix": cfg.redis_prefix if prefix == cfg.topic_prefix else prefix,
+        },
+        pipeline=pipeline,
+        ray={"num_cpus": int(opts.get("num_cpus", 4)), "namespace": f"ns-{cfg.group_id}"},
+    )
+
+
+@dataclass
+class AppProcesses:
+    """The app's Ray worker processes, by role, and a background sampler of their RSS."""
+
+    routers: list[int]
+    shards: list[int]
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds since sampling started, summed RSS in MiB of routers + shards)"""
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, app: App) -> AppProcesses:
+        return cls(
+            [int(s["pid"]) for s in app.router_stats() if "pid" in s],
+            [int(s["pid"]) for s in app.shard_stats() if "pid" in s],
+        )
+
+    def rss_mb(self) -> float:
+        total = 0.0
+        for pid in [*self.routers, *self.shards]:
+            try:
+                total += psutil.Process(pid).memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+        return total
+
+    def start_sampling(self, interval_s: float) -> None:
+        t0 = time.monotonic()
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.rss_samples.append((round(time.monotonic() - t0, 2), round(self.rss_mb(), 1)))
+
+        self.rss_samples.append((0.0, round(self.rss_mb(), 1)))
+        self._thread = threading.Thread(target=loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def stop_sampling(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def cpu_by_role(procs: AppProcesses, service_pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of this driver, the routers, the shards, every other Ray process and the shared
+    services."""
+    me = psutil.Process(os.getpid())
+    out = {"router": 0.0, "shard": 0.0, "ray_system": 0.0, "driver": 0.0}
+    for name, pid in service_pids.items():
+        cpu = process_cpu_s(pid)
+        if cpu is not None:
+            out[f"{name} (service)"] = cpu
+    t = me.cpu_times()
+    out["driver"] = t.user + t.system
+    for child in me.children(recursive=True):
+        try:
+            ct = child.cpu_times()
+        except psutil.Error:
+            continue
+        role = (
+            "router" if child.pid in procs.routers else "shard" if child.pid in procs.shards else "ray_system"
+        )
+        out[role] += ct.user + ct.system
+    return out
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, anyone's work)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+def _committed(app: App) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for s in app.router_stats():
+        for p, o in (s.get("committed") or {}).items():
+            merged[int(p)] = max(merged.get(int(p), 0), int(o))
+    return merged
+
+
+def throughput(cfg: ContenderConfig, settings: Settings, log: Any) -> tuple[ContenderResult, AppProcesses]:
+    app = App(settings)
+    app.start()
+    try:
+        procs = AppProcesses.of(app)
+        procs.start_sampling(0.5)
+        services = dict(cfg.options.get("service_pids", {}))
+        cpu0: dict[str, float] | None = None
+        first: float | None = None
+        while first is None:
+            stats = app.router_stats()
+            if sum(int(s.get("consumed", 0)) for s in stats) > 0:
+                first = now()
+                cpu0 = cpu_by_role(procs, services)
+                busy0 = machine_busy_s()
+                break
+            time.sleep(POLL_S)
+        deadline = time.monotonic() + float(cfg.options.get("timeout_s", 1800))
+        next_log = time.monotonic() + 5
+        while True:
+            committed = _committed(app)
+            if all(committed.get(p, 0) >= end for p, end in cfg.end_offsets.items()):
+                last = now()
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"clickcash did not finish in time (committed {committed})")
+            if time.monotonic() > next_log:
+                next_log = time.monotonic() + 5
+                log(f"    clickcash: committed {sum(committed.values()):,}/{cfg.events:,}")
+            app.supervise(POLL_S)
+        cpu1 = cpu_by_role(procs, services)
+        busy1 = machine_busy_s()
+        procs.stop_sampling()
+        router_stats = app.router_stats()
+        shard_stats = app.shard_stats()
+    finally:
+        app.stop()
+    assert cpu0 is not None
+    cpu = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu1}
+    counts: dict[str, int] = {}
+    for s in shard_stats:
+        for k, v in (s.get("totals") or {}).items():
+            counts[k] = counts.get(k, 0) + int(v)
+    result = ContenderResult(
+        cfg.name,
+        cfg.events,
+        first,
+        last,
+        0.0,
+        max((r for _, r in procs.rss_samples), default=0.0),
+        {
+            "guarantee": "exactly-once (Kafka transactions, Redis idempotency)",
+            "shards": settings.pipeline.shards,
+            "routers": settings.pipeline.routers,
+            "cpu_s": cpu,
+            "machine_busy_share": round((busy1 - busy0) / max(last - first, 1e-9) / (os.cpu_count() or 1), 3),
+            "transactions": sum(int(s.get("transactions", 0)) for s in router_stats),
+            "redis_round_trips": sum(int(s.get("store_round_trips", 0)) for s in shard_stats),
+            "shard_batches": sum(int(s.get("batches", 0)) for s in shard_stats),
+            "counts": counts,
+            "rss_samples_mb": procs.rss_samples,
+        },
+    )
+    return result, procs
+
+
+class LatencyReader:
+    """Reads the outputs as they commit (read_committed) and notes when each was seen.
+
+    Partitions are assigned directly at the output topics' current ends, so the reader is reading before
+    the first paced event is sent (a subscribing reader would still be joining its group and see the first
+    outputs late).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        k = settings.kafka
+        self._c = Consumer(
+            {
+                **k.client_config(),
+                "group.id": f"clickcash-latency-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        tps = []
+        for t in (k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic):
+            for p in self._c.list_topics(t, timeout=10).topics[t].partitions:
+                tps.append(
+                    TopicPartition(t, p, self._c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1])
+                )
+        self._c.assign(tps)
+        self.seen: list[tuple[str | None, str, str, float]] = []
+        """(causation id, output id, type, seconds when seen)"""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="latency-reader", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            msgs = self._c.consume(5000, 0.005)
+            at = time.time()
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                headers = cast(dict[str, bytes], dict(m.headers() or []))
+                if "ce_id" in headers:
+                    cause = headers.get("ce_causationid")
+                    self.seen.append(
+                        (
+                            cause.decode() if cause else None,
+                            headers["ce_id"].decode(),
+                            "clickcash.dead_letter",
+                            at,
+                        )
+                    )
+                else:
+                    ev = orjson.loads(m.value() or b"{}")
+                    self.seen.append((ev.get("causationid"), str(ev.get("id")), str(ev.get("type")), at))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._c.close()
+
+
+def paced_latency(
+    settings: Settings, events: int, rate_per_s: float, mix: Any, *, seed: int = 13, timeout_s: float = 900
+) -> dict[str, Any]:
+    """Send ``events`` at ``rate_per_s`` and measure send -> committed output for every output."""
+    reader = LatencyReader(settings)
+    reader.start()
+    try:
+        gen = CampaignGenerator(mix, seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}")
+        t0 = time.time()
+        sent_at, _kinds, orders = produce_events(settings, gen, events, rate_per_s=rate_per_s)
+        produce_s = time.time() - t0
+        wait_drained(settings, timeout_s)
+        drain_s = time.time() - t0 - produce_s
+        time.sleep(1.0)
+    finally:
+        reader.stop()
+    latencies = sorted((at - sent_at[c]) * 1000 for c, _, _, at in reader.seen if c in sent_at)
+    ids = Counter(i for c, i, _, _ in reader.seen if c in sent_at)
+    decided = {c for c, _, t, _ in reader.seen if t in ("order.accepted", "order.rejected")}
+    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [0.0] * 99
+    return {
+        "events": events,
+        "produce_s": round(produce_s, 2),
+        # seconds from the last send until every input was committed: a backlog shows here
+        "drain_s": round(drain_s, 2),
+        "outputs_seen": len(latencies),
+        "latency_ms": {"p50": round(q[49], 1), "p99": round(q[98], 1), "max": round(latencies[-1], 1)}
+        if latencies
+        else {},
+        "duplicate_output_ids": sum(n - 1 for n in ids.values() if n > 1),
+        "orders_without_decision": sum(1 for o in orders if o not in decided),
+    }
+
+
+def paced(cfg: ContenderConfig, tag: str, rate_per_s: float, log: Any) -> dict[str, Any]:
+    """A fresh app on fresh topics, a warm-up, then ``paced_s`` seconds of input at ``rate_per_s``."""
+    prefix = f"{cfg.topic_prefix}-{tag}"
+    settings = app_settings(cfg, input_topic=f"{prefix}.events", prefix=prefix)
+    ensure_topics(settings, partitions=len(cfg.end_offsets))
+    mix = loadtest_mix(customers=int(cfg.options.get("customers", 10_000)))
+    app = App(settings)
+    app.start()
+    try:
+        run_campaign(settings, int(cfg.options.get("warmup", 3000)), mix=mix, seed=11, log=lambda _m: None)
+        procs = AppProcesses.of(app)
+        procs.start_sampling(1.0)
+        events = max(1000, int(rate_per_s * float(cfg.options.get("paced_s", 20))))
+        log(f"    clickcash {tag}: {events:,} events at {rate_per_s:,.0f}/s")
+        measured = paced_latency(settings, events, rate_per_s, mix)
+        procs.stop_sampling()
+        stats = app.router_stats()
+    finally:
+        app.stop()
+    return {
+        "rate_per_s": round(rate_per_s, 1),
+        **measured,
+        "transactions": sum(int(s.get("transactions", 0)) for s in stats),
+        "rss_samples_mb": procs.rss_samples,
+    }
+
+
+def run(cfg: ContenderConfig) -> ContenderResult:
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    settings = app_settings(cfg)
+    init_ray(settings)
+    try:
+        result, _ = throughput(cfg, settings, log)
+        paced_s = float(cfg.options.get("paced_s", 0))
+        if paced_s > 0:
+            peak = result.events_per_s
+            result.extra["latency_at_50pct"] = paced(cfg, "p50pct", 0.5 * peak, log)
+            result.extra["memory_at_70pct"] = paced(cfg, "p70pct", 0.7 * peak, log)
+        result.process_cpu_s = self_cpu_s()
+    finally:
+        ray.shutdown()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    cfg = ContenderConfig.read(Path(argv[0]))
+    run(cfg).write(Path(cfg.result_path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,75 @@
+"""``clickcash compare`` on real Kafka and Redis: the passthrough and hand-rolled contenders do all the work.
+
+A few thousand campaign events are pre-produced once; each contender runs in its own process, as in the
+comparison, and its committed outputs are checked: the passthrough forwards every record once, and the
+hand-rolled loop's outputs are exactly clickcash's reference outputs (the verifier's sequential replay), in
+per-customer order, with every order decided once and every malformed record dead-lettered.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+from cluster.verify import verify
+from config.settings import load_settings
+from loadtest.contenders.compare import (
+    contender_config,
+    create_topics,
+    output_topics,
+    pre_produce,
+    read_outputs,
+    run_contender,
+)
+from loadtest.contenders.results import check_full, check_passthrough
+from tests.integration.conftest import Services
+
+EVENTS = 3000
+PARTITIONS = 4
+
+
+def test_passthrough_and_handrolled_outputs_are_complete(services: Services, tmp_path: Path) -> None:
+    run_id = f"cmp{uuid.uuid4().hex[:8]}"
+    bootstrap = services.bootstrap_servers
+    input_topic = f"bench.{run_id}.events"
+    create_topics(bootstrap, [input_topic], PARTITIONS)
+    manifest = pre_produce(bootstrap, input_topic, EVENTS, 300, run_id=run_id, log=lambda _m: None)
+    assert sum(manifest.end_offsets.values()) == EVENTS
+    assert manifest.order_event_ids and manifest.malformed > 0
+
+    passthrough = contender_config(
+        "passthrough", "passthrough", run_id, bootstrap, services.redis_url, input_topic, manifest, tmp_path
+    )
+    create_topics(bootstrap, output_topics(passthrough, "passthrough"), PARTITIONS)
+    result = run_contender("passthrough", passthrough, tmp_path, python=sys.executable, timeout_s=300)
+    assert result.events == EVENTS
+    verdict = check_passthrough(manifest, read_outputs(bootstrap, output_topics(passthrough, "passthrough")))
+    assert verdict.ok, verdict.problems
+
+    handrolled = contender_config(
+        "handrolled", "handrolled", run_id, bootstrap, services.redis_url, input_topic, manifest, tmp_path
+    )
+    create_topics(bootstrap, output_topics(handrolled, "handrolled"), PARTITIONS)
+    result = run_contender("handrolled", handrolled, tmp_path, python=sys.executable, timeout_s=300)
+    assert result.events == EVENTS
+    assert result.extra["redis_round_trips"] >= EVENTS  # one event at a time: its own load (and commit)
+    tally = read_outputs(bootstrap, output_topics(handrolled, "handrolled"))
+    verdict = check_full(manifest, tally)
+    assert verdict.ok, verdict.problems
+    assert verdict.figures["orders_decided"] == len(manifest.order_event_ids)
+    assert verdict.figures["dead_letters"] == manifest.malformed
+
+    settings = load_settings(
+        kafka={
+            "bootstrap_servers": bootstrap,
+            "input_topic": input_topic,
+            "orders_topic": handrolled.topic("orders"),
+            "payments_topic": handrolled.topic("payments"),
+            "dunning_topic": handrolled.topic("dunning"),
+            "dlq_topic": handrolled.topic("dlq"),
+        }
+    )
+    report = verify(settings, settle_s=1.0, log=lambda _m: None)
+    assert report.ok, report.render()
+    assert report.actual == report.expected == tally.records

@@ -1,0 +1,88 @@
+"""Live rescaling on real Kafka, Redis and Ray: 4 -> 8 -> 3 shards mid-stream, then the verifier.
+
+The scale requests go through what ``clickcash scale`` does (the desired topology in Redis, progress read
+from the actors by name); the app's supervisor applies them while the input keeps arriving.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from cluster.app import App
+from cluster.scaling import request_scale, wait_for_topology
+from cluster.verify import verify
+from loadtest.campaign import CampaignGenerator, CampaignMix
+from router._topology import Topology
+from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
+
+EVENTS = 30_000
+
+
+def _say(msg: str) -> None:
+    print(f"[rescale {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _consumed(app: App) -> int:
+    return sum(int(s.get("consumed", 0)) for s in app.router_stats())
+
+
+def _supervise_until(app: App, done: object, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app.supervise(0.2)
+        if callable(done) and done():
+            return
+    raise AssertionError("condition not reached while supervising")
+
+
+def test_scale_4_to_8_to_3_shards_under_load_loses_duplicates_and_reorders_nothing(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(
+        partitions=4,
+        pipeline={"shards": 4, "max_inflight_batches_per_shard": 4},
+        kafka={"consume_batch_max": 500},
+    )
+    gen = CampaignGenerator(
+        CampaignMix(customers=1_500, duplicate_rate=0.02, malformed_rate=0.01), seed=77, run_id="rs"
+    )
+    records = [(e.key, e.value) for e in gen.events(EVENTS)]
+    third = EVENTS // 3
+    produce(settings, records[:third])
+    with running_app(settings) as app:
+        producer = threading.Thread(target=produce, args=(settings, records[third:]))
+        producer.start()
+        _supervise_until(app, lambda: _consumed(app) >= EVENTS * 0.15)
+
+        desired = request_scale(settings, shards=8)
+        _say(f"scale to 8 shards at {_consumed(app):,} consumed")
+        wait_for_topology(settings, desired, timeout_s=180, log=_say, between=lambda: app.supervise(0.2))
+        assert app.topology == Topology(8, 1)
+        start = _consumed(app)
+        _supervise_until(
+            app,
+            lambda: (
+                _consumed(app) >= start + 3_000
+                and all(s["totals"].get("processed", 0) > 0 for s in app.shard_stats()[4:])
+            ),
+        )
+        _say("the four new shards are processing their customers")
+
+        desired = request_scale(settings, shards=3)
+        _say(f"scale to 3 shards at {_consumed(app):,} consumed")
+        wait_for_topology(settings, desired, timeout_s=180, log=_say, between=lambda: app.supervise(0.2))
+        assert app.topology == Topology(3, 1)
+        producer.join()
+        wait_for_drain(settings, app, timeout_s=300)
+        stats = app.router_stats()[0]
+        _say(
+            f"router: aborts {stats['aborts']} rewinds {stats['rewinds']} "
+            f"transactions {stats['transactions']}"
+        )
+        assert stats["shards"] == 3
+        assert app.restarts == 0, "a rescale must not need a router restart"
+    report = verify(settings, log=_say)
+    _say(report.render())
+    assert report.inputs - report.timer_commands == EVENTS
+    assert report.ok, report.render()

@@ -1,0 +1,206 @@
+"""The arithmetic of ``clickcash compare``: completeness verdicts, ratios, targets, profile stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loadtest.contenders._common import ContenderResult, EndTracker
+from loadtest.contenders.results import (
+    InputManifest,
+    OutputTally,
+    bound_statement,
+    check_full,
+    check_passthrough,
+    cpu_split,
+    memory_growth_pct,
+    ratios,
+    render_markdown,
+    same_outputs,
+    stage_seconds,
+    targets,
+)
+
+
+def manifest(orders: int = 3, malformed: int = 1) -> InputManifest:
+    return InputManifest(
+        events=orders + malformed,
+        end_offsets={0: orders + malformed},
+        by_kind={"order.placed": orders, "malformed": malformed},
+        order_event_ids={f"e{i}" for i in range(orders)},
+        malformed=malformed,
+    )
+
+
+def complete_tally(orders: int = 3, malformed: int = 1) -> OutputTally:
+    tally = OutputTally()
+    for i in range(orders):
+        tally.add(f"dec-{i}", "order.accepted", f"e{i}")
+        tally.add(f"route-{i}", "payment.route_decided", f"e{i}")
+    for i in range(malformed):
+        tally.add(f"dl-{i}", "clickcash.dead_letter", None)
+    return tally
+
+
+def test_complete_outputs_pass() -> None:
+    verdict = check_full(manifest(), complete_tally())
+    assert verdict.ok, verdict.problems
+    assert verdict.figures["orders_decided"] == 3
+    assert verdict.figures["outputs_by_type"]["payment.route_decided"] == 3
+
+
+def test_an_order_without_a_decision_fails() -> None:
+    tally = complete_tally(orders=2)
+    verdict = check_full(manifest(orders=3), tally)
+    assert not verdict.ok
+    assert verdict.problems == ["1 orders without a decision"]
+
+
+def test_an_order_decided_twice_and_a_duplicate_id_fail() -> None:
+    tally = complete_tally()
+    tally.add("dec-0", "order.accepted", "e0")
+    verdict = check_full(manifest(), tally)
+    assert "1 orders decided more than once" in verdict.problems
+    assert "1 duplicate output ids" in verdict.problems
+
+
+def test_a_missing_dead_letter_and_a_stray_decision_fail() -> None:
+    tally = complete_tally(malformed=0)
+    tally.add("dec-x", "order.rejected", "not-an-input")
+    verdict = check_full(manifest(), tally)
+    assert "0 dead letters for 1 malformed records" in verdict.problems
+    assert "1 decisions for orders not in the input" in verdict.problems
+
+
+def test_outputs_of_the_apps_own_timer_commands_are_not_counted() -> None:
+    tally = complete_tally()
+    tally.add("step-1", "dunning.step_due", "timer:plan:0")
+    verdict = check_full(manifest(), tally)
+    assert verdict.ok
+    assert verdict.figures["timer_outputs_ignored"] == 1
+    assert verdict.figures["outputs"] == 7
+
+
+def test_passthrough_needs_one_distinct_output_per_input_record() -> None:
+    m = manifest()
+    tally = OutputTally()
+    for o in range(m.events):
+        tally.add(f"0:{o}", "passthrough", None)
+    assert check_passthrough(m, tally).ok
+    tally.add("0:0", "passthrough", None)
+    assert check_passthrough(m, tally).problems == ["1 duplicate output ids (at-least-once re-sends)"]
+    short = OutputTally()
+    short.add("0:0", "passthrough", None)
+    assert not check_passthrough(m, short).ok
+
+
+def test_the_id_digest_ignores_order_and_tells_different_sets_apart() -> None:
+    a, b, c = OutputTally(), OutputTally(), OutputTally()
+    for i in ("x", "y", "z"):
+        a.add(i, "t", None)
+    for i in ("z", "x", "y"):
+        b.add(i, "t", None)
+    for i in ("x", "y"):
+        c.add(i, "t", None)
+    assert a.id_digest == b.id_digest != c.id_digest
+    full = {"a": check_full(manifest(), complete_tally()), "b": check_full(manifest(), complete_tally())}
+    assert same_outputs(full) is True
+    assert same_outputs({"a": full["a"]}) is None
+
+
+def test_ratios_are_clickcash_over_each_other_contender() -> None:
+    r = ratios({"passthrough": 20_000.0, "handrolled": 1_000.0, "clickcash": 8_000.0})
+    assert r == {"clickcash/passthrough": 0.4, "clickcash/handrolled": 8.0}
+    assert ratios({"passthrough": 1.0}) == {}
+
+
+def test_targets_say_met_missed_or_not_run() -> None:
+    rates = {"passthrough": 20_000.0, "handrolled": 3_000.0, "clickcash": 6_000.0}
+    by_name = {t.name: t for t in targets(rates, p99_ms=250.0, memory_growth=1.0)}
+    assert by_name["clickcash / passthrough"].met is False  # 0.3x < 0.4x
+    assert by_name["clickcash / handrolled"].met is False  # 2x < 3x
+    assert by_name["clickcash / quix"].met is None
+    assert by_name["p99 latency at 50% of peak"].met is False
+    assert by_name["memory flat at 70% of peak"].met is True
+
+
+def test_memory_growth_skips_the_warm_up_and_compares_halves() -> None:
+    flat = [(float(t), 500.0 if t else 300.0) for t in range(20)]
+    assert memory_growth_pct(flat) == 0.0
+    growing = [(float(t), 500.0 + 10 * t) for t in range(20)]
+    growth = memory_growth_pct(growing)
+    assert growth is not None and growth > 5
+    assert memory_growth_pct([(0.0, 1.0), (1.0, 2.0)]) is None
+
+
+@dataclass
+class Frame:
+    function: str
+    file_path: str | None
+    time: float
+    children: list[Frame] = field(default_factory=list)
+
+
+def test_profile_time_goes_to_the_innermost_stage() -> None:
+    redis = Frame("commit", "/repo/actors/_redis_state.py", 0.3)
+    decode = Frame("decode_record", "/repo/actors/_decode.py", 0.2)
+    shard = Frame("apply", "/repo/actors/shard.py", 1.0, [decode, redis])
+    dispatch = Frame("_dispatch", "/repo/router/_router.py", 1.2, [shard])
+    step = Frame("_step", "/repo/router/_router.py", 1.5, [dispatch])
+    root = Frame("<module>", "x.py", 1.6, [step])
+    stages = stage_seconds(root)
+    assert stages["shard: Redis load + commit (round trips)"] == 0.3
+    assert stages["shard: decode + validate"] == 0.2
+    assert round(stages["shard: idempotency + first responses"], 6) == 0.5
+    assert round(stages["router: records + split by shard"], 6) == 0.2
+    assert round(stages["router: consume + loop"], 6) == 0.3
+    assert round(stages["other"], 6) == 0.1
+    assert round(sum(stages.values()), 6) == 1.6
+
+
+def test_end_tracker_closes_partitions_at_their_pre_produced_end() -> None:
+    tracker = EndTracker({0: 2, 1: 1, 2: 0})
+    assert tracker.in_scope(0, 1) and not tracker.in_scope(0, 2) and not tracker.in_scope(2, 0)
+    tracker.seen(0, 1)
+    assert not tracker.done
+    tracker.seen(1, 0)
+    assert tracker.done
+
+
+def test_cpu_split_and_bound_statement() -> None:
+    cpu = {"router": 30.0, "shard": 200.0, "kafka-0 (service)": 60.0, "redis (service)": 20.0}
+    assert cpu_split(cpu) == (230.0, 60.0, 20.0)
+    # 310 µs/event at 6,000 events/s = 1.86 CPU-s per s on 2 cores: 93 % busy, CPU-bound
+    assert bound_statement(cpu, 6_000, 2).startswith("CPU: the machine's 2 cores were 93% busy over the run.")
+    assert "one core carries at most 3,226 events/s, 2 cores 6,452" in bound_statement(cpu, 6_000, 2)
+    assert bound_statement(cpu, 1_000, 2).startswith("not CPU alone")
+    # other work on the machine counts: the cores were busy even though this run used a sixth of them
+    assert "(16% by this run's processes)" in bound_statement(cpu, 1_000, 2, machine_busy_share=0.97)
+
+
+def test_the_markdown_table_holds_every_contender_and_target() -> None:
+    result = ContenderResult("clickcash", 1000, 0.0, 0.5, extra={"guarantee": "exactly-once"})
+    entry = {
+        **result.to_json(),
+        "completeness": {"ok": True, "problems": []},
+        "cpu_us_per_event": {"router": 10.0},
+    }
+    slow = {
+        **ContenderResult("handrolled", 1000, 0.0, 2.0, extra={}).to_json(),
+        "completeness": {"ok": False, "problems": ["1 orders without a decision"]},
+    }
+    report = {
+        "run": {
+            "started": "2026-12-03T12:00:00+00:00",
+            "events": 1000,
+            "partitions": 8,
+            "customers": 10,
+            "machine": {"cores": 2, "model": "AMD EPYC"},
+        },
+        "contenders": {"clickcash": entry, "handrolled": slow},
+        "targets": [t.__dict__ for t in targets({"clickcash": 2000.0, "handrolled": 500.0}, None, None)],
+    }
+    md = render_markdown(report)
+    assert "| clickcash | 2,000 | 0.50 | - | yes | exactly-once |" in md
+    assert "| handrolled | 500 | 2.00 | 4.00x | NO: 1 orders without a decision |" in md
+    assert "| clickcash / handrolled | >= 3x | 4.00x | yes |" in md
+    assert "| p99 latency at 50% of peak | <= 100 ms | not run | - |" in md

@@ -1,0 +1,199 @@
+"""Metric families from stats snapshots, counters across restarts, histograms, and the exposition."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from cluster.metric_defs import (
+    METRICS,
+    CounterCarry,
+    MetricsModel,
+    PartitionLag,
+    Poll,
+    RecentIncrease,
+    Topics,
+    exported_names,
+)
+from cluster.metrics import MetricsServer
+from cluster.watchdog import Stall
+from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, Histogram
+
+TOPICS = Topics("in", "orders", "payments", "dunning", "dlq")
+
+
+def _router(**over: Any) -> dict[str, Any]:
+    e2e = Histogram.of(END_TO_END_BOUNDS_S)
+    e2e.observe_ages(10_000, [9_990, 9_000, 4_000])
+    stats: dict[str, Any] = {
+        "router": 0,
+        "pid": 100,
+        "run": 1,
+        "running": True,
+        "consumed": 10,
+        "produced": 9,
+        "transactions": 3,
+        "aborts": 0,
+        "rewinds": 0,
+        "timers_fired": 1,
+        "inflight_rounds": 1,
+        "counts": {
+            "processed": 7,
+            "duplicate": 1,
+            "dead_letter.malformed_json": 2,
+            "order.accepted": 4,
+            "order.rejected": 1,
+            "payment.route_decided": 4,
+            "route_decided:stripe": 3,
+            "route_decided:adyen": 1,
+            "breaker_open:adyen": 2,
+            "dunning.scheduled": 1,
+            "outcome_unattributed": 5,
+        },
+        "produced_by_topic": {"orders": 5, "payments": 4, "dlq": 2},
+        "inflight_by_shard": {0: 1, 2: 1},
+        "oldest_inflight_age_s": {0: 0.5, 2: 0.5},
+        "histograms": {"end_to_end": e2e.to_dict()},
+    }
+    stats.update(over)
+    return stats
+
+
+def _shard(idx: int, **over: Any) -> dict[str, Any]:
+    h = Histogram.of(BATCH_BOUNDS_S)
+    h.observe(0.02)
+    return {"shard": idx, "pid": 200 + idx, "node": f"node-{idx % 2}", "batches": 1, "events": 5,
+            "batch_seconds": h.to_dict(), **over}  # fmt: skip
+
+
+def _samples(poll: Poll, model: MetricsModel | None = None) -> dict[tuple[str, frozenset[Any]], float]:
+    out = {}
+    for fam in (model or MetricsModel(TOPICS)).families(poll):
+        for s in fam.samples:
+            out[(fam.d.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def _value(samples: dict[tuple[str, frozenset[Any]], float], name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def test_counts_map_to_bounded_families() -> None:
+    poll = Poll([_router()], [_shard(0), _shard(1)], [PartitionLag(0, 40, 3)])
+    s = _samples(poll)
+    assert _value(s, "clickcash_events_in_total", topic="in") == 10
+    assert _value(s, "clickcash_events_out_total", topic="orders", type="order.accepted") == 4
+    assert _value(s, "clickcash_events_out_total", topic="payments", type="payment.route_decided") == 4
+    assert _value(s, "clickcash_events_out_total", topic="dlq", type="clickcash.dead_letter") == 2
+    assert _value(s, "clickcash_events_out_total", topic="in", type="dunning.timer_fired") == 1
+    assert _value(s, "clickcash_records_produced_total", topic="payments") == 4
+    assert _value(s, "clickcash_events_handled_total", outcome="dead_lettered") == 2
+    assert _value(s, "clickcash_dead_letters_total", reason="malformed_json") == 2
+    assert _value(s, "clickcash_idempotency_hits_total", kind="duplicate") == 1
+    assert _value(s, "clickcash_psp_decisions_total", psp="stripe") == 3
+    assert _value(s, "clickcash_psp_route_reasons_total", psp="adyen", reason="breaker_open") == 2
+    assert _value(s, "clickcash_dunning_plans_scheduled_total") == 1
+    assert _value(s, "clickcash_shard_queue_depth", shard="0") == 1
+    assert _value(s, "clickcash_shard_queue_depth", shard="1") == 0
+    assert _value(s, "clickcash_consumer_lag_records", partition="0") == 3
+    assert _value(s, "clickcash_shard_node_info", shard="1", node="node-1") == 1
+    assert _value(s, "clickcash_healthy") == 1
+    label_names = {k for _, labels in s for k, _ in labels}
+    assert label_names <= {"topic", "type", "outcome", "reason", "kind", "psp", "shard", "node", "router",
+                           "partition"}  # fmt: skip
+    assert {name for name, _ in s} <= set(METRICS)
+
+
+def test_a_restarted_router_does_not_make_counters_go_back() -> None:
+    model = MetricsModel(TOPICS)
+    _samples(Poll([_router(consumed=100)], []), model)
+    after = _samples(Poll([_router(consumed=5, pid=101)], []), model)
+    assert _value(after, "clickcash_events_in_total", topic="in") == 105
+    # an unanswered poll keeps the last totals instead of dropping to zero
+    gone = _samples(Poll([{"router": 0, "unavailable": True}], []), model)
+    assert _value(gone, "clickcash_events_in_total", topic="in") == 105
+    assert _value(gone, "clickcash_router_up", router="0") == 0
+    assert _value(gone, "clickcash_healthy") == 0
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 50)), min_size=1, max_size=30))
+def test_carried_counters_are_monotonic(steps: list[tuple[bool, int]]) -> None:
+    carry, pid, value, exported = CounterCarry(), 0, 0, 0.0
+    for restart, grow in steps:
+        if restart:
+            pid, value = pid + 1, 0
+        value += grow
+        now = carry.update("router-0", pid, {("consumed",): value})[("consumed",)]
+        assert now >= exported
+        exported = now
+
+
+def test_stalls_and_breakers_show_in_gauges() -> None:
+    poll = Poll(
+        [_router()],
+        [_shard(0), _shard(1)],
+        [PartitionLag(0, 40, 3), PartitionLag(1, 10, 0)],
+        stalls=[Stall("partition", 0, 90, "x"), Stall("shard", 1, 90, "y")],
+        breakers_open=["adyen"],
+    )
+    s = _samples(poll)
+    assert _value(s, "clickcash_partition_stalled", partition="0") == 1
+    assert _value(s, "clickcash_partition_stalled", partition="1") == 0
+    assert _value(s, "clickcash_shard_stalled", shard="1") == 1
+    assert _value(s, "clickcash_psp_breaker_open", psp="adyen") == 1
+    assert _value(s, "clickcash_psp_breaker_open", psp="stripe") == 0
+    assert _value(s, "clickcash_healthy") == 0
+
+
+def test_recent_increase_opens_and_closes_with_the_window() -> None:
+    recent = RecentIncrease(window_s=60)
+    assert recent.observe(0, {"adyen": 0}) == set()
+    assert recent.observe(10, {"adyen": 2}) == {"adyen"}
+    assert recent.observe(69, {"adyen": 2}) == {"adyen"}
+    assert recent.observe(71, {"adyen": 2}) == set()
+
+
+def test_histogram_buckets_are_cumulative_and_bounds_inclusive() -> None:
+    h = Histogram((0.1, 1.0))
+    for v in (0.1, 0.5, 1.0, 5.0):
+        h.observe(v)
+    assert h.counts == [1, 2, 1]
+    assert h.cumulative() == [1, 3, 4]
+    h.merge(Histogram.from_dict(h.to_dict()))
+    assert h.count == 8
+    with pytest.raises(ValueError):
+        Histogram((1.0, 0.5))
+    assert END_TO_END_BOUNDS_S[-1] >= 300, "spikes queue for minutes: the buckets must reach that far"
+
+
+def test_exposition_parses_and_names_follow_prometheus_conventions() -> None:
+    server = MetricsServer("127.0.0.1", 0).start()
+    try:
+        families = MetricsModel(TOPICS).families(Poll([_router()], [_shard(0)], [PartitionLag(0, 1, 0)]))
+        server.publish(families, {"healthy": True}, {})
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+    finally:
+        server.close()
+    parsed = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert set(parsed) <= exported_names()
+    assert parsed["clickcash_end_to_end_latency_seconds_count"].value == 3
+    for d in METRICS.values():
+        assert d.name.startswith("clickcash_")
+        assert (d.kind == "counter") == d.name.endswith("_total"), d.name
+        if d.kind == "histogram":
+            assert d.name.endswith("_seconds"), d.name
+
+
+def test_a_router_removed_by_a_rescale_keeps_its_counts_in_the_totals() -> None:
+    model = MetricsModel(TOPICS)
+    _samples(Poll([_router(consumed=100), _router(router=1, pid=300, consumed=40)], []), model)
+    after = _samples(Poll([_router(consumed=150)], []), model)
+    assert _value(after, "clickcash_events_in_total", topic="in") == 190
+    assert ("clickcash_router_up", frozenset({("router", "1")})) not in after
