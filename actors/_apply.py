@@ -261,7 +261,7 @@ class EventApplier:
             a.state.channels,
             profile=profile,
             retries_last_30d=a.state.retries_counted(now_ms, 30 * _DAY_MS, declined.order_id),
-            retries_last_24h=a.state.retries_counted(now_ms, _DAY_MS, declined.order_id),
+            retries_last_24h=a.state.retries_made(now_ms, _DAY_MS),
             network=network,
             advice_code=declined.merchant_advice_code,
         )
@@ -381,9 +381,14 @@ class EventApplier:
         a.state.card_retries_ms = []  # a new card: the network caps count per card
         limit = network_limit(self._domain.dunning, update.payment_method.network)
         now_ms = _ms(self._clock())
-        caps = [(30 * _DAY_MS, limit.max_retries_30d), (_DAY_MS, limit.max_retries_24h)]
         for order_id, plan in sorted(a.state.open_dunning.items()):
-            if any(cap is not None and a.state.retries_counted(now_ms, w, "") >= cap for w, cap in caps):
+            over_30d = limit.max_retries_30d is not None and (
+                a.state.retries_counted(now_ms, 30 * _DAY_MS, "") >= limit.max_retries_30d
+            )
+            over_24h = limit.max_retries_24h is not None and (
+                a.state.retries_made(now_ms, _DAY_MS) >= limit.max_retries_24h
+            )
+            if over_30d or over_24h:
                 a.result.count("retry_skipped_network_cap")
                 continue
             self._retry(a, order_id, plan, plan.declines + 1, Reason(code="payment_method_updated"))

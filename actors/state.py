@@ -130,6 +130,12 @@ class CustomerState(BaseModel):
         self.card_retries_ms = [t for t in self.card_retries_ms if now_ms - t < self.RETRY_WINDOW_MS]
         self.card_retries_ms.append(now_ms)
 
+    def retries_made(self, now_ms: int, window_ms: int) -> int:
+        """Retries made on the current card in the last ``window_ms``. The 24-hour caps count only these:
+        which planned retries fall inside a day depends on quiet-hour shifts at the moment of asking,
+        and the plan itself spaces its own retries for the daily cap."""
+        return sum(1 for t in self.card_retries_ms if now_ms - t < window_ms)
+
     def retries_counted(self, now_ms: int, window_ms: int, except_order: str) -> int:
         """Retries on the current card that a new plan must leave room for: those made in the last
         ``window_ms`` plus those other open plans will make in the next ``window_ms``. Counting both

@@ -166,6 +166,10 @@ class Router:
         }
         self._uncommitted_stamps_ms: list[int] = []
         self._pending_pool: ShardPool | None = None
+        self._delivered_since_seek: set[int] = set()
+        """partitions that delivered a record since the last rewind or assignment: only their consumer
+        position is known to be ours (librdkafka keeps reporting the pre-rewind position until the next
+        delivery, and committing that would skip the replay)"""
         self.stats.shards = pool.size
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -297,6 +301,7 @@ class Router:
             )
         if not records:
             return
+        self._delivered_since_seek.update(r[0] for r in records)
         by_shard = split_by_shard(self._topic, records, self._pool.size, self._shard_cache)
         committed = dict(self._offsets.committed)
         handles = []
@@ -397,7 +402,10 @@ class Router:
         if self._inflight or not self._assigned:
             return {}
         tracked = {**self._offsets.committed, **self._offsets.pending()}
-        tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        owned = sorted(self._assigned & self._delivered_since_seek)
+        if not owned:
+            return {}
+        tps = [TopicPartition(self._topic, p) for p in owned]
         return {
             tp.partition: tp.offset
             for tp in self._consumer.position(tps)
@@ -472,6 +480,7 @@ class Router:
         time.sleep(0.2)
 
     def _rewind(self) -> None:
+        self._delivered_since_seek.clear()
         if not self._assigned:
             return
         tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
@@ -498,6 +507,7 @@ class Router:
     # --- rebalance callbacks (run inside consume()) ----------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._delivered_since_seek.difference_update(tp.partition for tp in partitions)
         self._assigned.update(tp.partition for tp in partitions)
         log.info("router %d: assigned %s", self.stats.router_index, sorted(self._assigned))
 
