@@ -50,6 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cluster.campaign_run import run_campaign
     from cluster.local_stack import LocalStack, running_services
     from cluster.topics import ensure_topics
+    from loadtest.campaign import CampaignMix
 
     stack: LocalStack | None = None
     app: App | None = None
@@ -77,11 +78,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         init_ray(settings)
         app = App(settings)
         app.start()
+        # a campaign's worth of shoppers, some busier than others; a steeper skew puts hundreds of orders
+        # on a few customers, which the per-campaign quantity guard rejects as abuse
+        mix = CampaignMix(customers=20_000, zipf_s=0.7)
         if args.warmup:
             _log(f"warming up with {args.warmup:,} events (group join, transactions, connections) ...")
-            run_campaign(settings, args.warmup, seed=1, log=lambda _m: None)
+            run_campaign(settings, args.warmup, mix=mix, seed=1, log=lambda _m: None)
         _log(f"pushing {args.events:,} campaign events through {settings.kafka.input_topic} ...")
-        report = run_campaign(settings, args.events, rate_per_s=args.rate, log=_log)
+        report = run_campaign(settings, args.events, mix=mix, rate_per_s=args.rate, log=_log)
         _log("")
         _log(report.render())
         if args.json:
