@@ -211,7 +211,7 @@ class App:
         final: list[dict[str, Any]] = []
         try:
             final = list(ray.get(list(self._runs.values()), timeout=timeout_s))
-        except (RayActorError, RayTaskError, ray.exceptions.GetTimeoutError) as exc:
+        except ray.exceptions.RayError as exc:
             raise ClickcashError(f"routers did not drain cleanly: {exc}") from exc
         finally:
             for a in [*self.routers, *self.shards]:

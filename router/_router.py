@@ -186,8 +186,17 @@ class Router:
             )
             while not stop.is_set():
                 self._step()
-            self._drain()
-            self._commit()
+            try:
+                self._drain()
+                self._commit()
+            except (ShardFailedError, KafkaException) as exc:
+                # Nothing is lost: what was not committed stays uncommitted and is replayed by the next
+                # router that owns these partitions (the shards answer replays with stored responses).
+                log.warning(
+                    "router %d: in-flight work not committed at stop (%s); it will be replayed",
+                    self.stats.router_index,
+                    exc,
+                )
         finally:
             self._close()
         return self.snapshot()
@@ -249,6 +258,11 @@ class Router:
         try:
             if self._txn_open:
                 self._abort()
+        except ServiceError as exc:
+            # Closing anyway: the coordinator aborts the open transaction when it times out or when the
+            # next producer with this transactional id (the restarted router) initialises.
+            log.warning("router %d: could not abort on close: %s", self.stats.router_index, exc)
+        try:
             self._consumer.close()
         except KafkaException as exc:
             log.warning("router %d: closing consumer: %s", self.stats.router_index, exc)

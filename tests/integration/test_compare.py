@@ -68,6 +68,7 @@ def test_passthrough_and_handrolled_outputs_are_complete(services: Services, tmp
             "payments_topic": handrolled.topic("payments"),
             "dunning_topic": handrolled.topic("dunning"),
             "dlq_topic": handrolled.topic("dlq"),
+            "group_id": handrolled.group_id,
         }
     )
     report = verify(settings, settle_s=1.0, log=lambda _m: None)
