@@ -38,7 +38,8 @@ class PspStatsBook:
     policy: RoutingPolicy
     psps: list[Psp]
     refresh_ms: int = 1_000
-    _stats: dict[tuple[str, str], SegmentStats] = field(default_factory=dict)
+    _stats: dict[str, dict[str, SegmentStats]] = field(default_factory=dict)
+    """segment -> PSP -> stats: routing reads one segment per decision"""
     _loaded_at_ms: dict[str, int] = field(default_factory=dict)
     _wanted: set[str] = field(default_factory=set)
 
@@ -79,17 +80,17 @@ class PspStatsBook:
         found = _parse(counters)
         for (psp, segment), buckets in found.items():
             live = tuple((start, a, o, t) for start, (a, o, t) in sorted(buckets.items()) if a > 0)
-            self._stats[(psp, segment)] = SegmentStats(live)
+            self._stats.setdefault(segment, {})[psp] = SegmentStats(live)
         for segment in {segment for _, segment in found}:
             self._loaded_at_ms[segment] = now_ms
             self._wanted.discard(segment)
 
-    def stats_for(self, segment: str) -> dict[str, SegmentStats]:
+    def stats_for(self, segment: str) -> Mapping[str, SegmentStats]:
         """PSP name -> stats in ``segment`` for :func:`route_payment`; asks for the segment next batch
         when it was never loaded."""
         if segment not in self._loaded_at_ms:
             self._wanted.add(segment)
-        return {psp: s for (psp, seg), s in self._stats.items() if seg == segment}
+        return self._stats.get(segment, {})
 
     def record(
         self, psp: str, segment: str, now_ms: int, *, approved: bool, technical: bool
@@ -108,12 +109,12 @@ class PspStatsBook:
         count twice)."""
         cutoff = self._bucket_starts(now_ms)[0]
         for (psp, segment), buckets in _parse(increments).items():
-            current = self._stats.get((psp, segment), SegmentStats())
+            current = self._stats.get(segment, {}).get(psp, SegmentStats())
             by_start = {b[0]: list(b[1:]) for b in current.buckets}
             for start, (a, o, t) in buckets.items():
                 have = by_start.setdefault(start, [0, 0, 0])
                 have[0], have[1], have[2] = have[0] + a, have[1] + o, have[2] + t
-            self._stats[(psp, segment)] = SegmentStats(
+            self._stats.setdefault(segment, {})[psp] = SegmentStats(
                 tuple((k, v[0], v[1], v[2]) for k, v in sorted(by_start.items()) if k >= cutoff)
             )
 

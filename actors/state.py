@@ -140,7 +140,7 @@ class CustomerState(BaseModel):
         """Retries on the current card that a new plan must leave room for: those made in the last
         ``window_ms`` plus those other open plans will make in the next ``window_ms``. Counting both
         sides over-counts any single window, so the network cap holds across all of a card's plans."""
-        made = sum(1 for t in self.card_retries_ms if now_ms - t < window_ms)
+        made = self.retries_made(now_ms, window_ms)
         planned = sum(
             1
             for order_id, plan in self.open_dunning.items()
