@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from loadtest.contenders._common import (
     ContenderConfig,
@@ -24,6 +23,7 @@ from loadtest.contenders._common import (
     rss_mb,
     self_cpu_s,
 )
+from loadtest.contenders._loop import produce, run_records
 from loadtest.contenders._work import PerEventProcessor
 from loadtest.contenders.passthrough import consumer_config
 
@@ -60,23 +60,12 @@ def run(cfg: ContenderConfig) -> ContenderResult:
                 window.start()
             producer.begin_transaction()
             positions: dict[int, int] = {}
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"consume error: {err}")
-                    continue
-                p, o = cast(int, m.partition()), cast(int, m.offset())
-                positions[p] = o + 1
-                if not tracker.in_scope(p, o):
-                    tracker.seen(p, o)
-                    continue
-                tracker.seen(p, o)
+            for p, o, m in run_records(msgs, tracker, positions):
                 result = work.process(cfg.input_topic, p, o, m.key(), m.value(), m.timestamp()[1])
                 for topic, key, value, headers in zip(
                     result.topics, result.keys, result.values, result.headers, strict=True
                 ):
-                    _produce(producer, topic, key, value, headers)
+                    produce(producer, topic, key, value, headers)
                 events += 1
             producer.send_offsets_to_transaction(
                 [TopicPartition(cfg.input_topic, p, o) for p, o in sorted(positions.items())],
@@ -106,20 +95,6 @@ def run(cfg: ContenderConfig) -> ContenderResult:
             "counts": work.shard.totals,
         },
     )
-
-
-def _produce(
-    producer: Producer, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
-) -> None:
-    while True:
-        try:
-            if headers:
-                producer.produce(topic, value, key, headers=cast(Any, headers))
-            else:
-                producer.produce(topic, value, key)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 def main(argv: list[str]) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from loadtest.contenders._common import (
     ContenderConfig,
@@ -24,6 +24,7 @@ from loadtest.contenders._common import (
     rss_mb,
     self_cpu_s,
 )
+from loadtest.contenders._loop import produce, run_records
 
 CONSUME_BATCH = 2000
 
@@ -75,32 +76,13 @@ def run(cfg: ContenderConfig) -> ContenderResult:
             if first is None:
                 first = now()
                 window.start()
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"consume error: {err}")
-                    continue
-                p, o = cast(int, m.partition()), cast(int, m.offset())
-                positions[p] = o + 1
-                if not tracker.in_scope(p, o):
-                    tracker.seen(p, o)
-                    continue
-                tracker.seen(p, o)
+            for p, o, m in run_records(msgs, tracker, positions):
                 try:
                     decoded: Any = orjson.loads(m.value() or b"")
                     value = orjson.dumps(decoded)
                 except orjson.JSONDecodeError:
                     value = m.value() or b""
-                headers = [("ce_id", f"{p}:{o}".encode())]
-                while True:
-                    try:
-                        producer.produce(
-                            out_topic, value, m.key(), headers=cast(Any, headers), on_delivery=on_delivery
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                produce(producer, out_topic, m.key(), value, [("ce_id", f"{p}:{o}".encode())], on_delivery)
                 events += 1
             producer.poll(0)
             consumer.commit(
