@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,10 @@ class CpuWindow:
     def stop(self) -> dict[str, float]:
         end = self._snapshot()
         return {k: round(v - self._start.get(k, 0.0), 3) for k, v in end.items() if k in self._start}
+
+
+def contender_main(run: Callable[[ContenderConfig], ContenderResult], argv: list[str]) -> int:
+    """A contender process: read its config (the one argument), run, write the result where it says."""
+    cfg = ContenderConfig.read(Path(argv[0]))
+    run(cfg).write(Path(cfg.result_path))
+    return 0

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -36,7 +35,14 @@ from cluster.campaign_run import produce_events, run_campaign, wait_drained
 from cluster.topics import ensure_topics
 from config.settings import Settings, load_settings
 from loadtest.campaign import CampaignGenerator, loadtest_mix
-from loadtest.contenders._common import ContenderConfig, ContenderResult, now, process_cpu_s, self_cpu_s
+from loadtest.contenders._common import (
+    ContenderConfig,
+    ContenderResult,
+    contender_main,
+    now,
+    process_cpu_s,
+    self_cpu_s,
+)
 
 POLL_S = 0.02
 
@@ -363,11 +369,5 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     return result
 
 
-def main(argv: list[str]) -> int:
-    cfg = ContenderConfig.read(Path(argv[0]))
-    run(cfg).write(Path(cfg.result_path))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(contender_main(run, sys.argv[1:]))

@@ -10,7 +10,6 @@ load, one Lua call to commit), in one process.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -19,6 +18,7 @@ from loadtest.contenders._common import (
     ContenderResult,
     CpuWindow,
     EndTracker,
+    contender_main,
     now,
     rss_mb,
     self_cpu_s,
@@ -97,11 +97,5 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     )
 
 
-def main(argv: list[str]) -> int:
-    cfg = ContenderConfig.read(Path(argv[0]))
-    run(cfg).write(Path(cfg.result_path))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(contender_main(run, sys.argv[1:]))

@@ -22,7 +22,14 @@ from pyinstrument import Profiler
 from actors.actor import build_shard
 from actors.shard import Shard, ShardResult
 from config.settings import load_settings
-from loadtest.contenders._common import ContenderConfig, ContenderResult, now, rss_mb, self_cpu_s
+from loadtest.contenders._common import (
+    ContenderConfig,
+    ContenderResult,
+    contender_main,
+    now,
+    rss_mb,
+    self_cpu_s,
+)
 from loadtest.contenders.results import stage_seconds
 from router._dispatch import ShardBatch
 from router._router import Router, ShardFailedError
@@ -136,11 +143,5 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     )
 
 
-def main(argv: list[str]) -> int:
-    cfg = ContenderConfig.read(Path(argv[0]))
-    run(cfg).write(Path(cfg.result_path))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(contender_main(run, sys.argv[1:]))
