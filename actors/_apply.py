@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from actors._decode import InputEvent
     from actors.shard import OutputTopics, ShardResult
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 @dataclass(slots=True)
 class Apply:
@@ -57,6 +59,11 @@ class Apply:
     attribution: tuple[str | None, str | None] | None = None
     """(correlationid, campaignid) for outputs when not the event's own: a timer command acts for the
     plan, so its outputs carry the attribution of the decline that opened the plan"""
+    now: datetime = _EPOCH
+    """the event's decision time: the clock is read once per event, so every rule applied to it (and
+    every output's ``time``) sees the same instant"""
+    now_ms: int = 0
+    time_text: str = ""
 
 
 class EventApplier:
@@ -75,8 +82,11 @@ class EventApplier:
 
     def apply(self, a: Apply) -> None:
         data = a.ev.data
+        a.now = self._clock()
+        a.now_ms = _ms(a.now)
+        a.time_text = a.now.isoformat()
         if a.state.first_seen_ms is None:
-            a.state.first_seen_ms = _ms(self._clock())
+            a.state.first_seen_ms = a.now_ms
         if isinstance(data, OrderPlaced):
             self._order_placed(a, data)
         elif isinstance(data, PaymentDeclined):
@@ -104,7 +114,7 @@ class EventApplier:
             "id": output_id(ev.id, role),
             "source": OUTPUT_SOURCE,
             "type": type_,
-            "time": self._clock().isoformat(),
+            "time": a.time_text,
             "datacontenttype": "application/json",
             "partitionkey": ev.customer_id,
             "causationid": ev.id,
@@ -126,7 +136,7 @@ class EventApplier:
             self._domain.psps,
             policy=self._domain.routing,
             stats=self._psp_stats.stats_for(request.segment),
-            now=self._clock(),
+            now=a.now,
             explore_draw=draw_from_id(a.ev.id, salt),
         )
         if decision is not None:
@@ -232,15 +242,12 @@ class EventApplier:
             a.result.count("outcome_unattributed")
             return
         segment = segment_of(order.network, order.currency, order.country)
-        increments = self._psp_stats.record(
-            psp, segment, _ms(self._clock()), approved=approved, technical=technical
-        )
+        increments = self._psp_stats.record(psp, segment, a.now_ms, approved=approved, technical=technical)
         for key, add in increments.items():
             a.write.counter_increments[key] = a.write.counter_increments.get(key, 0) + add
 
     def _payment_declined(self, a: Apply, declined: PaymentDeclined) -> None:
-        now = self._clock()
-        now_ms = _ms(now)
+        now, now_ms = a.now, a.now_ms
         policy = self._domain.dunning
         technical = declined.decline_code in policy.technical_codes
         self._record_outcome(a, declined.order_id, declined.psp, approved=False, technical=technical)
@@ -358,7 +365,7 @@ class EventApplier:
         decision = self._route(a, request, f"retry:{attempt}")
         if decision is None:
             return
-        a.state.record_retry(_ms(self._clock()))
+        a.state.record_retry(a.now_ms)
         route = RouteDecided(
             order_id=order_id,
             customer_id=a.ev.customer_id,
@@ -380,7 +387,7 @@ class EventApplier:
         a.state.payment_network = update.payment_method.network
         a.state.card_retries_ms = []  # a new card: the network caps count per card
         limit = network_limit(self._domain.dunning, update.payment_method.network)
-        now_ms = _ms(self._clock())
+        now_ms = a.now_ms
         for order_id, plan in sorted(a.state.open_dunning.items()):
             over_30d = limit.max_retries_30d is not None and (
                 a.state.retries_counted(now_ms, 30 * _DAY_MS, "") >= limit.max_retries_30d

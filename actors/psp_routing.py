@@ -149,9 +149,11 @@ def _bucket_start_ms(now_ms: int, policy: RoutingPolicy) -> int:
 
 def _live(stats: SegmentStats, now_ms: int | None, policy: RoutingPolicy) -> tuple[Bucket, ...]:
     """Buckets inside the window at ``now_ms`` (all stored ones when ``now_ms`` is None)."""
-    if now_ms is None:
+    if now_ms is None or not stats.buckets:
         return stats.buckets
     cutoff = _bucket_start_ms(now_ms, policy) - (policy.max_buckets - 1) * policy.bucket_ms
+    if min(b[0] for b in stats.buckets) >= cutoff:
+        return stats.buckets
     return tuple(b for b in stats.buckets if b[0] >= cutoff)
 
 
@@ -203,7 +205,10 @@ def success_rate(
 def breaker_failures(stats: SegmentStats, now_ms: int, policy: RoutingPolicy) -> tuple[int, int] | None:
     """(technical failures, attempts) of the window that holds the breaker open, or None if closed."""
     b = policy.breaker
-    live = sorted(_live(stats, now_ms, policy))
+    in_window = _live(stats, now_ms, policy)
+    if not any(x[3] for x in in_window):
+        return None  # no technical failure in the window: nothing can trip (routing's common case)
+    live = sorted(in_window)
     for end in reversed(live):
         if now_ms >= end[0] + policy.bucket_ms + b.cooldown_ms:
             break  # older windows ended even earlier: their cool-down is over too

@@ -11,6 +11,7 @@ import re
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
+from hashlib import sha1
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
@@ -19,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 SPEC_VERSION = "1.0"
 OUTPUT_SOURCE = "clickcash"
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b2a8e-3c2d-4f5e-9a7b-1c0d2e3f4a5b")
+_OUTPUT_ID_NAMESPACE_BYTES = _OUTPUT_ID_NAMESPACE.bytes
 
 Id = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 """An identifier: 1-255 characters, no control characters (they separate parts of internal keys)."""
@@ -277,8 +279,21 @@ OUTPUT_TYPES: dict[str, type[_Model]] = {
 
 
 def output_id(input_id: str, role: str) -> str:
-    """Derive an output's id from its input's id and role, so a replay produces the same id."""
-    return str(uuid.uuid5(_OUTPUT_ID_NAMESPACE, f"{input_id}\x00{role}"))
+    """Derive an output's id from its input's id and role, so a replay produces the same id.
+
+    Exactly ``str(uuid.uuid5(namespace, f"{input_id}\\x00{role}"))`` (ids must not change between versions:
+    stored first responses hold them), computed without building ``UUID`` objects: this runs once per
+    output on the hot path.
+    """
+    digest = bytearray(
+        sha1(_OUTPUT_ID_NAMESPACE_BYTES + f"{input_id}\x00{role}".encode(), usedforsecurity=False).digest()[
+            :16
+        ]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class OutputEnvelope(BaseModel):
