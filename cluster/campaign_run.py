@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from confluent_kafka import Producer
@@ -63,9 +64,31 @@ def produce_events(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, float], Counter[str], list[str]]:
     """Produce ``events`` generated events; returns send times by event id, kinds, and order event ids."""
-    producer = Producer(
-        {**settings.kafka.client_config(), "linger.ms": 5, "enable.idempotence": True, "acks": "all"}
+    return send_campaign(
+        {**settings.kafka.client_config(), "linger.ms": 5},
+        settings.kafka.input_topic,
+        generator,
+        events,
+        rate_per_s=rate_per_s,
+        progress=progress,
     )
+
+
+def send_campaign(
+    producer_config: dict[str, Any],
+    topic: str,
+    generator: CampaignGenerator,
+    events: int,
+    *,
+    rate_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 5000,
+    flush_timeout_s: float = 60,
+) -> tuple[dict[str, float], Counter[str], list[str]]:
+    """Produce ``events`` generated events (idempotent, acks=all) to ``topic``, paced at ``rate_per_s``
+    or flat out; returns send times by event id, kinds, and order event ids. Raises ``ServiceError`` if
+    any record was not delivered."""
+    producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all"})
     failures: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:
@@ -75,7 +98,6 @@ def produce_events(
     sent_at: dict[str, float] = {}
     kinds: Counter[str] = Counter()
     orders: list[str] = []
-    topic = settings.kafka.input_topic
     start = time.monotonic()
     for i in range(events):
         if rate_per_s:
@@ -95,9 +117,9 @@ def produce_events(
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-        if progress and (i + 1) % 5000 == 0:
+        if progress and (i + 1) % progress_every == 0:
             progress(i + 1)
-    if producer.flush(60) != 0 or failures:
+    if producer.flush(flush_timeout_s) != 0 or failures:
         raise ServiceError("kafka", f"input not fully delivered: {failures[:3]}")
     return sent_at, kinds, orders
 

@@ -20,18 +20,29 @@ from clickcash._errors import ClickcashError
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
-def _connect(args: argparse.Namespace) -> Any:
-    from cluster._ray import init_ray
+def connect(args: argparse.Namespace) -> Any:
+    """Join the app's Ray cluster as a short-lived driver; returns the settings to find the app with.
+
+    The address is ``--address``, else ``ray.address``, else (with ``--local``) the local instance
+    ``clickcash run --local`` published, else ``auto``. ``--local`` also takes Redis from the services of
+    ``clickcash services start``.
+    """
+    from cluster._ray import init_ray, local_address
+    from cluster.local_stack import running_services
     from config.settings import load_settings
 
     overrides: dict[str, Any] = {}
-    base = load_settings()
-    address = args.address or base.ray.address or "auto"
+    local = getattr(args, "local", False)
+    if local:
+        endpoints = running_services()
+        if endpoints is None:
+            raise ClickcashError("no local services running: start them with `clickcash services start`")
+        overrides["redis"] = {"url": endpoints.redis_url}
+    address = args.address or load_settings().ray.address or (local_address() if local else None) or "auto"
     ray_overrides: dict[str, Any] = {"address": address}
-    if args.namespace:
+    if getattr(args, "namespace", None):
         ray_overrides["namespace"] = args.namespace
-    overrides["ray"] = ray_overrides
-    settings = load_settings(**overrides)
+    settings = load_settings(ray=ray_overrides, **overrides)
     try:
         init_ray(settings)
     except ConnectionError as exc:
@@ -80,7 +91,7 @@ class _StatusSource:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _connect(args)
+    settings = connect(args)
     source = _StatusSource(settings)
     from cluster.status_view import render
 
@@ -115,7 +126,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
     from cluster.control import named_actors
 
-    settings = _connect(args)
+    settings = connect(args)
     control, routers, shards = _find_app(settings)
     ns = settings.ray.namespace
     if control is not None:
@@ -151,11 +162,17 @@ def _wait(done: Any, args: argparse.Namespace) -> None:
         time.sleep(0.5)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def connection_options(p: argparse.ArgumentParser) -> None:
+    """The options :func:`connect` reads, shared by ``status``, ``stop`` and ``scale``."""
     p.add_argument(
         "--address", help="Ray address (auto, ray://head:10001, host:6379); default ray.address or auto"
     )
     p.add_argument("--namespace", help="the app's Ray namespace (default: ray.namespace)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="the app of `clickcash run --local` on this machine (its Ray, the `clickcash services` Redis)",
+    )
 
 
 def add_ops_parser(sub: argparse._SubParsersAction) -> None:
@@ -163,13 +180,13 @@ def add_ops_parser(sub: argparse._SubParsersAction) -> None:
         "status",
         help="live view of a running app: per-shard and per-partition rates, lag, in-flight batches, stalls",
     )
-    _common(st)
+    connection_options(st)
     st.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
     st.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     st.add_argument("--json", action="store_true", help="print the status as JSON (one-shot)")
     st.set_defaults(func=cmd_status)
     sp = sub.add_parser("stop", help="ask the app's `clickcash run` driver to drain, commit and stop")
-    _common(sp)
+    connection_options(sp)
     sp.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the app to be gone")
     sp.add_argument("--force", action="store_true", help="without a driver: stop and remove actors by name")
     sp.set_defaults(func=cmd_stop)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clickcash._errors import ClickcashError, ConfigError
+from cluster.ops_cli import connection_options
 from config.settings import Settings
 from router._topology import RedisTopologyStore, Topology
 
@@ -113,21 +114,9 @@ def wait_for_topology(
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from cluster._ray import init_ray, local_address
-    from cluster.local_stack import running_services
-    from config.settings import load_settings
+    from cluster.ops_cli import connect
 
-    overrides: dict[str, Any] = {}
-    if args.local:
-        endpoints = running_services()
-        if endpoints is None:
-            raise ClickcashError("no local services running: start them with `clickcash services start`")
-        overrides["redis"] = {"url": endpoints.redis_url}
-    address = args.address or load_settings().ray.address or (local_address() if args.local else None)
-    if address is None:
-        address = "auto"
-    settings = load_settings(ray={"address": address}, **overrides)
-    init_ray(settings)
+    settings = connect(args)
     desired = request_scale(settings, shards=args.shards, routers=args.routers)
     print(f"scale: asked for {desired.shards} shards and {desired.routers} routers", flush=True)
     wait_for_topology(settings, desired, timeout_s=args.timeout, log=lambda m: print(m, flush=True))
@@ -142,7 +131,6 @@ def add_scale_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--shards", type=int, help="new number of shard actors")
     p.add_argument("--routers", type=int, help="new number of router actors")
-    p.add_argument("--address", help="Ray address (default: ray.address, else auto)")
-    p.add_argument("--local", action="store_true", help="use the services from `clickcash services start`")
+    connection_options(p)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the change")
     p.set_defaults(func=cmd_scale)

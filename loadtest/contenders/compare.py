@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +23,11 @@ from typing import Any, cast
 
 import orjson
 import psutil
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clickcash._errors import ClickcashError, ServiceError
+from cluster.campaign_run import send_campaign
 from loadtest.campaign import CampaignGenerator, loadtest_mix
 from loadtest.contenders._common import OUTPUT_ROLES, ContenderConfig, ContenderResult, process_cpu_s
 from loadtest.contenders.results import (
@@ -98,44 +98,23 @@ def pre_produce(
 ) -> InputManifest:
     """Produce ``events`` campaign events (the load tests' mix) and record what a complete run must show."""
     gen = CampaignGenerator(loadtest_mix(customers=customers), seed=seed, run_id=run_id)
-    producer = Producer(
+    started = time.monotonic()
+    _, kinds, orders = send_campaign(
         {
             "bootstrap.servers": bootstrap,
             "linger.ms": 20,
-            "enable.idempotence": True,
-            "acks": "all",
             "queue.buffering.max.messages": 500000,
             "compression.type": "none",
-        }
+        },
+        topic,
+        gen,
+        events,
+        progress=lambda n: log(f"  produced {n:,}/{events:,} events ({time.monotonic() - started:.0f} s)"),
+        progress_every=max(events // 10, 1000),
+        flush_timeout_s=120,
     )
-    failures: list[str] = []
-
-    def on_delivery(err: object, _msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    kinds: Counter[str] = Counter()
-    orders: set[str] = set()
-    step = max(events // 10, 1000)
-    started = time.monotonic()
-    for i in range(events):
-        ev = gen.next_event()
-        kinds[ev.kind] += 1
-        if ev.kind == "order.placed" and ev.event_id is not None:
-            orders.add(ev.event_id)
-        while True:
-            try:
-                producer.produce(topic, ev.value, ev.key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if (i + 1) % step == 0:
-            producer.poll(0)
-            log(f"  produced {i + 1:,}/{events:,} events ({time.monotonic() - started:.0f} s)")
-    if producer.flush(120) != 0 or failures:
-        raise ServiceError("kafka", f"input not fully delivered: {failures[:3]}")
     return InputManifest(
-        events, end_offsets(bootstrap, topic), dict(kinds), orders, kinds.get("malformed", 0)
+        events, end_offsets(bootstrap, topic), dict(kinds), set(orders), kinds.get("malformed", 0)
     )
 
 
