@@ -323,8 +323,8 @@ def paced_latency(
     }
 
 
-def paced(cfg: ContenderConfig, tag: str, rate_per_s: float, log: Any) -> dict[str, Any]:
-    """A fresh app on fresh topics, a warm-up, then ``paced_s`` seconds of input at ``rate_per_s``."""
+def paced(cfg: ContenderConfig, tag: str, rate_per_s: float, seconds: float, log: Any) -> dict[str, Any]:
+    """A fresh app on fresh topics, a warm-up, then ``seconds`` of input at ``rate_per_s``."""
     prefix = f"{cfg.topic_prefix}-{tag}"
     settings = app_settings(cfg, input_topic=f"{prefix}.events", prefix=prefix)
     ensure_topics(settings, partitions=len(cfg.end_offsets))
@@ -335,8 +335,8 @@ def paced(cfg: ContenderConfig, tag: str, rate_per_s: float, log: Any) -> dict[s
         run_campaign(settings, int(cfg.options.get("warmup", 3000)), mix=mix, seed=11, log=lambda _m: None)
         procs = AppProcesses.of(app)
         procs.start_sampling(1.0)
-        events = max(1000, int(rate_per_s * float(cfg.options.get("paced_s", 20))))
-        log(f"    clickcash {tag}: {events:,} events at {rate_per_s:,.0f}/s")
+        events = max(1000, int(rate_per_s * seconds))
+        log(f"    clickcash {tag}: {events:,} events at {rate_per_s:,.0f}/s ({seconds:,.0f} s)")
         measured = paced_latency(settings, events, rate_per_s, mix)
         procs.stop_sampling()
         stats = app.router_stats()
@@ -361,8 +361,9 @@ def run(cfg: ContenderConfig) -> ContenderResult:
         paced_s = float(cfg.options.get("paced_s", 0))
         if paced_s > 0:
             peak = result.events_per_s
-            result.extra["latency_at_50pct"] = paced(cfg, "p50pct", 0.5 * peak, log)
-            result.extra["memory_at_70pct"] = paced(cfg, "p70pct", 0.7 * peak, log)
+            soak_s = float(cfg.options.get("soak_s", paced_s))
+            result.extra["latency_at_50pct"] = paced(cfg, "p50pct", 0.5 * peak, paced_s, log)
+            result.extra["memory_at_70pct"] = paced(cfg, "p70pct", 0.7 * peak, soak_s, log)
         result.process_cpu_s = self_cpu_s()
     finally:
         ray.shutdown()

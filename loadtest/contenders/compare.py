@@ -320,7 +320,12 @@ def compare(
     for kind in wanted:
         opts: dict[str, Any] = {"service_pids": service_pids}
         if kind == "clickcash":
-            opts.update(num_cpus=args.num_cpus, paced_s=args.paced_s, customers=args.customers)
+            opts.update(
+                num_cpus=args.num_cpus,
+                paced_s=args.paced_s,
+                soak_s=args.paced_s if args.soak_s is None else args.soak_s,
+                customers=args.customers,
+            )
         plan.append((kind, kind, opts))
     extra: list[tuple[str, str, dict[str, Any]]] = []
     if args.scaling:
@@ -496,6 +501,11 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=20.0,
         help="seconds of each paced clickcash run (latency at 50%%, memory at 70%% of peak); 0 skips",
+    )
+    p.add_argument(
+        "--soak-s",
+        type=float,
+        help="seconds of the memory run at 70%% of peak (default: --paced-s); 600 is a 10-minute soak",
     )
     p.add_argument("--num-cpus", type=int, default=4, help="CPUs local Ray may schedule on")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one contender may take")

@@ -344,6 +344,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{lat['events']:,} events): p50 {q.get('p50', 0):,.0f} ms, p99 {q.get('p99', 0):,.0f} ms "
             "(send -> committed output).",
         ]
+    mem = report.get("memory_at_70pct")
+    if mem and mem.get("rss_samples_mb"):
+        rss = [v for _, v in mem["rss_samples_mb"]]
+        growth = mem.get("rss_growth_pct")
+        lines.append(
+            f"Memory at 70% of peak ({mem['rate_per_s']:,.0f} events/s offered for "
+            f"{mem['events'] / max(mem['rate_per_s'], 1e-9):,.0f} s, RSS sampled every second): "
+            f"{rss[0]:,.0f} MiB at the start, {max(rss):,.0f} MiB at most, {rss[-1]:,.0f} MiB at the end"
+            + ("" if growth is None else f"; {growth:+.1f}% between the halves after warm-up")
+            + "."
+        )
     if report.get("peak_rss_mb") is not None:
         lines.append(f"Peak RSS of clickcash's router and shard processes: {report['peak_rss_mb']:,.0f} MiB.")
     stages = report.get("cpu_us_per_event")

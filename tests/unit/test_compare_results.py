@@ -204,3 +204,27 @@ def test_the_markdown_table_holds_every_contender_and_target() -> None:
     assert "| handrolled | 500 | 2.00 | 4.00x | NO: 1 orders without a decision |" in md
     assert "| clickcash / handrolled | >= 3x | 4.00x | yes |" in md
     assert "| p99 latency at 50% of peak | <= 100 ms | not run | - |" in md
+
+
+def test_the_soak_line_gives_its_length_and_rss_path() -> None:
+    samples = [(float(t), 500.0 + (t % 3)) for t in range(600)]
+    report = {
+        "run": {
+            "started": "x",
+            "events": 1,
+            "partitions": 8,
+            "customers": 10,
+            "machine": {"cores": 2, "model": "AMD EPYC"},
+        },
+        "contenders": {},
+        "targets": [],
+        "memory_at_70pct": {
+            "rate_per_s": 2000.0,
+            "events": 1_200_000,
+            "rss_samples_mb": samples,
+            "rss_growth_pct": memory_growth_pct(samples),
+        },
+    }
+    md = render_markdown(report)
+    assert "Memory at 70% of peak (2,000 events/s offered for 600 s" in md
+    assert "500 MiB at the start, 502 MiB at most, 502 MiB at the end; +0.0% between the halves" in md
