@@ -75,9 +75,14 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
     # `import ray` already cached its config from the environment; re-read it, as Ray's own
     # token setup does, so the driver agrees with the processes it is about to start.
     Config.initialize("")
+    # the job's workers (routers and shards) start at this niceness; Ray's own default is 15
+    runtime_env = {"env_vars": {"RAY_worker_niceness": str(settings.ray.worker_niceness)}}
     if settings.ray.address:
         ray.init(
-            address=settings.ray.address, namespace=settings.ray.namespace, logging_level=logging.WARNING
+            address=settings.ray.address,
+            namespace=settings.ray.namespace,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env,
         )
         return
     needed = math.ceil(settings.pipeline.required_cpus())
@@ -89,4 +94,5 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
         include_dashboard=False,
         logging_level=logging.WARNING,
         log_to_driver=True,
+        runtime_env=runtime_env,
     )
