@@ -135,7 +135,7 @@ class EventApplier:
             request,
             self._domain.psps,
             policy=self._domain.routing,
-            stats=self._psp_stats.stats_for(request.segment),
+            stats=self._psp_stats.stats_for(request.segment, a.now_ms),
             now=a.now,
             explore_draw=draw_from_id(a.ev.id, salt),
         )

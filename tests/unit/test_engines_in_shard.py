@@ -134,7 +134,20 @@ def test_stats_book_reads_only_eligible_psps_and_refreshes_when_stale(domain: Do
     assert len(keys) == 3 * domain.routing.max_buckets * 3
     book.absorb(dict.fromkeys(keys, 0), now_ms)
     assert book.keys_to_load([US_VISA], now_ms + 999) == []
-    assert len(book.keys_to_load([], now_ms + 1_000)) == len(keys)
+    assert len(book.keys_to_load([US_VISA], now_ms + 1_000)) == len(keys)
+    assert book.keys_to_load([], now_ms + 1_000) == [], "a segment no batch or retry uses is not re-read"
+    book.stats_for(US_VISA, now_ms + 1_000)  # a retry routed on the stale segment
+    assert len(book.keys_to_load([], now_ms + 1_001)) == len(keys)
+
+
+def test_a_retry_on_a_never_loaded_segment_loads_it_with_the_next_batch(domain: DomainConfig) -> None:
+    book = PspStatsBook(domain.routing, list(domain.psps), refresh_ms=1_000)
+    now_ms = int(START.timestamp() * 1000)
+    assert book.stats_for(US_VISA) == {}
+    keys = book.keys_to_load([], now_ms)
+    assert len(keys) == 3 * domain.routing.max_buckets * 3
+    book.absorb(dict.fromkeys(keys, 0), now_ms)
+    assert book.keys_to_load([], now_ms + 10) == []
 
 
 def test_own_outcomes_count_at_once_and_old_buckets_age_out(domain: DomainConfig) -> None:
