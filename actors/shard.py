@@ -25,6 +25,7 @@ from actors.state import (
     StateStore,
 )
 from clickcash._errors import StateConflictError
+from clickcash._logging import RateLimitedLog
 from clickcash.events import (
     OUTPUT_SOURCE,
     DeadLetter,
@@ -100,6 +101,7 @@ class Shard:
         """partition -> [(offset, event id)] whose first responses are stored until their offset commits"""
         self.totals: dict[str, int] = {}
         self.batches = 0
+        self.dead_letter_log = RateLimitedLog(log, "dead-letter")
 
     # --- the batch path ---------------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class Shard:
         seen: dict[str, IdempotencyRecord] = {}
         for i, item in enumerate(decoded):
             partition, offset, key = batch.partitions[i], batch.offsets[i], batch.keys[i]
+            result.count("in:invalid" if isinstance(item, DeadLetter) else f"in:{item.type}")
             if isinstance(item, DeadLetter):
                 self._dead_letter(result, item, key, batch.values[i], None)
                 continue
@@ -193,7 +196,7 @@ class Shard:
                         partition=partition,
                         offset=offset,
                     )
-                    self._dead_letter(result, dl, key, batch.values[i], ev.id)
+                    self._dead_letter(result, dl, key, batch.values[i], ev.id, ev.correlationid)
                 continue
             state = states.get(ev.customer_id)
             if state is None:
@@ -226,6 +229,7 @@ class Shard:
         key: bytes | None,
         value: bytes | None,
         event_id: str | None,
+        correlation_id: str | None = None,
     ) -> None:
         """Write the original bytes (card numbers masked) with the reason in CloudEvents binary mode."""
         body, redacted = mask_card_numbers(value or b"")
@@ -251,3 +255,14 @@ class Shard:
             headers.append(("ce_causationid", event_id.encode()))
         result.add(self._topics.dlq, key, body, headers)
         result.count(f"dead_letter.{dl.code}")
+        ids = {"event_id": event_id, "correlation_id": correlation_id, "field": dl.field}
+        self.dead_letter_log.warning(
+            "dead letter: %s",
+            dl.code.value,
+            shard_id=self.shard_id,
+            dead_letter_code=dl.code.value,
+            source_topic=dl.source_topic,
+            source_partition=dl.partition,
+            source_offset=dl.offset,
+            **{k: mask_card_numbers(v.encode())[0].decode() for k, v in ids.items() if v is not None},
+        )  # ids only, never payload bytes; masked in case an id or field name holds a card number

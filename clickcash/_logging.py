@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -81,3 +82,72 @@ def log_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _CONTEXT.reset(token)
+
+
+class RateLimiter:
+    """At most ``limit`` grants per window of ``window_s`` (fixed windows on ``clock``, seconds).
+
+    Pure bookkeeping: the clock is an input, so tests drive time. What is refused in a window is counted,
+    and reported once when that window has ended (by the next :meth:`acquire` or by :meth:`expire`).
+    """
+
+    def __init__(
+        self, limit: int = 20, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._start = float("-inf")
+        self._used = 0
+        self._refused = 0
+
+    def _roll(self, now: float) -> int:
+        if now - self._start < self.window_s:
+            return 0
+        ended, self._refused = self._refused, 0
+        self._start, self._used = now, 0
+        return ended
+
+    def acquire(self) -> tuple[bool, int]:
+        """(granted, refusals of a window that ended since the last call, to report now)"""
+        ended = self._roll(self._clock())
+        if self._used < self.limit:
+            self._used += 1
+            return True, ended
+        self._refused += 1
+        return False, ended
+
+    def expire(self) -> int:
+        """Refusals of a window that has ended (0 while it runs); call it from a periodic path."""
+        return self._roll(self._clock())
+
+
+class RateLimitedLog:
+    """WARNING lines of one kind (``what``), at most ``limiter.limit`` per window, then one line saying
+    how many were suppressed, so a flood of bad input cannot flood the logs."""
+
+    def __init__(self, logger: logging.Logger, what: str, limiter: RateLimiter | None = None) -> None:
+        self.logger = logger
+        self.what = what
+        self.limiter = limiter or RateLimiter()
+
+    def warning(self, msg: str, *args: Any, **fields: Any) -> None:
+        granted, suppressed = self.limiter.acquire()
+        self._report(suppressed)
+        if granted:
+            self.logger.warning(msg, *args, extra=fields)
+
+    def flush(self) -> None:
+        """Report what a window that has ended suppressed (the shard actor calls it on each stats poll)."""
+        self._report(self.limiter.expire())
+
+    def _report(self, suppressed: int) -> None:
+        if suppressed:
+            self.logger.warning(
+                "%d %s log lines suppressed (more than %d in %g s)",
+                suppressed,
+                self.what,
+                self.limiter.limit,
+                self.limiter.window_s,
+                extra={"suppressed": suppressed, "suppressed_kind": self.what},
+            )

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import secrets
+import time
 from pathlib import Path
 
 import ray
@@ -54,6 +55,10 @@ def _local_token() -> Path:
     return path
 
 
+RAY_CLIENT_ATTEMPTS = 3
+"""connections tried when a Ray Client server fails to start for this client (see :func:`init_ray`)"""
+
+
 def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None:
     """Join ``ray.address`` or start a local instance with an explicit CPU count.
 
@@ -78,13 +83,29 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
     # the job's workers (routers and shards) start at this niceness; Ray's own default is 15
     runtime_env = {"env_vars": {"RAY_worker_niceness": str(settings.ray.worker_niceness)}}
     if settings.ray.address:
-        ray.init(
-            address=settings.ray.address,
-            namespace=settings.ray.namespace,
-            logging_level=logging.WARNING,
-            runtime_env=runtime_env,
-        )
-        return
+        for attempt in range(1, RAY_CLIENT_ATTEMPTS + 1):
+            try:
+                ray.init(
+                    address=settings.ray.address,
+                    namespace=settings.ray.namespace,
+                    logging_level=logging.WARNING,
+                    runtime_env=runtime_env,
+                )
+                return
+            except ConnectionAbortedError as exc:
+                # Ray Client only: the cluster starts a server process per client, and here that process
+                # sometimes segfaults at start-up (grpc's event_engine thread; the first client after
+                # `ray start`). The client sees "Initialization failure from server"; connecting again works.
+                if attempt == RAY_CLIENT_ATTEMPTS:
+                    raise
+                logging.getLogger(__name__).warning(
+                    "Ray Client server failed to start for this client (%s); connecting again (%d/%d)",
+                    str(exc).splitlines()[0],
+                    attempt + 1,
+                    RAY_CLIENT_ATTEMPTS,
+                )
+                ray.shutdown()
+                time.sleep(2.0)
     needed = math.ceil(settings.pipeline.required_cpus())
     num_cpus = settings.ray.num_cpus or max(default_num_cpus or os.cpu_count() or 2, needed)
     ray.init(

@@ -11,7 +11,8 @@ Shard count keys (``ShardResult.counts``, summed by the router) are read as:
 ``<output type>`` (``order.accepted``, ``dunning.scheduled``, ...) an output of that type;
 ``dead_letter.<code>`` a dead letter; ``processed``/``duplicate``/``replayed``/``replay_without_response``/
 ``timer_stale`` how an input was handled; ``route_decided:<psp>`` a payment routed to that PSP;
-``<reason>:<psp>`` (``breaker_open:<psp>``, ...) a routing reason that concerned that PSP.
+``<reason>:<psp>`` (``breaker_open:<psp>``, ...) a routing reason that concerned that PSP;
+``in:<input type>`` an input record of that type reached the shard (``in:invalid``: it failed decoding).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from clickcash.events import INPUT_TYPES
 from cluster.watchdog import Stall
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 
@@ -34,6 +36,10 @@ IDEMPOTENCY_HITS = {
 TIMER_COMMAND_TYPE = "dunning.timer_fired"
 ROUTE_DECIDED = "route_decided"
 BREAKER_OPEN = "breaker_open"
+INVALID_INPUT = "invalid"
+INPUT_TYPE_LABELS = (*sorted(INPUT_TYPES), INVALID_INPUT)
+"""every ``type`` label of ``clickcash_input_events_total``: the known input types, plus records that failed
+decoding (a type outside this set, which decoding rejects anyway, is counted as ``invalid``)"""
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,12 @@ class MetricDef:
 _DEFS = [
     MetricDef(
         "clickcash_events_in_total", "counter", "Input records consumed (replays included)", ("topic",)
+    ),
+    MetricDef(
+        "clickcash_input_events_total",
+        "counter",
+        "Input records the shards handled, by input type (invalid: failed decoding; replays included)",
+        ("type",),
     ),
     MetricDef(
         "clickcash_events_out_total",
@@ -82,7 +94,7 @@ _DEFS = [
     MetricDef(
         "clickcash_psp_breaker_open",
         "gauge",
-        "1 while routing decisions recently found the PSP's circuit breaker open",
+        "1 while the PSP's circuit breaker is open in at least one segment (read from the shared PSP stats)",
         ("psp",),
     ),
     MetricDef("clickcash_dunning_plans_scheduled_total", "counter", "Dunning plans scheduled"),
@@ -228,7 +240,9 @@ class Poll:
     router_restarts: int = 0
     stalls: Sequence[Stall] = ()
     breakers_open: Iterable[str] = ()
-    """PSPs whose breaker-open count grew recently (:class:`RecentIncrease`)"""
+    """PSPs whose breaker is open now in some segment (:class:`cluster.breakers.BreakerProbe`)"""
+    psps: Sequence[str] = ()
+    """the configured PSPs: each gets a ``clickcash_psp_breaker_open`` sample, open or not"""
 
 
 class CounterCarry:
@@ -264,26 +278,6 @@ class CounterCarry:
         offset = self._offset.get(source, {})
         values = got[1] if got else {}
         return {k: values.get(k, 0) + offset.get(k, 0) for k in set(values) | set(offset)}
-
-
-class RecentIncrease:
-    """Which keys' counts grew within the last ``window_s`` (e.g. breaker-open decisions per PSP)."""
-
-    def __init__(self, window_s: float) -> None:
-        self.window_s = window_s
-        self._last: dict[str, tuple[float, float]] = {}
-        """key -> (count, time it last grew)"""
-
-    def observe(self, now_s: float, counts: Mapping[str, float]) -> set[str]:
-        for key, count in counts.items():
-            prev = self._last.get(key)
-            if prev is None:
-                self._last[key] = (count, now_s if count > 0 else float("-inf"))
-            elif count > prev[0]:
-                self._last[key] = (count, now_s)
-            else:
-                self._last[key] = (count, prev[1])
-        return {k for k, (_, t) in self._last.items() if now_s - t <= self.window_s}
 
 
 def _flatten_router(stats: Mapping[str, Any]) -> dict[Any, float]:
@@ -375,8 +369,12 @@ class MetricsModel:
         dead_letters: dict[str, float] = {}
         decisions: dict[str, float] = {}
         reasons: dict[tuple[str, str], float] = {}
+        inputs = dict.fromkeys(INPUT_TYPE_LABELS, 0.0)
         for key, v in counts.items():
-            if key.startswith("dead_letter."):
+            if key.startswith("in:"):
+                type_ = key.removeprefix("in:")
+                inputs[type_ if type_ in inputs else INVALID_INPUT] += v
+            elif key.startswith("dead_letter."):
                 dead_letters[key.removeprefix("dead_letter.")] = v
             elif ":" in key:
                 what, psp = key.split(":", 1)
@@ -389,6 +387,8 @@ class MetricsModel:
         if dead_letters:
             out_by_type[(topics.dlq, "clickcash.dead_letter")] = sum(dead_letters.values())
         out_by_type[(topics.input, TIMER_COMMAND_TYPE)] = t.get(("timers_fired",), 0)
+        for type_, v in inputs.items():
+            fam["clickcash_input_events_total"].add(v, type=type_)
         for (topic, type_), v in sorted(out_by_type.items()):
             fam["clickcash_events_out_total"].add(v, topic=topic, type=type_)
         for topic_key, v in sorted((k[1], v) for k, v in t.items() if k[0] == "produced"):
@@ -405,7 +405,7 @@ class MetricsModel:
         for (psp, reason), v in sorted(reasons.items()):
             fam["clickcash_psp_route_reasons_total"].add(v, psp=psp, reason=reason)
         open_now = set(poll.breakers_open)
-        for psp in sorted(set(decisions) | {p for p, _ in reasons}):
+        for psp in sorted(set(poll.psps) | set(decisions) | {p for p, _ in reasons}):
             fam["clickcash_psp_breaker_open"].add(int(psp in open_now), psp=psp)
         fam["clickcash_dunning_plans_scheduled_total"].add(counts.get("dunning.scheduled", 0))
         fam["clickcash_dunning_steps_fired_total"].add(counts.get("dunning.step_due", 0))

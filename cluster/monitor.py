@@ -9,23 +9,20 @@ unavailable with its last counters kept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-try:  # confluent-kafka moved the request type between releases
-    from confluent_kafka import ConsumerGroupTopicPartitions
-except ImportError:  # pragma: no cover
-    from confluent_kafka.admin import ConsumerGroupTopicPartitions  # type: ignore[attr-defined,no-redef]
-
 from clickcash._errors import ConfigError
+from cluster.breakers import BreakerProbe, breaker_probe
 from cluster.control import start_control_actor
-from cluster.metric_defs import MetricsModel, PartitionLag, Poll, RecentIncrease, Topics
+from cluster.metric_defs import MetricsModel, PartitionLag, Poll, Topics
 from cluster.metrics import MetricsServer
 from cluster.status_view import build_status
 from cluster.watchdog import PartitionProgress, StallWatchdog
@@ -33,8 +30,6 @@ from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BREAKER_RECENT_S = 60.0
-"""a PSP counts as breaker-open while routing decisions found its breaker open within this window"""
 UNANSWERED_AFTER_S = 5.0
 
 
@@ -85,12 +80,25 @@ class StatsPoller:
 
 
 class LagProbe:
-    """The consumer group's committed offsets and the input topic's end offsets: two Kafka requests."""
+    """The consumer group's committed offsets and the input topic's end offsets: two Kafka requests.
+
+    The committed offsets come from a consumer in the app's group that never subscribes (so it never
+    joins the group), not from ``AdminClient.list_consumer_group_offsets``: librdkafka 2.x segfaults in
+    that admin call when the broker answers NOT_COORDINATOR (a NULL consumer-group handle in
+    ``rd_kafka_cgrp_op``, confluentinc/librdkafka#5040), which happens on a freshly started Kafka or for a
+    group that has not committed yet. That crashed the ``clickcash run`` driver (SIGSEGV in ``rdk:main``).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._topic = settings.kafka.input_topic
-        self._group = settings.kafka.group_id
         self._admin = AdminClient(settings.kafka.client_config())
+        self._offsets = Consumer(
+            {
+                **settings.kafka.client_config(),
+                "group.id": settings.kafka.group_id,
+                "enable.auto.commit": False,
+            }
+        )
 
     def read(self, timeout_s: float = 5.0) -> list[PartitionLag]:
         try:
@@ -98,13 +106,10 @@ class LagProbe:
             tps = [TopicPartition(self._topic, p) for p in sorted(meta.partitions)]
             if not tps:
                 return []
-            req = [ConsumerGroupTopicPartitions(self._group, tps)]
-            committed_future = self._admin.list_consumer_group_offsets(req, request_timeout=timeout_s)
             ends = self._admin.list_offsets(
                 {tp: OffsetSpec.latest() for tp in tps}, request_timeout=timeout_s
             )
-            group = committed_future[self._group].result(timeout=timeout_s)
-            committed = {tp.partition: tp.offset for tp in group.topic_partitions}
+            committed = {tp.partition: tp.offset for tp in self._offsets.committed(tps, timeout=timeout_s)}
             out = []
             for tp, fut in sorted(ends.items(), key=lambda kv: kv[0].partition):
                 end = fut.result(timeout=timeout_s).offset
@@ -117,6 +122,10 @@ class LagProbe:
         except (KafkaException, TimeoutError, KeyError) as exc:
             log.warning("consumer lag unknown for now: %s", exc)
             return []
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already closed
+            self._offsets.close()
 
 
 class Monitor:
@@ -146,7 +155,8 @@ class Monitor:
             Topics(k.input_topic, k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic)
         )
         self._watchdog = StallWatchdog(m.stall_after_s)
-        self._breakers = RecentIncrease(BREAKER_RECENT_S)
+        self._breakers: BreakerProbe | None = None
+        """live breaker state from the shared PSP stats in Redis (created lazily, read every few seconds)"""
         self._serve = m.metrics_enabled if serve is None else serve
         self._want_control = control
         self.server: MetricsServer | None = None
@@ -197,19 +207,18 @@ class Monitor:
         partitions = self._lag.read()
         now = time.monotonic()
         oldest: dict[int, float] = {}
-        breaker_counts: dict[str, float] = {}
         for r in routers:
             for shard, age in (r.get("oldest_inflight_age_s") or {}).items():
                 oldest[int(shard)] = max(oldest.get(int(shard), 0.0), float(age))
-            for key, n in (r.get("counts") or {}).items():
-                if key.startswith("breaker_open:"):
-                    psp = key.split(":", 1)[1]
-                    breaker_counts[psp] = breaker_counts.get(psp, 0) + n
         progress = {p.partition: PartitionProgress(p.committed, p.lag) for p in partitions}
         stalls = self._watchdog.observe(now, progress, oldest)
-        breakers = sorted(self._breakers.observe(now, breaker_counts))
+        if self._breakers is None:
+            self._breakers = breaker_probe(self.settings)
+        breakers = self._breakers.open()
         restarts = int(self._restarts()) if callable(self._restarts) else 0
-        families = self._model.families(Poll(routers, shards, partitions, restarts, stalls, breakers))
+        families = self._model.families(
+            Poll(routers, shards, partitions, restarts, stalls, breakers, psps=self._breakers.psps)
+        )
         k = self.settings.kafka
         meta = {
             "namespace": self.settings.ray.namespace,
@@ -264,6 +273,10 @@ class Monitor:
         self._reported_stalls = now
 
     def close(self) -> None:
+        self._lag.close()
+        if self._breakers is not None:
+            self._breakers.close()
+            self._breakers = None
         if self.server is not None:
             self.server.close()
             self.server = None

@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 class ShardFailedError(Exception):
     """A shard call failed (actor died, or raised); the round cannot be trusted."""
 
+    shard_ids: tuple[int, ...] = ()
+    """the shards the failed round was sent to (set by the router; one of them failed)"""
+    last_offsets: tuple[tuple[int, int], ...] = ()
+    """(partition, last offset) of the failed round's records"""
+
 
 class ShardPool(Protocol):
     """How the router reaches its shards: Ray actors in production, plain objects in tests."""
@@ -123,6 +128,13 @@ def producer_config(settings: Settings, router_index: int) -> dict[str, Any]:
         **k.client_config(),
         "transactional.id": f"{k.transactional_id_prefix}-{k.group_id}-router-{router_index}",
         "transaction.timeout.ms": k.transaction_timeout_ms,
+        # Right after a commit the coordinator is still writing the markers, so the next transaction's
+        # AddOffsetsToTxn is answered CONCURRENT_TRANSACTIONS and librdkafka waits retry.backoff.ms (default
+        # 100) before asking again: measured here, that alone made every commit take ~115 ms and kept the
+        # router blocked in commits most of the time. 5 ms (growing exponentially up to
+        # retry.backoff.max.ms on repeated failures) brings it to ~12 ms; the Java client special-cases it
+        # to 20 ms (KAFKA-5477, confluent-kafka-python#967).
+        "retry.backoff.ms": 5,
         "linger.ms": 5,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 500000,
@@ -290,7 +302,16 @@ class Router:
             elif not self._inflight:
                 self._commit_idle_positions()
         except ShardFailedError as exc:
-            log.warning("router %d: shard failed (%s); rewinding", self.stats.router_index, exc)
+            log.warning(
+                "router %d: shard failed (%s); rewinding",
+                self.stats.router_index,
+                exc,
+                extra={
+                    "router_id": self.stats.router_index,
+                    "shard_ids": list(exc.shard_ids),
+                    "partition_last_offsets": {str(p): o for p, o in exc.last_offsets},
+                },
+            )
             self._recover()
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -353,7 +374,11 @@ class Router:
             self._finish(self._inflight.popleft())
 
     def _finish(self, rnd: _Round) -> None:
-        results = self._pool.results(rnd.handles)
+        try:
+            results = self._pool.results(rnd.handles)
+        except ShardFailedError as exc:
+            exc.shard_ids, exc.last_offsets = rnd.shards, tuple(sorted(rnd.last_offsets.items()))
+            raise
         self._begin()
         produced = 0
         for res in results:

@@ -6,6 +6,7 @@ The actor is threaded (``max_concurrency=4``) only so that ``stop`` and ``stats`
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -113,6 +114,8 @@ class RouterActor:
         )
         pump = TimerPump(index, s.pipeline.timer_poll_interval_ms / 1000)
         self._router = Router(s, self._index, RayShardPool(shards), timers=pump)
+        gc.collect()
+        gc.freeze()  # the process's long-lived heap (Ray, clients, config) out of every later collection
         return asdict(self._router.run(self._stop))
 
     def _shards(self, count: int) -> list[Any]:

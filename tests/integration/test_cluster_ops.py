@@ -23,8 +23,9 @@ from pydantic import BaseModel, SecretStr
 from clickcash.events import TIMER_SOURCE
 from cluster._procs import free_port
 from cluster._ray_nodes import LocalRayCluster
-from cluster.metric_defs import exported_names
+from cluster.metric_defs import INPUT_TYPE_LABELS, exported_names
 from cluster.outputs import group_lag
+from config.domain import load_domain_config
 from config.settings import ENV_PREFIX, Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
@@ -157,6 +158,8 @@ def test_metrics_endpoint_counts_match_what_was_processed(make_settings: Setting
     assert names <= exported_names(), names - exported_names()
     wanted = {
         "clickcash_events_in_total",
+        "clickcash_input_events_total",
+        "clickcash_psp_breaker_open",
         "clickcash_events_out_total",
         "clickcash_records_produced_total",
         "clickcash_events_handled_total",
@@ -206,6 +209,17 @@ def test_metrics_endpoint_counts_match_what_was_processed(make_settings: Setting
     hits = _by(samples, "clickcash_idempotency_hits_total", "kind")
     assert hits["duplicate"] == handled["duplicate"] > 0
     assert hits["conflict"] == dlq_reasons.get("duplicate_conflict", 0)
+
+    # inputs per type: bounded labels, summing to what was consumed; "invalid" is what failed decoding
+    inputs = _by(samples, "clickcash_input_events_total", "type")
+    assert set(inputs) == set(INPUT_TYPE_LABELS)
+    assert sum(inputs.values()) == consumed
+    assert inputs["invalid"] == handled["dead_lettered"] - dlq_reasons.get("duplicate_conflict", 0)
+    assert inputs["dunning.timer_fired"] == timer_commands
+    assert inputs["order.placed"] > 0
+    # one breaker gauge per configured PSP (live state from the shared PSP stats)
+    psps = {p.name for p in load_domain_config(settings.domain_file).psps}
+    assert set(_by(samples, "clickcash_psp_breaker_open", "psp")) == psps
 
     routes = Counter(o.event["data"]["psp"] for o in outputs if o.type == "payment.route_decided" and o.event)
     assert _by(samples, "clickcash_psp_decisions_total", "psp") == dict(routes)

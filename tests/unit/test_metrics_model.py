@@ -16,7 +16,6 @@ from cluster.metric_defs import (
     MetricsModel,
     PartitionLag,
     Poll,
-    RecentIncrease,
     Topics,
     exported_names,
 )
@@ -150,14 +149,6 @@ def test_stalls_and_breakers_show_in_gauges() -> None:
     assert _value(s, "clickcash_healthy") == 0
 
 
-def test_recent_increase_opens_and_closes_with_the_window() -> None:
-    recent = RecentIncrease(window_s=60)
-    assert recent.observe(0, {"adyen": 0}) == set()
-    assert recent.observe(10, {"adyen": 2}) == {"adyen"}
-    assert recent.observe(69, {"adyen": 2}) == {"adyen"}
-    assert recent.observe(71, {"adyen": 2}) == set()
-
-
 def test_histogram_buckets_are_cumulative_and_bounds_inclusive() -> None:
     h = Histogram((0.1, 1.0))
     for v in (0.1, 0.5, 1.0, 5.0):
@@ -197,3 +188,29 @@ def test_a_router_removed_by_a_rescale_keeps_its_counts_in_the_totals() -> None:
     after = _samples(Poll([_router(consumed=150)], []), model)
     assert _value(after, "clickcash_events_in_total", topic="in") == 190
     assert ("clickcash_router_up", frozenset({("router", "1")})) not in after
+
+
+def test_input_events_per_type_are_bounded_and_sum_to_the_inputs() -> None:
+    counts = {"in:order.placed": 6, "in:payment.declined": 2, "in:invalid": 1, "in:surprise.type": 1}
+    s = _samples(Poll([_router(counts={**_router()["counts"], **counts})], []))
+    assert _value(s, "clickcash_input_events_total", type="order.placed") == 6
+    assert _value(s, "clickcash_input_events_total", type="payment.declined") == 2
+    assert _value(s, "clickcash_input_events_total", type="invalid") == 2  # unknown types count as invalid
+    assert _value(s, "clickcash_input_events_total", type="dunning.timer_fired") == 0
+    per_type = {
+        dict(labels)["type"]: v for (name, labels), v in s.items() if name == "clickcash_input_events_total"
+    }
+    assert sum(per_type.values()) == 10 == _value(s, "clickcash_events_in_total", topic="in")
+    assert len(per_type) == 7
+    # in:<type> keys are not mistaken for routing reasons about a PSP
+    assert not any(name == "clickcash_psp_route_reasons_total" and dict(labels).get("reason") == "in"
+                   for name, labels in s)  # fmt: skip
+
+
+def test_every_configured_psp_has_a_breaker_gauge() -> None:
+    s = _samples(
+        Poll([_router()], [], breakers_open=["paypal"], psps=["adyen", "paypal", "stripe", "braintree"])
+    )
+    assert _value(s, "clickcash_psp_breaker_open", psp="paypal") == 1
+    assert _value(s, "clickcash_psp_breaker_open", psp="braintree") == 0
+    assert _value(s, "clickcash_psp_breaker_open", psp="adyen") == 0

@@ -350,7 +350,7 @@ def test_same_id_at_another_offset_with_same_payload_is_a_silent_duplicate(
     resent = cloud_event("order.placed", data, event_id="dup", time="2026-03-02T11:00:00Z")
     result = shard.apply(shard_batch([(0, 11, b"c-1", resent), (1, 0, b"c-1", resent)]))
     assert len(result) == 0
-    assert result.counts == {"duplicate": 2}
+    assert result.counts == {"in:order.placed": 2, "duplicate": 2}
     assert _snapshot(store) == state
 
 
@@ -556,7 +556,7 @@ def test_replay_after_release_gives_no_outputs_but_still_no_reprocessing(
     state = _snapshot(store)
     result = shard.apply(shard_batch(records))
     assert len(result) == 0
-    assert result.counts == {"replay_without_response": 1}
+    assert result.counts == {"in:order.placed": 1, "replay_without_response": 1}
     assert _snapshot(store) == state
 
 
@@ -586,7 +586,7 @@ def test_dead_letter_carries_original_bytes_and_its_position(
     assert reason.code == DeadLetterCode.INVALID_FIELD
     assert (reason.source_topic, reason.partition, reason.offset) == ("campaign.events", 4, 99)
     assert reason.redacted is False
-    assert result.counts == {"dead_letter.invalid_field": 1}
+    assert result.counts == {"in:invalid": 1, "dead_letter.invalid_field": 1}
 
 
 def test_dead_letter_of_a_record_without_key_or_value(
@@ -865,7 +865,7 @@ def test_due_steps_fire_once_in_order_and_retry_avoiding_the_declining_psp(
     # the router may fire a timer again (it died before committing): a re-fire is a duplicate
     refire = shard.apply(shard_batch([_fire(retry_timer, 12)]))
     assert len(refire) == 0
-    assert refire.counts == {"duplicate": 1}
+    assert refire.counts == {"in:dunning.timer_fired": 1, "duplicate": 1}
 
 
 def test_a_timer_of_a_closed_plan_fires_nothing_and_is_removed(
