@@ -9,7 +9,8 @@ by at most ``refresh_ms`` (plus a batch). Only segments in use are refreshed: a 
 when stale, and segments a retry routed on when they were stale or never loaded (a retry's order is only
 known after the load, so it routes on the cache, or the prior, and its segment comes with the next batch).
 Refreshing every cached segment each ``refresh_ms`` instead read thousands of counters per second per shard
-whatever the traffic.
+whatever the traffic. A refresh reads only the ``REFRESHED_BUCKETS`` newest buckets, where outcomes are
+still being counted; older buckets are final and stay cached from the segment's first, full load.
 
 Pure: no store, no clock; ``now_ms`` is an input.
 """
@@ -24,6 +25,9 @@ from config.domain import Psp, RoutingPolicy
 
 _FIELDS = ("a", "o", "t")
 """attempts, approvals (ok), technical failures"""
+REFRESHED_BUCKETS = 2
+"""the current bucket and the one before it (an outcome decided at a bucket's end by a shard whose clock is a
+little behind still lands in it)"""
 
 
 def segment_of(network: str, currency: str, country: str) -> str:
@@ -70,21 +74,27 @@ class PspStatsBook:
         due = {s for s in segments if self._stale(s, now_ms)}
         due |= self._wanted
         starts = self._bucket_starts(now_ms)
+        newest = starts[-REFRESHED_BUCKETS:]
         return [
             counter_key(psp, segment, start, what)
             for segment in sorted(due)
             for psp in self._psps_for(segment)
-            for start in starts
+            for start in (newest if segment in self._loaded_at_ms else starts)
             for what in _FIELDS
         ]
 
     def absorb(self, counters: Mapping[str, int], now_ms: int) -> None:
-        """Replace the cached stats of every segment whose counters were loaded (``counters`` holds every
-        requested key, missing ones as 0). One commit script writes a bucket's three counters and one
-        read returns them, so a bucket is never torn."""
+        """Replace the cached buckets that were loaded (``counters`` holds every requested key, missing
+        ones as 0), keep the older cached ones still in the window. One commit script writes a bucket's
+        three counters and one read returns them, so a bucket is never torn."""
         found = _parse(counters)
+        cutoff = self._bucket_starts(now_ms)[0]
         for (psp, segment), buckets in found.items():
-            live = tuple((start, a, o, t) for start, (a, o, t) in sorted(buckets.items()) if a > 0)
+            cached = self._stats.get(segment, {}).get(psp, SegmentStats())
+            by_start = {b[0]: (b[1], b[2], b[3]) for b in cached.buckets if b[0] >= cutoff}
+            for start, (a, o, t) in buckets.items():
+                by_start[start] = (a, o, t)
+            live = tuple((start, *by_start[start]) for start in sorted(by_start) if by_start[start][0] > 0)
             self._stats.setdefault(segment, {})[psp] = SegmentStats(live)
         for segment in {segment for _, segment in found}:
             self._loaded_at_ms[segment] = now_ms

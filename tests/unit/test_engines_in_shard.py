@@ -13,7 +13,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors._psp_stats import PspStatsBook, counter_key, segment_of
+from actors._psp_stats import REFRESHED_BUCKETS, PspStatsBook, counter_key, segment_of
 from actors.dunning import assign_tier
 from actors.shard import OutputTopics, Shard, ShardResult
 from actors.state import CustomerState, InMemoryStateStore
@@ -134,10 +134,32 @@ def test_stats_book_reads_only_eligible_psps_and_refreshes_when_stale(domain: Do
     assert len(keys) == 3 * domain.routing.max_buckets * 3
     book.absorb(dict.fromkeys(keys, 0), now_ms)
     assert book.keys_to_load([US_VISA], now_ms + 999) == []
-    assert len(book.keys_to_load([US_VISA], now_ms + 1_000)) == len(keys)
+    refresh = 3 * REFRESHED_BUCKETS * 3
+    assert len(book.keys_to_load([US_VISA], now_ms + 1_000)) == refresh, "only buckets still counting"
     assert book.keys_to_load([], now_ms + 1_000) == [], "a segment no batch or retry uses is not re-read"
     book.stats_for(US_VISA, now_ms + 1_000)  # a retry routed on the stale segment
-    assert len(book.keys_to_load([], now_ms + 1_001)) == len(keys)
+    assert len(book.keys_to_load([], now_ms + 1_001)) == refresh
+
+
+def test_a_refresh_replaces_the_newest_buckets_and_keeps_the_older_ones(domain: DomainConfig) -> None:
+    book = PspStatsBook(domain.routing, list(domain.psps), refresh_ms=1_000)
+    bucket = domain.routing.bucket_ms
+    now_ms = int(START.timestamp() * 1000) // bucket * bucket + 1_000
+    old, current = now_ms - 1_000 - 3 * bucket, now_ms - 1_000
+    first = dict.fromkeys(book.keys_to_load([US_VISA], now_ms), 0)
+    first |= {counter_key("adyen", US_VISA, old, "a"): 5, counter_key("adyen", US_VISA, old, "o"): 4}
+    first |= {counter_key("adyen", US_VISA, current, "a"): 2, counter_key("adyen", US_VISA, current, "o"): 2}
+    book.absorb(first, now_ms)
+    later = now_ms + 1_000
+    keys = book.keys_to_load([US_VISA], later)
+    assert {int(k.split("|")[4]) for k in keys} == {current, current - bucket}
+    refreshed = dict.fromkeys(keys, 0) | {
+        counter_key("adyen", US_VISA, current, "a"): 7,  # other shards counted meanwhile
+        counter_key("adyen", US_VISA, current, "o"): 6,
+    }
+    book.absorb(refreshed, later)
+    stats = book.stats_for(US_VISA)["adyen"]
+    assert stats.buckets == ((old, 5, 4, 0), (current, 7, 6, 0))
 
 
 def test_a_retry_on_a_never_loaded_segment_loads_it_with_the_next_batch(domain: DomainConfig) -> None:
