@@ -59,10 +59,11 @@ class Apply:
     attribution: tuple[str | None, str | None] | None = None
     """(correlationid, campaignid) for outputs when not the event's own: a timer command acts for the
     plan, so its outputs carry the attribution of the decline that opened the plan"""
-    now: datetime = _EPOCH
-    """the event's decision time: the clock is read once per event, so every rule applied to it (and
-    every output's ``time``) sees the same instant"""
     now_ms: int = 0
+    """the event's decision time: its record's timestamp (0: none, read the clock). Every rule applied to
+    the event, and every output's ``time``, sees this one instant, and a replay or the verifier's reference
+    run decides exactly as the first run did"""
+    now: datetime = _EPOCH
     time_text: str = ""
 
 
@@ -82,8 +83,11 @@ class EventApplier:
 
     def apply(self, a: Apply) -> None:
         data = a.ev.data
-        a.now = self._clock()
-        a.now_ms = _ms(a.now)
+        if a.now_ms > 0:
+            a.now = datetime.fromtimestamp(a.now_ms / 1000, UTC)
+        else:
+            a.now = self._clock()
+            a.now_ms = _ms(a.now)
         a.time_text = a.now.isoformat()
         if a.state.first_seen_ms is None:
             a.state.first_seen_ms = a.now_ms

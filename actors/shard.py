@@ -119,8 +119,10 @@ class Shard:
             if isinstance(d, InputEvent) and isinstance(d.data, OrderPlaced)
         }
         self.batches += 1
+        stamps = [t for t in batch.timestamps_ms if t > 0]
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            now_ms = int(self._clock().timestamp() * 1000)
+            # the PSP stats are kept on the events' time base, like every decision (see Apply.now_ms)
+            now_ms = max(stamps) if stamps else int(self._clock().timestamp() * 1000)
             counter_keys = self._psp_stats.keys_to_load(segments, now_ms)
             loaded = self._store.load(event_ids, customer_ids, counter_keys)
             self._psp_stats.absorb(loaded.counters, now_ms)
@@ -205,7 +207,8 @@ class Shard:
                 states[ev.customer_id] = state
                 write.expected_versions[ev.customer_id] = version
             start = len(result)
-            self._applier.apply(Apply(ev, state, result, write, key, partition))
+            stamp_ms = batch.timestamps_ms[i] if i < len(batch.timestamps_ms) else 0
+            self._applier.apply(Apply(ev, state, result, write, key, partition, now_ms=stamp_ms))
             response = orjson.dumps(
                 [[result.topics[j], result.values[j].decode()] for j in range(start, len(result))]
             )

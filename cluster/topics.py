@@ -14,13 +14,24 @@ def all_topics(settings: Settings) -> list[str]:
     return [k.input_topic, k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
 
 
+INPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+"""The shards decide at each input record's timestamp: the broker's append time is one clock for every
+producer (a client with a skewed clock cannot move a decision), and it never runs backwards in a partition."""
+
+
 def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: int = 1) -> None:
-    """Create missing topics; existing ones are left as they are."""
+    """Create missing topics (the input with :data:`INPUT_TOPIC_CONFIG`); existing ones are left as they
+    are."""
     admin = AdminClient(settings.kafka.client_config())
     with map_exceptions("kafka", KafkaException):
         existing = set(admin.list_topics(timeout=30).topics)
         wanted = [
-            NewTopic(t, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                t,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                config=INPUT_TOPIC_CONFIG if t == settings.kafka.input_topic else {},
+            )
             for t in all_topics(settings)
             if t not in existing
         ]

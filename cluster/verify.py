@@ -86,11 +86,15 @@ def group_positions(settings: Settings) -> dict[int, int]:
         c.close()
 
 
+InputRecord = tuple[int, bytes | None, bytes | None, int]
+"""(offset, key, value, timestamp ms) of one input record"""
+
+
 def read_input(
     settings: Settings, timeout_s: float = 120, upto: dict[int, int] | None = None
-) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
-    """Committed records of the input topic: partition -> [(offset, key, value)] in offset order, up to
-    ``upto`` (exclusive, per partition) or to the end.
+) -> dict[int, list[InputRecord]]:
+    """Committed records of the input topic: partition -> [(offset, key, value, timestamp ms)] in offset
+    order, up to ``upto`` (exclusive, per partition) or to the end.
 
     Read committed, as the routers read it: timer commands from aborted transactions are not input.
     """
@@ -109,7 +113,7 @@ def read_input(
         if upto is not None:
             ends = {p: min(end, upto.get(p, 0)) for p, end in ends.items()}
         c.assign([TopicPartition(topic, p, 0) for p in parts])
-        out: dict[int, list[tuple[int, bytes | None, bytes | None]]] = {p: [] for p in parts}
+        out: dict[int, list[InputRecord]] = {p: [] for p in parts}
         remaining = {p for p, end in ends.items() if end > 0}
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
@@ -118,7 +122,7 @@ def read_input(
                     continue
                 p, o = m.partition() or 0, m.offset() or 0
                 if o < ends[p]:
-                    out[p].append((o, m.key(), m.value()))
+                    out[p].append((o, m.key(), m.value(), m.timestamp()[1]))
             # positions, not last offsets: the log may end in transaction markers (timer commands)
             for tp in c.position([TopicPartition(topic, p) for p in remaining]):
                 if tp.offset >= ends[tp.partition]:
@@ -132,11 +136,14 @@ def read_input(
 
 def expected_streams(
     settings: Settings,
-    inputs: dict[int, list[tuple[int, bytes | None, bytes | None]]],
+    inputs: dict[int, list[InputRecord]],
     explain: dict[str, str] | None = None,
 ) -> dict[Stream, list[str]]:
     """Output ids per (topic, key) as one sequential, failure-free run would produce them; ``explain``
-    (when given) receives, per output id, its type and the input position that causes it."""
+    (when given) receives, per output id, its type and the input position that causes it.
+
+    Exact, not approximate: the shard decides at each record's timestamp, and so does this reference, so
+    a rule that depends on time (quiet hours, caps counted over a window) decides here as it did there."""
     k, p = settings.kafka, settings.pipeline
     shard = Shard(
         0,
@@ -154,10 +161,10 @@ def expected_streams(
             batch = ShardBatch(
                 k.input_topic,
                 partitions=[partition] * len(chunk),
-                offsets=[o for o, _, _ in chunk],
-                keys=[key for _, key, _ in chunk],
-                values=[v for _, _, v in chunk],
-                timestamps_ms=[0] * len(chunk),
+                offsets=[r[0] for r in chunk],
+                keys=[r[1] for r in chunk],
+                values=[r[2] for r in chunk],
+                timestamps_ms=[r[3] for r in chunk],
             )
             result = shard.apply(batch)
             for topic, key, value, headers in zip(
@@ -212,7 +219,7 @@ def verify(
     positions = group_positions(settings)
     inputs = read_input(settings, upto=positions)
     n_inputs = sum(len(v) for v in inputs.values())
-    n_timers = sum(1 for records in inputs.values() for _, _, v in records if _is_timer_command(v))
+    n_timers = sum(1 for records in inputs.values() for _, _, v, _ in records if _is_timer_command(v))
     log(f"verify: read {n_inputs:,} input records; computing expected outputs ...")
     explain: dict[str, str] = {}
     expected = expected_streams(settings, inputs, explain)

@@ -146,7 +146,7 @@ def test_order_placed_gives_accepted_and_route_with_deterministic_ids(
         assert env["correlationid"] == "corr-evt-order-1"
         assert env["campaignid"] == "spring-sale"
         assert env["partitionkey"] == "c-1"
-        assert datetime.fromisoformat(env["time"]) > START
+        assert datetime.fromisoformat(env["time"]) >= START
     assert accepted["data"] == {
         "order_id": "o-1",
         "customer_id": "c-1",
@@ -825,12 +825,14 @@ def test_a_dunning_plan_arms_one_timer_and_payment_cancels_it(
 ) -> None:
     rec = Rec(cloud_event, event_data, partition=2)
     shard, store = make_shard(domain, clock=lambda: START)
-    shard.apply(
-        shard_batch([rec("order.placed"), rec("payment.declined", event_id="evt-decline", decline_code="51")])
+    placed_and_declined = shard_batch(
+        [rec("order.placed"), rec("payment.declined", event_id="evt-decline", decline_code="51")]
     )
+    shard.apply(placed_and_declined)
     timer = _only_timer(store)
     assert timer.partition == 2, "a timer lives with its customer's input partition"
-    assert timer.due_ms == int(START.timestamp() * 1000), "the first step (the reminder) is due at once"
+    declined_at_ms = placed_and_declined.timestamps_ms[1]
+    assert timer.due_ms == declined_at_ms, "the first step (the reminder) is due at once"
     customer, order, plan_id, step = timer.member.split("\x1f")
     assert (customer, order, plan_id, step) == ("c-1", "o-1", output_id("evt-decline", "dunning"), "0")
     shard.apply(shard_batch([rec("payment.authorized")]))
@@ -841,7 +843,11 @@ def test_due_steps_fire_once_in_order_and_retry_avoiding_the_declining_psp(
     domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
 ) -> None:
     shard, store = make_shard(domain, clock=lambda: START)
-    shard.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="51", psp="adyen")]))
+    placed_and_declined = shard_batch(
+        [rec("order.placed"), rec("payment.declined", decline_code="51", psp="adyen")]
+    )
+    shard.apply(placed_and_declined)
+    declined_at = datetime.fromtimestamp(placed_and_declined.timestamps_ms[1] / 1000, UTC)
     reminder_timer = _only_timer(store)
 
     [step_due] = envelopes(shard.apply(shard_batch([_fire(reminder_timer, 10)])))
@@ -853,7 +859,7 @@ def test_due_steps_fire_once_in_order_and_retry_avoiding_the_declining_psp(
     )
     retry_timer = _only_timer(store)
     assert retry_timer.member.endswith("\x1f1")
-    assert retry_timer.due_ms == int((START + timedelta(hours=24)).timestamp() * 1000)
+    assert retry_timer.due_ms == int((declined_at + timedelta(hours=24)).timestamp() * 1000)
 
     fired = envelopes(shard.apply(shard_batch([_fire(retry_timer, 11)])))
     assert [e["type"] for e in fired] == ["payment.route_decided", "dunning.step_due"]
@@ -880,3 +886,33 @@ def test_a_timer_of_a_closed_plan_fires_nothing_and_is_removed(
     assert len(result) == 0
     assert result.counts.get("timer_stale") == 1
     assert all(not members for members in store.timers.values())
+
+
+def test_events_are_decided_at_their_record_timestamps_whatever_the_shards_clock(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    """A replay, another shard or the verifier's reference run later: same input, same outputs, byte for
+    byte, because every time-dependent rule reads the record's timestamp, not the clock."""
+    records = [
+        rec("order.placed"),
+        rec("payment.declined", decline_code="51", psp="adyen"),
+        rec("payment_method.updated"),
+    ]
+    early, _ = make_shard(domain, clock=lambda: START)
+    late, _ = make_shard(domain, clock=lambda: START + timedelta(days=3, hours=7))
+    first = early.apply(shard_batch(records))
+    again = late.apply(shard_batch(records))
+    assert first.values == again.values
+    stamps = shard_batch(records).timestamps_ms
+    times = [datetime.fromisoformat(e["time"]) for e in envelopes(first)]
+    assert times[0] == datetime.fromtimestamp(stamps[0] / 1000, UTC), "an output's time is its input's"
+
+
+def test_records_without_a_timestamp_are_decided_at_the_shards_clock(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    batch = shard_batch([rec("order.placed")])
+    batch.timestamps_ms = [0]
+    shard, _ = make_shard(domain, clock=lambda: START + timedelta(hours=5))
+    [accepted, _route] = envelopes(shard.apply(batch))
+    assert datetime.fromisoformat(accepted["time"]) == START + timedelta(hours=5)
