@@ -82,7 +82,6 @@ class OutputReader:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 20,
-                "fetch.min.bytes": 1_000_000,
             }
         )
         self._c.subscribe(self.topics)

@@ -114,10 +114,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        # A fetch waits for a full batch or fetch.wait.max.ms (no longer than a consume would): with the
-        # default 1 byte the broker answered a fetch per few records, hundreds per second under light load.
         "fetch.wait.max.ms": 20,
-        "fetch.min.bytes": 1_000_000,
         "queued.max.messages.kbytes": 16384,
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
