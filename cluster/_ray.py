@@ -55,6 +55,8 @@ def _local_token() -> Path:
     return path
 
 
+RAY_DEFAULT_WORKER_NICENESS = 15
+
 RAY_CLIENT_ATTEMPTS = 3
 """connections tried when a Ray Client server fails to start for this client (see :func:`init_ray`)"""
 
@@ -81,7 +83,11 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
     # token setup does, so the driver agrees with the processes it is about to start.
     Config.initialize("")
     # the job's workers (routers and shards) start at this niceness; Ray's own default is 15
-    runtime_env = {"env_vars": {"RAY_worker_niceness": str(settings.ray.worker_niceness)}}
+    runtime_env = (
+        {"env_vars": {"RAY_worker_niceness": str(settings.ray.worker_niceness)}}
+        if settings.ray.worker_niceness != RAY_DEFAULT_WORKER_NICENESS
+        else None
+    )
     if settings.ray.address:
         for attempt in range(1, RAY_CLIENT_ATTEMPTS + 1):
             try:

@@ -105,11 +105,11 @@ class RaySettings(_Section):
     namespace: Annotated[str, Field(min_length=1)] = "clickcash"
     num_cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
     auth_mode: Literal["token", "disabled"] = "token"
-    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 0
+    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 15
     """Unix niceness of the app's Ray workers (routers, shards). Ray's default is 15, so that its own
     processes win the CPU; but routers and shards are the workload, and at 15 they lose every contended
-    core to the broker, Redis or a load generator on the same node (measured here: shard batches queued
-    for tens of milliseconds at 10 % load)."""
+    core to the broker, Redis or a load generator on the same node. 0 is set through the job's runtime
+    environment; the default stays Ray's until a live-rescale failure seen with 0 is explained."""
 
 
 class MonitoringSettings(_Section):
