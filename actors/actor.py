@@ -61,11 +61,16 @@ class ShardActor:
         self._events += len(batch.offsets)
         return result
 
+    def incarnation(self) -> str:
+        """Which instance this is; a router fences with it after a failure (``StaleShardCallError``)."""
+        return self._shard.incarnation
+
     def stats(self) -> dict[str, Any]:
         self._shard.dead_letter_log.flush()  # polled each second: a "suppressed" line is not held back
         return {
             "shard": self._shard.shard_id,
             "pid": os.getpid(),
+            "incarnation": self._shard.incarnation,
             "node": ray.get_runtime_context().get_node_id(),
             "totals": dict(self._shard.totals),
             "stored_responses": self._shard.stored_responses(),

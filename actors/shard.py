@@ -8,6 +8,7 @@ state store, however many events the batch holds.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from actors.state import (
     LoadedBatch,
     StateStore,
 )
-from clickcash._errors import StateConflictError
+from clickcash._errors import StaleShardCallError, StateConflictError
 from clickcash._logging import RateLimitedLog
 from clickcash.events import (
     OUTPUT_SOURCE,
@@ -88,8 +89,11 @@ class Shard:
         max_event_bytes: int = 64 * 1024,
         clock: Callable[[], datetime] = _now,
         psp_stats_refresh_ms: int = 1_000,
+        incarnation: str | None = None,
     ) -> None:
         self.shard_id = shard_id
+        self.incarnation = incarnation or uuid.uuid4().hex
+        """this instance: a restarted shard is a new incarnation (see ``StaleShardCallError``)"""
         self._topics = topics
         self._domain = domain
         self._store = store
@@ -106,6 +110,11 @@ class Shard:
     # --- the batch path ---------------------------------------------------------------------------
 
     def apply(self, batch: ShardBatch) -> ShardResult:
+        if batch.incarnation and batch.incarnation != self.incarnation:
+            raise StaleShardCallError(
+                f"shard {self.shard_id}: batch addressed to incarnation {batch.incarnation}, "
+                f"this is {self.incarnation} (restarted); the router must fence and replay"
+            )
         decoded = [
             decode_record(batch.topic, p, o, k, v, self._max_event_bytes)
             for p, o, k, v in zip(batch.partitions, batch.offsets, batch.keys, batch.values, strict=True)
@@ -267,5 +276,7 @@ class Shard:
             source_topic=dl.source_topic,
             source_partition=dl.partition,
             source_offset=dl.offset,
-            **{k: mask_card_numbers(v.encode())[0].decode() for k, v in ids.items() if v is not None},
+            more_fields=lambda: {
+                k: mask_card_numbers(v.encode())[0].decode() for k, v in ids.items() if v is not None
+            },
         )  # ids only, never payload bytes; masked in case an id or field name holds a card number

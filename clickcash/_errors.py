@@ -34,6 +34,15 @@ class StateConflictError(ClickcashError):
     """
 
 
+class StaleShardCallError(ClickcashError):
+    """A batch addressed to an earlier incarnation of this shard: refused, nothing applied.
+
+    Ray sends calls made while it restarts an actor to the new instance, ahead of anything the caller sends
+    once it learns of the death. Applying them would run a customer's later events before the replay of
+    the ones the dead instance lost; refusing them makes the router rewind and replay in order instead.
+    """
+
+
 @contextmanager
 def map_exceptions(service: str, *types: type[BaseException]) -> Iterator[None]:
     """Translate a client library's errors into ``ServiceError``, keeping the original as the cause."""

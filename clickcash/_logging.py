@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -131,11 +131,19 @@ class RateLimitedLog:
         self.what = what
         self.limiter = limiter or RateLimiter()
 
-    def warning(self, msg: str, *args: Any, **fields: Any) -> None:
+    def warning(
+        self,
+        msg: str,
+        *args: Any,
+        more_fields: Callable[[], Mapping[str, Any]] | None = None,
+        **fields: Any,
+    ) -> None:
+        """``more_fields`` is called only for a line that is written: a flood of bad input then costs a
+        counter per record, not the formatting of lines nobody will see."""
         granted, suppressed = self.limiter.acquire()
         self._report(suppressed)
         if granted:
-            self.logger.warning(msg, *args, extra=fields)
+            self.logger.warning(msg, *args, extra={**fields, **more_fields()} if more_fields else fields)
 
     def flush(self) -> None:
         """Report what a window that has ended suppressed (the shard actor calls it on each stats poll)."""

@@ -238,6 +238,7 @@ def verify(
 
     expected_ids = Counter(i for ids in expected.values() for i in ids)
     actual_ids = Counter(r.id for r in records)
+    seen = {r.id: f"{r.type} caused by input {r.causationid} (key {r.key!r})" for r in records}
     missing = [i for i in expected_ids if i not in actual_ids]
     unexpected = [i for i in actual_ids if i not in expected_ids]
     duplicates = [i for i, n in actual_ids.items() if n > expected_ids.get(i, 0) and i in expected_ids]
@@ -253,7 +254,7 @@ def verify(
     examples = (
         [f"missing {i}: {explain.get(i, '?')}" for i in missing[:5]]
         + [f"duplicate {i}" for i in duplicates[:3]]
-        + [f"unexpected {i}" for i in unexpected[:3]]
+        + [f"unexpected {i}: {seen[i]}" for i in unexpected[:3]]
         + [f"out of order: topic {t} key {k!r}" for t, k in out_of_order[:3]]
     )
     return VerifyReport(

@@ -16,7 +16,8 @@ class ShardBatch:
     """One call's worth of input for one shard, columnar so it pickles compactly.
 
     ``committed`` carries the router's committed watermarks (partition -> next offset) so the shard can
-    drop first responses it stored for events that can no longer be replayed.
+    drop first responses it stored for events that can no longer be replayed. ``incarnation`` names the
+    shard instance the router last fenced (empty: not fenced); another instance refuses the batch.
     """
 
     topic: str
@@ -26,6 +27,7 @@ class ShardBatch:
     values: list[bytes | None] = field(default_factory=list)
     timestamps_ms: list[int] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
+    incarnation: str = ""
 
     def __len__(self) -> int:
         return len(self.offsets)

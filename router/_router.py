@@ -59,6 +59,14 @@ class ShardPool(Protocol):
     @property
     def size(self) -> int: ...
 
+    def fence(self) -> None:
+        """Learn which instance each shard is now, and address every later batch to it.
+
+        Called before the first batch and after every failure: a call made while a dead shard was being
+        restarted then reaches the new instance addressed to the old one, and is refused rather than
+        applied ahead of the replay. Raises ``ShardFailedError`` if a shard cannot answer."""
+        ...
+
     def submit(self, shard: int, batch: ShardBatch) -> Any: ...
 
     def wait(self, handles: Sequence[Any], timeout_s: float) -> bool:
@@ -178,6 +186,7 @@ class Router:
         }
         self._uncommitted_stamps_ms: list[int] = []
         self._pending_pool: ShardPool | None = None
+        self._fenced = False
         self._delivered_since_seek: set[int] = set()
         """partitions that delivered a record since the last rewind or assignment: only their consumer
         position is known to be ours (librdkafka keeps reporting the pre-rewind position until the next
@@ -262,6 +271,7 @@ class Router:
             if pool is None:
                 return
             self._pool = pool
+            self._fenced = False
             self._shard_cache.clear()
             self.stats.shards = pool.size
         log.info("router %d: now dispatching to %d shards", self.stats.router_index, pool.size)
@@ -286,6 +296,9 @@ class Router:
         try:
             if self._pending_pool is not None:
                 self._switch_pool()
+            if not self._fenced:
+                self._pool.fence()
+                self._fenced = True
             self._complete_ready()
             if len(self._inflight) >= self._max_inflight:
                 self._complete_oldest(timeout_s=1.0)
@@ -515,6 +528,7 @@ class Router:
             self._abort()
         self._offsets.discard()
         self._inflight.clear()
+        self._fenced = False
         self._rewind()
         time.sleep(0.2)
 

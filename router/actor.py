@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.actor import shard_actor_name
 from actors.shard import ShardResult
@@ -28,8 +28,10 @@ from router._topology import RedisTopologyStore
 
 
 class RayShardPool:
-    def __init__(self, shards: Sequence[Any]) -> None:
+    def __init__(self, shards: Sequence[Any], fence_timeout_s: float = 60.0) -> None:
         self._shards = list(shards)
+        self._incarnations = [""] * len(self._shards)
+        self._fence_timeout_s = fence_timeout_s
         self._outstanding: dict[Any, tuple[int, float]] = {}
         """shard call -> (shard, submitted at): what the stall watchdog and queue depth are judged on"""
         self._lock = threading.Lock()
@@ -38,7 +40,15 @@ class RayShardPool:
     def size(self) -> int:
         return len(self._shards)
 
+    def fence(self) -> None:
+        calls = [s.incarnation.remote() for s in self._shards]
+        try:
+            self._incarnations = list(ray.get(calls, timeout=self._fence_timeout_s))
+        except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+            raise ShardFailedError(f"fencing: {_reason(exc)}") from exc
+
     def submit(self, shard: int, batch: ShardBatch) -> Any:
+        batch.incarnation = self._incarnations[shard]
         ref = self._shards[shard].apply.remote(batch)
         with self._lock:
             self._outstanding[ref] = (shard, time.monotonic())
@@ -55,7 +65,7 @@ class RayShardPool:
         try:
             return list(ray.get(list(handles)))
         except (RayActorError, RayTaskError) as exc:
-            raise ShardFailedError(str(exc).splitlines()[0]) from exc
+            raise ShardFailedError(_reason(exc)) from exc
         finally:
             with self._lock:
                 for h in handles:
@@ -80,6 +90,14 @@ class RayShardPool:
             depth[shard] = depth.get(shard, 0) + 1
             age[shard] = max(age.get(shard, 0.0), now - sent)
         return depth, age
+
+
+def _reason(exc: Exception) -> str:
+    """One line for the log: the shard's own error when it raised one, else Ray's headline."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, RayTaskError) and isinstance(cause, Exception):
+        return f"{type(cause).__name__}: {cause}"
+    return str(exc).splitlines()[0]
 
 
 class RouterActor:

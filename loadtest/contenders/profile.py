@@ -45,6 +45,9 @@ class InProcessShardPool:
     def size(self) -> int:
         return len(self._shards)
 
+    def fence(self) -> None:
+        """In-process shards are never restarted behind the router's back: nothing to learn."""
+
     def submit(self, shard: int, batch: ShardBatch) -> Any:
         try:
             return self._shards[shard].apply(batch)

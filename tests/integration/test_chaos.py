@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import ray
+import redis
 
+from actors.actor import start_shard_actor
+from clickcash._errors import StaleShardCallError
 from cluster._kafka import LocalKafka
 from cluster._ray_nodes import LocalRayCluster
 from cluster.app import App
@@ -24,8 +27,17 @@ from cluster.local_stack import CACHE_DIR
 from cluster.verify import verify
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
-from router.actor import start_router_actor
-from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
+from router._dispatch import ShardBatch
+from router._router import ShardFailedError
+from router.actor import RayShardPool, start_router_actor
+from tests.integration._harness import (
+    SettingsFactory,
+    event,
+    order,
+    produce,
+    running_app,
+    wait_for_drain,
+)
 from tests.integration.conftest import Services
 
 pytestmark = pytest.mark.chaos
@@ -93,6 +105,55 @@ def _chaos_settings(make_settings: SettingsFactory, **kw: dict[str, object]) -> 
         kafka={"consume_batch_max": 1000},
         **kw,
     )
+
+
+def test_calls_made_while_a_shard_restarts_are_refused_until_the_router_fences(
+    make_settings: SettingsFactory,
+) -> None:
+    """Ray delivers a call made while it restarts a killed actor to the new instance, ahead of the replay
+    the caller sends once it learns of the death (measured: for ~1 s after a SIGKILL). Applied, such a
+    call would run a customer's later events before the earlier ones the dead instance lost."""
+    settings = make_settings(partitions=1)
+    shard = start_shard_actor(0, settings)
+    store = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    try:
+        pool = RayShardPool([shard])
+        pool.fence()
+        old = ray.get(shard.stats.remote(), timeout=60)
+        os.kill(old["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:  # until Ray has restarted it: a call now reaches the new instance
+            try:
+                new = ray.get(shard.stats.remote(), timeout=10)
+                if new["pid"] != old["pid"]:
+                    break
+            except ray.exceptions.RayActorError:
+                pass
+            assert time.monotonic() < deadline, "Ray did not restart the shard actor"
+            time.sleep(0.2)
+        assert new["incarnation"] != old["incarnation"]
+
+        value = event("e-fence-1", "order.placed", "c-fence", order("o-fence-1", "c-fence"))
+        batch = ShardBatch(
+            settings.kafka.input_topic, [0], [0], [b"c-fence"], [value], [int(time.time() * 1000)]
+        )
+        handle = pool.submit(0, batch)  # still addressed to the instance that was killed
+        pool.wait([handle], 60)
+        with pytest.raises(ShardFailedError) as refused:
+            pool.results([handle])
+        assert isinstance(refused.value.__cause__, StaleShardCallError), refused.value
+        idem_key = f"{settings.redis.key_prefix}:idem:e-fence-1"
+        assert store.exists(idem_key) == 0, "a refused batch must not be applied"
+
+        pool.fence()
+        handle = pool.submit(0, batch)
+        pool.wait([handle], 60)
+        [result] = pool.results([handle])
+        assert result.counts.get("processed") == 1
+        assert store.exists(idem_key) == 1
+    finally:
+        store.close()
+        ray.kill(shard, no_restart=True)
 
 
 def test_shard_process_sigkill(make_settings: SettingsFactory) -> None:

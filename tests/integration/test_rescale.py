@@ -27,13 +27,25 @@ def _consumed(app: App) -> int:
     return sum(int(s.get("consumed", 0)) for s in app.router_stats())
 
 
+def _progress(app: App) -> str:
+    """Where each actor is, for a failure message: a stuck call, a stuck commit or an idle consumer."""
+    router_keys = (
+        "consumed", "produced", "transactions", "aborts", "rewinds", "committed", "shards",
+        "inflight_rounds", "inflight_by_shard", "oldest_inflight_age_s", "running",
+    )  # fmt: skip
+    routers = [{k: s.get(k) for k in router_keys} for s in app.router_stats()]
+    shard_keys = ("shard", "pid", "node", "events", "batches", "unavailable")
+    shards = [{k: s.get(k) for k in shard_keys} for s in app.shard_stats()]
+    return f"routers {routers}; shards {shards}"
+
+
 def _supervise_until(app: App, done: object, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         app.supervise(0.2)
         if callable(done) and done():
             return
-    raise AssertionError("condition not reached while supervising")
+    raise AssertionError(f"condition not reached while supervising: {_progress(app)}")
 
 
 def test_scale_4_to_8_to_3_shards_under_load_loses_duplicates_and_reorders_nothing(

@@ -86,10 +86,23 @@ def test_rate_limited_log_says_how_many_lines_it_suppressed(
 ) -> None:
     clock = FakeClock()
     rl = RateLimitedLog(logging.getLogger("actors.shard"), "dead-letter", RateLimiter(2, 10.0, clock))
+    built: list[int] = []
+
+    def fields_of(i: int) -> Callable[[], dict[str, Any]]:
+        def build() -> dict[str, Any]:
+            built.append(i)
+            return {"built": i}
+
+        return build
+
     for i in range(7):
-        rl.warning("line %d", i, n=i)
+        rl.warning("line %d", i, n=i, more_fields=fields_of(i))
     rl.flush()
-    assert [line["msg"] for line in json_lines()] == ["line 0", "line 1"]
+    assert [(line["msg"], line["n"], line["built"]) for line in json_lines()] == [
+        ("line 0", 0, 0),
+        ("line 1", 1, 1),
+    ]
+    assert built == [0, 1], "fields of suppressed lines are never built"
     clock.now += 10
     rl.flush()
     last = json_lines()[-1]
