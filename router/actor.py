@@ -22,7 +22,7 @@ from actors.shard import ShardResult
 from clickcash._logging import configure_logging
 from config.settings import Settings
 from router._dispatch import ShardBatch
-from router._router import Router, ShardFailedError
+from router._router import Router, RouterStats, ShardFailedError
 from router._timers import RedisTimerIndex, TimerPump
 from router._topology import RedisTopologyStore
 
@@ -115,9 +115,13 @@ class RouterActor:
         self._runs = 0
 
     def run(self) -> dict[str, Any]:
-        """Run until :meth:`stop`; returns the final stats. Raises if the router fails for good."""
-        self._stop.clear()
+        """Run until :meth:`stop`; returns the final stats. Raises if the router fails for good.
+
+        A stop is never cleared: one that arrives before this run starts (an app stopped while starting)
+        ends it at once, where clearing it made the run go on and the stop wait for it in vain."""
         self._runs += 1
+        if self._stop.is_set():
+            return asdict(RouterStats(self._index))
         s = self._settings
         topology = RedisTopologyStore.from_url(
             s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
