@@ -64,7 +64,9 @@ class ShardPool(Protocol):
 
         Called before the first batch and after every failure: a call made while a dead shard was being
         restarted then reaches the new instance addressed to the old one, and is refused rather than
-        applied ahead of the replay. Raises ``ShardFailedError`` if a shard cannot answer."""
+        applied ahead of the replay. Returns once every shard has answered, so every call made to them
+        before has finished (a shard runs one caller's calls in order). Raises ``ShardFailedError`` if a
+        shard cannot answer."""
         ...
 
     def submit(self, shard: int, batch: ShardBatch) -> Any: ...
@@ -294,11 +296,13 @@ class Router:
 
     def _step(self) -> None:
         try:
+            # Fencing before a switch too: the fence call queues behind the calls of rounds a failure
+            # abandoned, so once it returns none of them can still be running at a shard whose customers
+            # are about to move.
+            self._fence_if_needed()
             if self._pending_pool is not None:
                 self._switch_pool()
-            if not self._fenced:
-                self._pool.fence()
-                self._fenced = True
+                self._fence_if_needed()
             self._complete_ready()
             if len(self._inflight) >= self._max_inflight:
                 self._complete_oldest(timeout_s=1.0)
@@ -332,6 +336,11 @@ class Router:
                 raise ServiceError("kafka", f"fatal: {err}") from exc
             log.warning("router %d: kafka error (%s); rewinding", self.stats.router_index, exc)
             self._recover()
+
+    def _fence_if_needed(self) -> None:
+        if not self._fenced:
+            self._pool.fence()
+            self._fenced = True
 
     def _dispatch(self, msgs: list[Message]) -> None:
         records: list[RawRecord] = []
