@@ -26,6 +26,11 @@ class ServiceError(ClickcashError):
         self.service = service
 
 
+class ClientWedgedError(ServiceError):
+    """A client call did not return within its own timeout plus a grace period, and never will in time:
+    the client is unusable and must be replaced (the call's thread is left behind, blocked in C)."""
+
+
 class StateConflictError(ClickcashError):
     """Another writer changed a customer's state between our read and our write.
 

@@ -47,6 +47,9 @@ class KafkaSettings(_Section):
     consume_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
     commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
+    transaction_call_timeout_ms: Annotated[int, Field(ge=100, le=300_000)] = 30_000
+    """how long one transactional call (init, send offsets, commit, abort) may take; a call still running
+    30 s past it means a wedged producer, and the router's run ends (see ``router._bounded``)"""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

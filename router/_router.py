@@ -37,6 +37,7 @@ from confluent_kafka import (
 from actors.shard import ShardResult
 from clickcash._errors import ServiceError
 from config.settings import Settings
+from router._bounded import BoundedCalls
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 from router._timers import TimerPump
@@ -161,6 +162,7 @@ class Router:
         timers: TimerPump | None = None,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        transaction_grace_s: float = 30.0,
     ) -> None:
         self._s = settings
         self._topic = settings.kafka.input_topic
@@ -172,6 +174,9 @@ class Router:
         self._consume_timeout_s = settings.kafka.consume_timeout_ms / 1000
         self._consumer = consumer_factory(consumer_config(settings))
         self._producer = producer_factory(producer_config(settings, router_index))
+        self._txn_calls = BoundedCalls("kafka", f"router-{router_index}-txn", transaction_grace_s)
+        self._txn_call_timeout_s = settings.kafka.transaction_call_timeout_ms / 1000
+        """every transactional call of the producer, bounded (see ``router._bounded``)"""
         self._inflight: deque[_Round] = deque()
         self._offsets = OffsetTracker()
         self._shard_cache: dict[bytes, int] = {}
@@ -200,7 +205,7 @@ class Router:
     def run(self, stop: threading.Event) -> RouterStats:
         """Process until ``stop`` is set, then drain in-flight work, commit it and leave the group."""
         try:
-            self._kafka(self._producer.init_transactions, 60)
+            self._kafka(self._producer.init_transactions, timeout_s=self._txn_call_timeout_s)
             self._consumer.subscribe(
                 [self._topic],
                 on_assign=self._on_assign,
@@ -279,8 +284,16 @@ class Router:
         log.info("router %d: now dispatching to %d shards", self.stats.router_index, pool.size)
 
     def _close(self) -> None:
+        wedged = self._txn_calls.wedged
+        if wedged is not None:
+            log.error(
+                "router %d: the producer never returned from %s; leaving it behind (the next run's "
+                "producer fences it and the open transaction aborts)",
+                self.stats.router_index,
+                wedged,
+            )
         try:
-            if self._txn_open:
+            if self._txn_open and wedged is None:
                 self._abort()
         except ServiceError as exc:
             # Closing anyway: the coordinator aborts the open transaction when it times out or when the
@@ -290,7 +303,9 @@ class Router:
             self._consumer.close()
         except KafkaException as exc:
             log.warning("router %d: closing consumer: %s", self.stats.router_index, exc)
-        self._producer.flush(10)
+        if wedged is None:
+            self._producer.flush(10)
+        self._txn_calls.close()
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -495,9 +510,9 @@ class Router:
                 self._producer.send_offsets_to_transaction,
                 offsets,
                 self._consumer.consumer_group_metadata(),
-                30,
+                timeout_s=self._txn_call_timeout_s,
             )
-        self._kafka(self._producer.commit_transaction, 60)
+        self._kafka(self._producer.commit_transaction, timeout_s=self._txn_call_timeout_s)
         self._txn_open = False
         self._offsets.mark_committed()
         done = time.monotonic()
@@ -515,7 +530,7 @@ class Router:
         deadline = time.monotonic() + 300
         while True:
             try:
-                self._producer.abort_transaction(30)
+                self._txn_calls.call(self._producer.abort_transaction, timeout_s=self._txn_call_timeout_s)
                 break
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
@@ -553,11 +568,12 @@ class Router:
         with self._lock:
             self.stats.rewinds += 1
 
-    def _kafka(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call a transactional API, retrying what librdkafka marks retriable."""
+    def _kafka(self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Any:
+        """Call a transactional API, retrying what librdkafka marks retriable; one that never returns
+        raises ``ClientWedgedError``, which ends the run (the supervisor starts a new one)."""
         for attempt in range(10):
             try:
-                return fn(*args)
+                return self._txn_calls.call(fn, *args, timeout_s=timeout_s)
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
                 if isinstance(err, KafkaError) and err.retriable() and attempt < 9:
