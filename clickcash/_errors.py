@@ -24,6 +24,12 @@ class ServiceError(ClickcashError):
     def __init__(self, service: str, message: str) -> None:
         super().__init__(f"{service}: {message}")
         self.service = service
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[ServiceError], tuple[str, str]]:
+        """Rebuilt from both arguments: Ray pickles an actor's error to its caller, and the default
+        (``cls(*args)``, one formatted string) fails, leaving the caller an unreadable error instead."""
+        return (type(self), (self.service, self.message))
 
 
 class ClientWedgedError(ServiceError):

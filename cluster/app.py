@@ -154,7 +154,7 @@ class App:
             try:
                 ray.get(ref)
                 log.warning("router %d returned without being stopped; restarting it", idx)
-            except (RayActorError, RayTaskError) as exc:
+            except ray.exceptions.RayError as exc:  # whatever ended it, even an unreadable error
                 log.warning("router %d failed (%s); restarting", idx, str(exc).splitlines()[0])
             self.restarts += 1
             time.sleep(0.5)

@@ -594,9 +594,9 @@ class Router:
         try:
             self._drain()
             self._commit()
-        except (KafkaException, ShardFailedError) as exc:
+        except (KafkaException, ShardFailedError, ServiceError) as exc:
             log.warning("router %d: could not commit before revoke: %s", self.stats.router_index, exc)
-            if self._txn_open:
+            if self._txn_open and self._txn_calls.wedged is None:
                 self._abort()
             self._inflight.clear()
         revoked = [tp.partition for tp in partitions]
@@ -605,7 +605,7 @@ class Router:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions were taken away without a chance to commit: drop our uncommitted work."""
-        if self._txn_open:
+        if self._txn_open and self._txn_calls.wedged is None:
             self._abort()
         self._inflight.clear()
         lost = [tp.partition for tp in partitions]

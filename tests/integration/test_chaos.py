@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import ray
 import redis
+from confluent_kafka.admin import AdminClient
 
 from actors.actor import start_shard_actor
 from clickcash._errors import StaleShardCallError
@@ -234,15 +235,22 @@ def test_broker_killed_in_three_node_kafka(make_settings: SettingsFactory, kafka
     killed: list[int] = []
 
     def kill_broker(app: App) -> str:
-        kafka3.kill_node(2)
-        killed.append(2)
-        return "SIGKILL Kafka broker node 3 of 3 (RF 3, min.insync.replicas 2)"
+        # The worst broker to lose: the app group's coordinator, which the router's transactions send
+        # their offsets to (librdkafka can wait forever for it: see router/_bounded.py).
+        admin = AdminClient(settings.kafka.client_config())
+        [described] = admin.describe_consumer_groups([settings.kafka.group_id]).values()
+        index = described.result(timeout=30).coordinator.id - 1  # node.id is index + 1
+        kafka3.kill_node(index)
+        killed.append(index)
+        return (
+            f"SIGKILL Kafka broker node {index + 1} of 3, the group coordinator (RF 3, min.insync.replicas 2)"
+        )
 
     try:
         _run_scenario(settings, 105, kill_broker)
     finally:
-        if killed:
-            kafka3.restart_node(2)
+        for index in killed:
+            kafka3.restart_node(index)
 
 
 def test_second_router_joins_then_leaves(make_settings: SettingsFactory) -> None:

@@ -3,12 +3,13 @@ wedged producer ends its run instead of hanging silently."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from actors.shard import ShardResult
 from clickcash._errors import ClientWedgedError
@@ -56,6 +57,13 @@ def test_a_call_that_never_returns_wedges_the_client_and_later_calls_are_refused
     calls.close()
 
 
+def test_a_service_error_survives_pickling_as_ray_sends_it_to_the_caller() -> None:
+    err = ClientWedgedError("kafka", "send_offsets_to_transaction did not return within 60 s")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is ClientWedgedError
+    assert (back.service, back.message, str(back)) == (err.service, err.message, str(err))
+
+
 class _Message:
     def __init__(self, offset: int) -> None:
         self._offset = offset
@@ -85,7 +93,7 @@ class _Consumer:
         self.closed = False
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        pass
+        self.callbacks = callbacks
 
     def consume(self, n: int, timeout: float) -> list[_Message]:
         if self.batches:
@@ -97,6 +105,8 @@ class _Consumer:
         return object()
 
     def close(self) -> None:
+        """Like librdkafka: leaving the group revokes the assignment through the callback first."""
+        self.callbacks["on_revoke"](self, [TopicPartition("t", 0)])
         self.closed = True
 
 
