@@ -54,6 +54,16 @@ class StaleShardCallError(ClickcashError):
     """
 
 
+def remote_error_reason(exc: BaseException) -> str:
+    """One log line for an error raised in a Ray actor: the actor's own error when Ray carries one
+    (``RayTaskError.cause``), else the error's first line (Ray's headline names only the task)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @contextmanager
 def map_exceptions(service: str, *types: type[BaseException]) -> Iterator[None]:
     """Translate a client library's errors into ``ServiceError``, keeping the original as the cause."""

@@ -11,7 +11,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.actor import start_shard_actor
-from clickcash._errors import ClickcashError, ConfigError
+from clickcash._errors import ClickcashError, ConfigError, remote_error_reason
 from clickcash._logging import configure_logging
 from cluster.monitor import Monitor
 from config.settings import Settings
@@ -155,7 +155,7 @@ class App:
                 ray.get(ref)
                 log.warning("router %d returned without being stopped; restarting it", idx)
             except ray.exceptions.RayError as exc:  # whatever ended it, even an unreadable error
-                log.warning("router %d failed (%s); restarting", idx, str(exc).splitlines()[0])
+                log.warning("router %d failed (%s); restarting", idx, remote_error_reason(exc))
             self.restarts += 1
             time.sleep(0.5)
             self._runs[idx] = self.routers[idx].run.remote()

@@ -19,6 +19,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from actors.actor import shard_actor_name
 from actors.shard import ShardResult
+from clickcash._errors import remote_error_reason
 from clickcash._logging import configure_logging
 from config.settings import Settings
 from router._dispatch import ShardBatch
@@ -45,7 +46,7 @@ class RayShardPool:
         try:
             self._incarnations = list(ray.get(calls, timeout=self._fence_timeout_s))
         except (RayActorError, RayTaskError, GetTimeoutError) as exc:
-            raise ShardFailedError(f"fencing: {_reason(exc)}") from exc
+            raise ShardFailedError(f"fencing: {remote_error_reason(exc)}") from exc
 
     def submit(self, shard: int, batch: ShardBatch) -> Any:
         batch.incarnation = self._incarnations[shard]
@@ -65,7 +66,7 @@ class RayShardPool:
         try:
             return list(ray.get(list(handles)))
         except (RayActorError, RayTaskError) as exc:
-            raise ShardFailedError(_reason(exc)) from exc
+            raise ShardFailedError(remote_error_reason(exc)) from exc
         finally:
             with self._lock:
                 for h in handles:
@@ -90,14 +91,6 @@ class RayShardPool:
             depth[shard] = depth.get(shard, 0) + 1
             age[shard] = max(age.get(shard, 0.0), now - sent)
         return depth, age
-
-
-def _reason(exc: Exception) -> str:
-    """One line for the log: the shard's own error when it raised one, else Ray's headline."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(exc, RayTaskError) and isinstance(cause, Exception):
-        return f"{type(cause).__name__}: {cause}"
-    return str(exc).splitlines()[0]
 
 
 class RouterActor:
