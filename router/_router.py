@@ -174,8 +174,8 @@ class Router:
         self._consume_timeout_s = settings.kafka.consume_timeout_ms / 1000
         self._consumer = consumer_factory(consumer_config(settings))
         self._producer = producer_factory(producer_config(settings, router_index))
-        self._txn_calls = BoundedCalls("kafka", f"router-{router_index}-txn", transaction_grace_s)
         self._txn_call_timeout_s = settings.kafka.transaction_call_timeout_ms / 1000
+        self._txn_calls = BoundedCalls("kafka", f"router-{router_index}-txn", transaction_grace_s)
         """every transactional call of the producer, bounded (see ``router._bounded``)"""
         self._inflight: deque[_Round] = deque()
         self._offsets = OffsetTracker()
