@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayError
 
 from actors.actor import shard_actor_name
 from actors.shard import ShardResult
@@ -45,7 +45,7 @@ class RayShardPool:
         calls = [s.incarnation.remote() for s in self._shards]
         try:
             self._incarnations = list(ray.get(calls, timeout=self._fence_timeout_s))
-        except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+        except RayError as exc:  # died, restarting too long (GetTimeoutError), or raised
             raise ShardFailedError(f"fencing: {remote_error_reason(exc)}") from exc
 
     def submit(self, shard: int, batch: ShardBatch) -> Any:
@@ -65,7 +65,7 @@ class RayShardPool:
     def results(self, handles: Sequence[Any]) -> list[ShardResult]:
         try:
             return list(ray.get(list(handles)))
-        except (RayActorError, RayTaskError) as exc:
+        except RayError as exc:  # the shard died, raised, or raised something Ray could not rebuild
             raise ShardFailedError(remote_error_reason(exc)) from exc
         finally:
             with self._lock:
