@@ -238,9 +238,12 @@ def verify(
 
     expected_ids = Counter(i for ids in expected.values() for i in ids)
     actual_ids = Counter(r.id for r in records)
-    seen = {r.id: f"{r.type} caused by input {r.causationid} (key {r.key!r})" for r in records}
     missing = [i for i in expected_ids if i not in actual_ids]
     unexpected = [i for i in actual_ids if i not in expected_ids]
+    shown = set(unexpected[:3])
+    seen = {
+        r.id: f"{r.type} caused by input {r.causationid} (key {r.key!r})" for r in records if r.id in shown
+    }
     duplicates = [i for i, n in actual_ids.items() if n > expected_ids.get(i, 0) and i in expected_ids]
     out_of_order = []
     for stream, ids in expected.items():

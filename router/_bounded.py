@@ -22,7 +22,6 @@ from clickcash._errors import ClientWedgedError
 class BoundedCalls:
     def __init__(self, service: str, name: str, grace_s: float = 30.0) -> None:
         self._service = service
-        self._name = name
         self.grace_s = grace_s
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
         self.wedged: str | None = None

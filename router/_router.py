@@ -293,7 +293,7 @@ class Router:
                 wedged,
             )
         try:
-            if self._txn_open and wedged is None:
+            if self._txn_open:
                 self._abort()
         except ServiceError as exc:
             # Closing anyway: the coordinator aborts the open transaction when it times out or when the
@@ -526,12 +526,24 @@ class Router:
 
     def _abort(self) -> None:
         """Abort the open transaction, retrying until the broker side is done (an abort after delivery
-        timeouts bumps the producer epoch, which can take a while); a fatal error ends this router."""
+        timeouts bumps the producer epoch, which can take a while); a fatal error ends this router.
+
+        A wedged producer can make no call: its transaction is left to the next run's producer, whose
+        initialisation fences it and aborts it; here it is only forgotten."""
+        if self._txn_calls.wedged is None:
+            self._abort_on_broker()
+            with self._lock:
+                self.stats.aborts += 1
+        self._txn_open = False
+        self._offsets.discard()
+        self._uncommitted_stamps_ms.clear()
+
+    def _abort_on_broker(self) -> None:
         deadline = time.monotonic() + 300
         while True:
             try:
                 self._txn_calls.call(self._producer.abort_transaction, timeout_s=self._txn_call_timeout_s)
-                break
+                return
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
                 if isinstance(err, KafkaError) and err.fatal():
@@ -540,11 +552,6 @@ class Router:
                     raise ServiceError("kafka", f"abort did not complete: {err}") from exc
                 log.warning("router %d: abort not done yet (%s); retrying", self.stats.router_index, exc)
                 time.sleep(1.0)
-        self._txn_open = False
-        self._offsets.discard()
-        self._uncommitted_stamps_ms.clear()
-        with self._lock:
-            self.stats.aborts += 1
 
     def _recover(self) -> None:
         """Abort, forget in-flight rounds and rewind every owned partition to its committed offset."""
@@ -596,7 +603,7 @@ class Router:
             self._commit()
         except (KafkaException, ShardFailedError, ServiceError) as exc:
             log.warning("router %d: could not commit before revoke: %s", self.stats.router_index, exc)
-            if self._txn_open and self._txn_calls.wedged is None:
+            if self._txn_open:
                 self._abort()
             self._inflight.clear()
         revoked = [tp.partition for tp in partitions]
@@ -605,7 +612,7 @@ class Router:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions were taken away without a chance to commit: drop our uncommitted work."""
-        if self._txn_open and self._txn_calls.wedged is None:
+        if self._txn_open:
             self._abort()
         self._inflight.clear()
         lost = [tp.partition for tp in partitions]
