@@ -40,6 +40,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         store,
         max_event_bytes=p.max_event_bytes,
         psp_stats_refresh_ms=p.psp_stats_refresh_ms,
+        state_cache_customers=p.state_cache_customers,
     )
 
 

@@ -9,6 +9,7 @@ that no event was claimed meanwhile, and writes nothing if either check fails.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -175,6 +176,45 @@ class CustomerState(BaseModel):
     @classmethod
     def decode(cls, raw: bytes) -> CustomerState:
         return cls.model_validate_json(raw)
+
+
+class StateCache:
+    """Decoded customer states this shard committed last, so the next batch need not decode them again.
+
+    The store stays the truth: a batch still loads every customer's version and document, and a cached
+    state is used only when both are exactly what this shard wrote (same version, same bytes), so a write
+    by another shard, a restored or rewritten key, anything, makes it a miss and the document is decoded.
+    A state is taken out of the cache while a batch works on it and put back only after that batch's
+    commit succeeded, so a conflicting or failed commit leaves nothing behind that could be stale.
+    Bounded to ``max_customers`` entries, least recently used first out.
+    """
+
+    def __init__(self, max_customers: int) -> None:
+        self._max = max_customers
+        self._entries: OrderedDict[str, tuple[int, bytes, CustomerState]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def take(self, customer_id: str, version: int, doc: bytes | None) -> CustomerState | None:
+        """The cached state if it is the one stored at ``version`` as ``doc``; removed from the cache."""
+        entry = self._entries.pop(customer_id, None)
+        if entry is not None and doc is not None and entry[0] == version and entry[1] == doc:
+            self.hits += 1
+            return entry[2]
+        self.misses += 1
+        return None
+
+    def put(self, customer_id: str, version: int, doc: bytes, state: CustomerState) -> None:
+        """Remember ``state`` as committed at ``version`` with document ``doc`` (after the commit)."""
+        if self._max <= 0:
+            return
+        self._entries[customer_id] = (version, doc, state)
+        self._entries.move_to_end(customer_id)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
 
 
 @dataclass(slots=True)

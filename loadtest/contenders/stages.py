@@ -200,6 +200,7 @@ def measure(
         store,
         max_event_bytes=settings.pipeline.max_event_bytes,
         psp_stats_refresh_ms=settings.pipeline.psp_stats_refresh_ms,
+        state_cache_customers=settings.pipeline.state_cache_customers,
     )
     batches = _batches(warmup + events, batch_size, customers, seed, 0)
     split = warmup // batch_size
@@ -234,6 +235,15 @@ def measure(
     )
 
 
+def _parser_options(parser: str) -> dict[str, Any]:
+    """redis-py picks hiredis's C reply parser when it is installed; ``python`` forces the pure one."""
+    if parser == "python":
+        from redis._parsers import _RESP2Parser
+
+        return {"parser_class": _RESP2Parser}
+    return {}
+
+
 def run_stages(args: argparse.Namespace) -> int:
     common: dict[str, Any] = {
         "warmup": args.warmup,
@@ -255,7 +265,7 @@ def run_stages(args: argparse.Namespace) -> int:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="clickcash-stages-")))
             server = stack.enter_context(LocalRedis(work, appendonly=False, log=lambda _m: None))
             url = server.url
-        client = redis.Redis.from_url(url)
+        client = redis.Redis.from_url(url, **_parser_options(args.redis_parser))
         stack.callback(client.close)
         prefix = f"stages:{time.time_ns()}"
         store = RedisStateStore(client, prefix, retention_s=86_400, response_ttl_s=3_600)
@@ -276,4 +286,10 @@ def add_stage_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--seed", type=int, default=7, help="--stages: generator seed")
     bench.add_argument(
         "--redis-url", default=None, help="--stages: use this Redis instead of starting a redis-server"
+    )
+    bench.add_argument(
+        "--redis-parser",
+        choices=["default", "python"],
+        default="default",
+        help="--stages: redis-py's reply parser (default: hiredis when installed)",
     )
