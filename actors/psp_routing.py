@@ -152,7 +152,7 @@ def _live(stats: SegmentStats, now_ms: int | None, policy: RoutingPolicy) -> tup
     if now_ms is None or not stats.buckets:
         return stats.buckets
     cutoff = _bucket_start_ms(now_ms, policy) - (policy.max_buckets - 1) * policy.bucket_ms
-    if min(b[0] for b in stats.buckets) >= cutoff:
+    if min(stats.buckets)[0] >= cutoff:  # tuples order by their start first
         return stats.buckets
     return tuple(b for b in stats.buckets if b[0] >= cutoff)
 

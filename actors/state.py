@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -171,7 +170,8 @@ class CustomerState(BaseModel):
             del self.orders[victim]
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump())
+        """Compact JSON straight from pydantic-core's serializer (no intermediate dicts)."""
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def decode(cls, raw: bytes) -> CustomerState:
