@@ -16,6 +16,8 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.domain import MAX_NETWORK_RETRY_CAP
+
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
@@ -114,6 +116,7 @@ class CustomerState(BaseModel):
     MAX_OPEN_DUNNING: ClassVar[int] = 10
     MAX_CAMPAIGNS: ClassVar[int] = 20
     RETRY_WINDOW_MS: ClassVar[int] = 30 * 86_400_000
+    MAX_CARD_RETRIES: ClassVar[int] = MAX_NETWORK_RETRY_CAP
 
     def tenure_days(self, now_ms: int) -> int:
         since = self.customer_since_ms if self.customer_since_ms is not None else self.first_seen_ms
@@ -127,8 +130,16 @@ class CustomerState(BaseModel):
             del self.campaign_units[next(iter(self.campaign_units))]
 
     def record_retry(self, now_ms: int) -> None:
-        self.card_retries_ms = [t for t in self.card_retries_ms if now_ms - t < self.RETRY_WINDOW_MS]
-        self.card_retries_ms.append(now_ms)
+        """Keep the retries of the last 30 days, at most the latest ``MAX_CARD_RETRIES`` of them.
+
+        Every use asks "how many retries since T?" to compare with a cap N <= ``MAX_NETWORK_RETRY_CAP``
+        (config validation). The retries since T are the latest ones, so the latest ``MAX_CARD_RETRIES``
+        hold min(true count, ``MAX_CARD_RETRIES``) of them: every cap is decided as with the full list."""
+        kept = [t for t in self.card_retries_ms if now_ms - t < self.RETRY_WINDOW_MS]
+        kept.append(now_ms)
+        if len(kept) > self.MAX_CARD_RETRIES:
+            kept = sorted(kept)[-self.MAX_CARD_RETRIES :]
+        self.card_retries_ms = kept
 
     def retries_made(self, now_ms: int, window_ms: int) -> int:
         """Retries made on the current card in the last ``window_ms``. The 24-hour caps count only these:

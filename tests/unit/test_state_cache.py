@@ -6,6 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from actors.shard import OutputTopics, Shard, ShardResult
 from actors.state import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch, StateCache
 from config.domain import DomainConfig
@@ -182,3 +185,30 @@ def test_a_conflicting_commit_leaves_no_cached_state_behind(
     version, doc = store.customers["c-1"]
     cached = a.state_cache.take("c-1", version, doc)
     assert cached == CustomerState.decode(doc)
+
+
+def test_card_retries_are_bounded_and_every_cap_is_decided_as_with_all_of_them() -> None:
+    """A hot card's retry history stops growing at ``MAX_CARD_RETRIES`` (even with out-of-order times),
+    and "at least N in the window" answers, for every N the config may set, stay those of the full list."""
+    bounded = CustomerState()
+    full: list[int] = []
+    now = 1_772_443_800_000
+    times = [now + (i * 7_919 % 1_000) * 60_000 for i in range(3 * CustomerState.MAX_CARD_RETRIES)]
+    for t in times:
+        bounded.record_retry(t)
+        full = [x for x in full if t - x < CustomerState.RETRY_WINDOW_MS] + [t]
+        assert len(bounded.card_retries_ms) <= CustomerState.MAX_CARD_RETRIES
+        for window in (3_600_000, 86_400_000, CustomerState.RETRY_WINDOW_MS):
+            true_count = sum(1 for x in full if t - x < window)
+            kept = bounded.retries_made(t, window)
+            assert kept == min(true_count, CustomerState.MAX_CARD_RETRIES)
+    assert len(bounded.card_retries_ms) == CustomerState.MAX_CARD_RETRIES
+
+
+def test_the_config_cannot_set_a_cap_the_bounded_history_could_not_decide() -> None:
+    from config.domain import MAX_NETWORK_RETRY_CAP, NetworkRetryLimit
+
+    assert CustomerState.MAX_CARD_RETRIES >= MAX_NETWORK_RETRY_CAP
+    NetworkRetryLimit(max_retries_30d=MAX_NETWORK_RETRY_CAP)
+    with pytest.raises(ValidationError, match="max_retries_30d"):
+        NetworkRetryLimit(max_retries_30d=MAX_NETWORK_RETRY_CAP + 1)
