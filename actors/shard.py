@@ -109,7 +109,7 @@ class Shard:
         clock: Callable[[], datetime] = _now,
         psp_stats_refresh_ms: int = 1_000,
         incarnation: str | None = None,
-        state_cache_customers: int = 20_000,
+        state_cache_customers: int = 10_000,
     ) -> None:
         self.shard_id = shard_id
         self.incarnation = incarnation or uuid.uuid4().hex
