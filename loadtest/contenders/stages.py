@@ -61,10 +61,13 @@ STAGE_ORDER = (
 
 @dataclass
 class StageClock:
-    """Summed wall seconds per stage; nested timing is avoided by wrapping only non-nesting functions."""
+    """Summed wall seconds per stage; nested timing is avoided by wrapping only non-nesting functions.
+    Collector pauses are counted under ``gc`` only, never in the stage they interrupted."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     on: bool = False
+    gc_s: float = 0.0
+    """collector pauses so far (only ever grows)"""
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         seconds = self.seconds
@@ -73,11 +76,11 @@ class StageClock:
         def timed(*args: Any, **kwargs: Any) -> Any:
             if not self.on:
                 return fn(*args, **kwargs)
-            t = clock()
+            t, paused = clock(), self.gc_s
             try:
                 return fn(*args, **kwargs)
             finally:
-                seconds[name] = seconds.get(name, 0.0) + clock() - t
+                seconds[name] = seconds.get(name, 0.0) + clock() - t - (self.gc_s - paused)
 
         return timed
 
@@ -121,7 +124,9 @@ def instrumented(clock: StageClock, store: StateStore) -> Iterator[None]:
         if phase == "start":
             gc_start[0] = time.perf_counter()
         else:
-            clock.seconds["gc"] = clock.seconds.get("gc", 0.0) + time.perf_counter() - gc_start[0]
+            pause = time.perf_counter() - gc_start[0]
+            clock.gc_s += pause
+            clock.seconds["gc"] = clock.seconds.get("gc", 0.0) + pause
 
     for obj, name, new in patches:
         setattr(obj, name, new)
