@@ -7,7 +7,6 @@ keeps each customer's events in order. Restarts are Ray's (``max_restarts=-1``);
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import ray
 
 from actors._redis_state import RedisStateStore
-from actors.shard import OutputTopics, Shard, ShardResult
+from actors.shard import OutputTopics, Shard, ShardResult, tune_collector
 from clickcash._logging import configure_logging
 from config.domain import load_domain_config
 from config.settings import Settings
@@ -40,6 +39,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         store,
         max_event_bytes=p.max_event_bytes,
         psp_stats_refresh_ms=p.psp_stats_refresh_ms,
+        state_cache_customers=p.state_cache_customers,
     )
 
 
@@ -49,10 +49,7 @@ class ShardActor:
         self._shard = build_shard(shard_id, settings)
         self._batch_seconds = Histogram.of(BATCH_BOUNDS_S)
         self._events = 0
-        # Ray, pydantic's schemas and the config live as long as the process: moved out of the collector's
-        # reach, they are not traversed again by every full collection the batches' garbage triggers.
-        gc.collect()
-        gc.freeze()
+        tune_collector()
 
     def apply(self, batch: ShardBatch) -> ShardResult:
         started = time.perf_counter()

@@ -321,13 +321,27 @@ def _place(
     return steps, nominal
 
 
-def _holidays(
-    policy: DunningPolicy, profile: CustomerProfile | None
-) -> frozenset[tuple[int | None, int, int]]:
-    days = list(policy.holidays.get("*", []))
-    if profile is not None and profile.country is not None:
-        days += policy.holidays.get(profile.country, [])
-    return frozenset(parse_holiday(d) for d in days)
+Holidays = frozenset[tuple[int | None, int, int]]
+_holiday_memo: dict[int, tuple[DunningPolicy, dict[str | None, Holidays]]] = {}
+
+
+def _holidays(policy: DunningPolicy, profile: CustomerProfile | None) -> Holidays:
+    """The parsed holidays of the customer's country plus the global ones, parsed once per country for
+    each (frozen) policy object instead of once per plan."""
+    country = profile.country if profile is not None else None
+    memo = _holiday_memo.get(id(policy))
+    if memo is None or memo[0] is not policy:
+        if len(_holiday_memo) >= 16:  # policies come and go in tests and reloads; keep a few
+            _holiday_memo.clear()
+        memo = (policy, {})
+        _holiday_memo[id(policy)] = memo
+    days = memo[1].get(country)
+    if days is None:
+        listed = list(policy.holidays.get("*", []))
+        if country is not None:
+            listed += policy.holidays.get(country, [])
+        days = memo[1][country] = frozenset(parse_holiday(d) for d in listed)
+    return days
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,37 @@ def price_bounds_cents(sku: str, rules: OrderRules) -> tuple[int, int | None, st
     return floor, ceiling, f"catalogue {entry.sku or entry.pattern}"
 
 
+_PRICE_RULES_MAX = 100_000
+"""SKUs whose price rule is remembered per rules object; SKUs are client input, so the memo is bounded
+(cleared when full: it only saves work, it never changes an answer)."""
+_price_rules: dict[int, tuple[OrderRules, dict[str, tuple[int, int | None, str]]]] = {}
+
+
+def _price_rule(sku: str, rules: OrderRules) -> tuple[int, int | None, str]:
+    """``price_bounds_cents`` with the source as a reason may show it, remembered per SKU: the catalogue
+    scan (exact SKUs, then ``fnmatch`` patterns) and the card-number check ran for every line of every
+    order, while a campaign's orders repeat a small set of SKUs. Rules are frozen, so an answer holds as
+    long as its rules object does (the memo is keyed by that object, and checked to be it)."""
+    memo = _price_rules.get(id(rules))
+    if memo is None or memo[0] is not rules:
+        if len(_price_rules) >= 16:  # rules objects come and go in tests and reloads; keep a few
+            _price_rules.clear()
+        memo = (rules, {})
+        _price_rules[id(rules)] = memo
+    known = memo[1]
+    rule = known.get(sku)
+    if rule is None:
+        floor, ceiling, source = price_bounds_cents(sku, rules)
+        # SKUs are the merchant's identifiers, not card data, but they are client input: never echo one
+        # that looks like a card number.
+        if looks_like_card_number(sku):
+            source = "default" if source == "default" else "catalogue"
+        if len(known) >= _PRICE_RULES_MAX:
+            known.clear()
+        rule = known[sku] = (floor, ceiling, source)
+    return rule
+
+
 def _catalogue_entry(sku: str, catalogue: list[CatalogueEntry]) -> CatalogueEntry | None:
     for entry in catalogue:
         if entry.sku == sku:
@@ -120,11 +151,7 @@ def check_order(
 
 
 def _price_reasons(n: int, item: LineItem, rules: OrderRules) -> list[Reason]:
-    # SKUs are the merchant's identifiers, not card data, but they are client input: never echo one
-    # that looks like a card number.
-    floor, ceiling, source = price_bounds_cents(item.sku, rules)
-    if looks_like_card_number(item.sku):
-        source = "default" if source == "default" else "catalogue"
+    floor, ceiling, source = _price_rule(item.sku, rules)
     field = f"data.items.{n}.unit_price_cents"
     if item.unit_price_cents < floor:
         return [

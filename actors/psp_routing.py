@@ -152,7 +152,7 @@ def _live(stats: SegmentStats, now_ms: int | None, policy: RoutingPolicy) -> tup
     if now_ms is None or not stats.buckets:
         return stats.buckets
     cutoff = _bucket_start_ms(now_ms, policy) - (policy.max_buckets - 1) * policy.bucket_ms
-    if min(b[0] for b in stats.buckets) >= cutoff:
+    if min(stats.buckets)[0] >= cutoff:  # tuples order by their start first
         return stats.buckets
     return tuple(b for b in stats.buckets if b[0] >= cutoff)
 
@@ -290,7 +290,7 @@ def route_payment(
     eligible PSP exists; a PSP that is down is judged worse than one that declined this payment.
     """
     pol = policy or LEGACY_POLICY
-    candidates = [p for p in psps if eligible(p, request)]
+    candidates, eligible_reason = _eligible(psps, request)
     if not candidates:
         return None
     if not 0.0 <= explore_draw <= 1.0:
@@ -338,11 +338,7 @@ def route_payment(
     by_name = {p.name: p for p in candidates}
 
     reasons = [
-        Reason(
-            code="eligible",
-            detail=f"{len(candidates)} of {len(psps)} PSPs serve "
-            f"{request.country}/{request.currency}/{request.network}",
-        ),
+        eligible_reason,
         _ranking_reason(ranked, request, rates, scores, pol),
     ]
     for name, (failures, attempts) in sorted(broken.items()):
@@ -389,6 +385,42 @@ def route_payment(
             Reason(code="all_breakers_open", detail=f"every eligible PSP is failing; {chosen} fails least")
         )
     return RouteDecision(psp=chosen, fallbacks=[p.name for p in order if p.name != chosen], reasons=reasons)
+
+
+_ELIGIBLE_MAX = 10_000
+_eligible_memo: dict[int, tuple[tuple[Psp, ...], dict[tuple[str, str, str], tuple[list[Psp], Reason]]]] = {}
+
+
+def _eligible(psps: Sequence[Psp], request: RouteRequest) -> tuple[list[Psp], Reason]:
+    """The PSPs that serve the request's country, currency and network, and the ``eligible`` reason,
+    remembered per (country, currency, network): every order and retry asked again for the same few.
+
+    The memo belongs to the PSP list object and holds the PSPs it saw (frozen models); it is used only
+    while the list still holds exactly those, so a list changed in place starts a new memo. The returned
+    list and reason are shared: callers must not mutate them (``Reason`` is frozen)."""
+    memo = _eligible_memo.get(id(psps))
+    if (
+        memo is None
+        or len(memo[0]) != len(psps)
+        or any(a is not b for a, b in zip(memo[0], psps, strict=True))
+    ):
+        if len(_eligible_memo) >= 16:  # PSP lists come and go in tests and reloads; keep a few
+            _eligible_memo.clear()
+        memo = (tuple(psps), {})
+        _eligible_memo[id(psps)] = memo
+    key = (request.country, request.currency, request.network)
+    hit = memo[1].get(key)
+    if hit is None:
+        candidates = [p for p in psps if eligible(p, request)]
+        reason = Reason(
+            code="eligible",
+            detail=f"{len(candidates)} of {len(psps)} PSPs serve "
+            f"{request.country}/{request.currency}/{request.network}",
+        )
+        if len(memo[1]) >= _ELIGIBLE_MAX:
+            memo[1].clear()
+        hit = memo[1][key] = (candidates, reason)
+    return hit
 
 
 def _split_target(override: RoutingOverride, draw: float) -> tuple[str | None, float]:

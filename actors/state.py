@@ -9,12 +9,14 @@ that no event was claimed meanwhile, and writes nothing if either check fails.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
+
+from config.domain import MAX_NETWORK_RETRY_CAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,7 @@ class CustomerState(BaseModel):
     MAX_OPEN_DUNNING: ClassVar[int] = 10
     MAX_CAMPAIGNS: ClassVar[int] = 20
     RETRY_WINDOW_MS: ClassVar[int] = 30 * 86_400_000
+    MAX_CARD_RETRIES: ClassVar[int] = MAX_NETWORK_RETRY_CAP
 
     def tenure_days(self, now_ms: int) -> int:
         since = self.customer_since_ms if self.customer_since_ms is not None else self.first_seen_ms
@@ -127,8 +130,16 @@ class CustomerState(BaseModel):
             del self.campaign_units[next(iter(self.campaign_units))]
 
     def record_retry(self, now_ms: int) -> None:
-        self.card_retries_ms = [t for t in self.card_retries_ms if now_ms - t < self.RETRY_WINDOW_MS]
-        self.card_retries_ms.append(now_ms)
+        """Keep the retries of the last 30 days, at most the latest ``MAX_CARD_RETRIES`` of them.
+
+        Every use asks "how many retries since T?" to compare with a cap N <= ``MAX_NETWORK_RETRY_CAP``
+        (config validation). The retries since T are the latest ones, so the latest ``MAX_CARD_RETRIES``
+        hold min(true count, ``MAX_CARD_RETRIES``) of them: every cap is decided as with the full list."""
+        kept = [t for t in self.card_retries_ms if now_ms - t < self.RETRY_WINDOW_MS]
+        kept.append(now_ms)
+        if len(kept) > self.MAX_CARD_RETRIES:
+            kept = sorted(kept)[-self.MAX_CARD_RETRIES :]
+        self.card_retries_ms = kept
 
     def retries_made(self, now_ms: int, window_ms: int) -> int:
         """Retries made on the current card in the last ``window_ms``. The 24-hour caps count only these:
@@ -170,11 +181,51 @@ class CustomerState(BaseModel):
             del self.orders[victim]
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump())
+        """Compact JSON straight from pydantic-core's serializer (no intermediate dicts)."""
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def decode(cls, raw: bytes) -> CustomerState:
         return cls.model_validate_json(raw)
+
+
+class StateCache:
+    """Decoded customer states this shard committed last, so the next batch need not decode them again.
+
+    The store stays the truth: a batch still loads every customer's version and document, and a cached
+    state is used only when both are exactly what this shard wrote (same version, same bytes), so a write
+    by another shard, a restored or rewritten key, anything, makes it a miss and the document is decoded.
+    A state is taken out of the cache while a batch works on it and put back only after that batch's
+    commit succeeded, so a conflicting or failed commit leaves nothing behind that could be stale.
+    Bounded to ``max_customers`` entries, least recently used first out.
+    """
+
+    def __init__(self, max_customers: int) -> None:
+        self._max = max_customers
+        self._entries: OrderedDict[str, tuple[int, bytes, CustomerState]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def take(self, customer_id: str, version: int, doc: bytes | None) -> CustomerState | None:
+        """The cached state if it is the one stored at ``version`` as ``doc``; removed from the cache."""
+        entry = self._entries.pop(customer_id, None)
+        if entry is not None and doc is not None and entry[0] == version and entry[1] == doc:
+            self.hits += 1
+            return entry[2]
+        self.misses += 1
+        return None
+
+    def put(self, customer_id: str, version: int, doc: bytes, state: CustomerState) -> None:
+        """Remember ``state`` as committed at ``version`` with document ``doc`` (after the commit)."""
+        if self._max <= 0:
+            return
+        self._entries[customer_id] = (version, doc, state)
+        self._entries.move_to_end(customer_id)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
 
 
 @dataclass(slots=True)

@@ -208,6 +208,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The end-to-end benchmark, or with ``--stages`` the shard's batch path stage by stage."""
+    if args.stages:
+        from loadtest.contenders.stages import run_stages
+
+        return run_stages(args)
+    return cmd_demo(args)
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from clickcash._schemas import write_schemas
 
@@ -249,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-cpus", type=int, default=4)
     bench.add_argument("--warmup", type=int, default=5_000)
     bench.add_argument("--json", help="write the report as JSON to this file")
-    bench.set_defaults(func=cmd_demo)
+    from loadtest.contenders.stages import add_stage_arguments
+
+    add_stage_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
     svc.add_argument("action", choices=["start", "stop", "status"])

@@ -265,6 +265,12 @@ class QuietHours(_Section):
         return t >= self.start or t < self.end
 
 
+MAX_NETWORK_RETRY_CAP = 100
+"""Highest network retry cap the config may set (real networks cap at 15-35 per 30 days). A customer's
+state keeps only this many recent retries of the card, which decides every cap exactly (see
+``CustomerState.record_retry``)."""
+
+
 class NetworkRetryLimit(_Section):
     """A card network's retry rules: codes never retried and caps on retries per card.
 
@@ -272,8 +278,8 @@ class NetworkRetryLimit(_Section):
     a card over the network's limit (excess retries are fined per attempt).
     """
 
-    max_retries_30d: Annotated[int, Field(ge=0)] | None = None
-    max_retries_24h: Annotated[int, Field(ge=1)] | None = None
+    max_retries_30d: Annotated[int, Field(ge=0, le=MAX_NETWORK_RETRY_CAP)] | None = None
+    max_retries_24h: Annotated[int, Field(ge=1, le=MAX_NETWORK_RETRY_CAP)] | None = None
     never_retry_codes: list[str] = Field(default_factory=list)
 
 

@@ -88,6 +88,10 @@ class PipelineSettings(_Section):
     timer_poll_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 1000
     psp_stats_refresh_ms: Annotated[int, Field(ge=0, le=600_000)] = 1000
     """How stale a shard's view of the other shards' PSP outcomes may get (0: reload every batch)."""
+    state_cache_customers: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
+    """Decoded customer states a shard keeps between batches (LRU; 0: none). ~4-5 KB each at the default
+    mix, so ~45 MB per shard when full. Redis stays the truth: a cached state is used only when the
+    loaded version and document are the ones the shard committed."""
 
     @model_validator(mode="after")
     def _retention_covers_replay(self) -> PipelineSettings:
