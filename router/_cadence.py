@@ -1,0 +1,83 @@
+"""When the router commits its open transaction, and how long it may block waiting for input.
+
+Latency and batching pull opposite ways. A transaction costs a commit round trip to the broker
+(``send_offsets_to_transaction`` and ``commit_transaction``, ~12-17 ms on a local broker) whatever it holds,
+so under load one transaction should carry many rounds; but every output in an open transaction waits for
+its commit before a reader sees it. The rule here:
+
+- With no backlog (the last consume returned less than a full batch and the router is not holding back for
+  rounds in flight), an open transaction commits at once: its outputs are produced, nothing is waiting to
+  join it, and a customer's decision should not sit out a timer. Rounds already dispatched keep running on
+  the shards while the commit's round trip is in progress, so commit and shard work overlap.
+- With a backlog, the transaction stays open up to ``commit_interval_s`` so that it carries many rounds;
+  the interval bounds batching under load, it is not the latency floor.
+
+Waiting: with nothing in flight the router blocks for its first record up to ``idle_wait_s`` (it wakes on
+the record, not at the end of the wait); with rounds in flight it looks for input and for finished shard
+calls every ``inflight_poll_s``; with the in-flight limit reached it waits on the oldest round. No wait
+runs past the moment the open transaction is due.
+
+Pure: inputs are times (seconds, one monotonic clock) and counts; no Kafka or Ray here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FULL_WAIT_S = 1.0
+"""longest single wait on the oldest round while the in-flight limit is reached (then the loop runs again)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    commit: bool
+    """commit the open transaction now"""
+    wait_s: float
+    """how long the next blocking call (consume, or the wait on the oldest round) may block"""
+    backlog: bool
+    """input is waiting or the in-flight limit is reached: batching wins over latency"""
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    commit_interval_s: float
+    """the oldest an open transaction gets while a backlog is waiting"""
+    idle_wait_s: float
+    """longest wait for a first record with nothing in flight"""
+    inflight_poll_s: float
+    """longest wait for input while rounds are in flight: how often their results are looked for"""
+    batch_max: int
+    """records one consume returns at most; a full batch means more are waiting"""
+    max_inflight: int
+    """rounds in flight at most; at the limit the router consumes nothing until the oldest is done"""
+
+    def __post_init__(self) -> None:
+        if min(self.commit_interval_s, self.idle_wait_s, self.inflight_poll_s) <= 0:
+            raise ValueError("commit_interval_s, idle_wait_s and inflight_poll_s must be positive")
+        if self.batch_max < 1 or self.max_inflight < 1:
+            raise ValueError("batch_max and max_inflight must be at least 1")
+
+    def backlog(self, last_consumed: int, inflight: int) -> bool:
+        return last_consumed >= self.batch_max or inflight >= self.max_inflight
+
+    def decide(
+        self, now: float, *, txn_open: bool, txn_started: float, inflight: int, last_consumed: int
+    ) -> Decision:
+        """What to do at ``now``: commit or not, and how long the next wait may last.
+
+        ``txn_started`` is when the open transaction began (ignored when none is open); ``inflight`` the
+        rounds dispatched and not finished; ``last_consumed`` the records the last consume returned.
+        """
+        backlog = self.backlog(last_consumed, inflight)
+        until_due = float("inf")
+        if txn_open:
+            until_due = txn_started + self.commit_interval_s - now
+            if until_due <= 0 or not backlog:
+                return Decision(True, 0.0, backlog)
+        if inflight >= self.max_inflight:
+            wait_s = FULL_WAIT_S
+        elif inflight:
+            wait_s = self.inflight_poll_s
+        else:
+            wait_s = self.idle_wait_s
+        return Decision(False, min(wait_s, until_due), backlog)
