@@ -12,6 +12,10 @@ they stored, so the replay produces the same outputs with the same ids.
 
 Backpressure: at most ``max_inflight_batches_per_shard`` rounds are in flight; the router stops consuming
 until the oldest completes, so memory is bounded whatever the input lag.
+
+Latency: with no backlog waiting, a transaction commits as soon as a round's outputs are produced; the
+commit interval only bounds batching under load (``router._cadence`` decides, docs/performance-latency.md
+explains the floor).
 """
 
 from __future__ import annotations
