@@ -137,7 +137,9 @@ def test_targets_say_met_missed_or_not_run() -> None:
 
 def test_latency_is_send_to_seen_for_the_outputs_that_answer_a_sent_event() -> None:
     sent = {f"e{i}": 100.0 + i for i in range(100)}
-    seen = [(f"e{i}", "order.accepted", 100.0 + i + (i + 1) / 1000) for i in range(100)]
+    seen: list[tuple[str | None, str, float]] = [
+        (f"e{i}", "order.accepted", 100.0 + i + (i + 1) / 1000) for i in range(100)
+    ]
     seen += [(None, "clickcash.dead_letter", 500.0), ("warm-up", "order.accepted", 999.0)]
     summary = latency_summary(sent, seen)
     assert summary["outputs_seen"] == 100
