@@ -5,8 +5,9 @@ Latency and batching pull opposite ways. A transaction costs a commit round trip
 so under load one transaction should carry many rounds; but every output in an open transaction waits for
 its commit before a reader sees it. The rule here:
 
-- With no backlog (the last consume returned less than a full batch and the router is not holding back for
-  rounds in flight), an open transaction commits at once: its outputs are produced, nothing is waiting to
+- With no backlog (the last consume returned less than a full batch, less than a full batch is known to
+  wait past the consumer's position, and the router is not holding back for rounds in flight), an open
+  transaction commits at once: its outputs are produced, nothing is waiting to
   join it, and a customer's decision should not sit out a timer. Rounds already dispatched keep running on
   the shards while the commit's round trip is in progress, so commit and shard work overlap.
 - With a backlog, the transaction stays open up to ``commit_interval_s`` so that it carries many rounds;
@@ -57,18 +58,26 @@ class Cadence:
         if self.batch_max < 1 or self.max_inflight < 1:
             raise ValueError("batch_max and max_inflight must be at least 1")
 
-    def backlog(self, last_consumed: int, inflight: int) -> bool:
-        return last_consumed >= self.batch_max or inflight >= self.max_inflight
+    def backlog(self, last_consumed: int, inflight: int, waiting: int = 0) -> bool:
+        return last_consumed >= self.batch_max or waiting >= self.batch_max or inflight >= self.max_inflight
 
     def decide(
-        self, now: float, *, txn_open: bool, txn_started: float, inflight: int, last_consumed: int
+        self,
+        now: float,
+        *,
+        txn_open: bool,
+        txn_started: float,
+        inflight: int,
+        last_consumed: int,
+        waiting: int = 0,
     ) -> Decision:
         """What to do at ``now``: commit or not, and how long the next wait may last.
 
         ``txn_started`` is when the open transaction began (ignored when none is open); ``inflight`` the
-        rounds dispatched and not finished; ``last_consumed`` the records the last consume returned.
+        rounds dispatched and not finished; ``last_consumed`` the records the last consume returned;
+        ``waiting`` the records known to be past the consumer's position (fetched or not).
         """
-        backlog = self.backlog(last_consumed, inflight)
+        backlog = self.backlog(last_consumed, inflight, waiting)
         until_due = float("inf")
         if txn_open:
             until_due = txn_started + self.commit_interval_s - now

@@ -372,13 +372,31 @@ class Router:
             self._recover()
 
     def _decide(self) -> Decision:
+        inflight = len(self._inflight)
+        cheap_backlog = self._cadence.backlog(self._last_consumed, inflight)
         return self._cadence.decide(
             time.monotonic(),
             txn_open=self._txn_open,
             txn_started=self._txn_started,
-            inflight=len(self._inflight),
+            inflight=inflight,
             last_consumed=self._last_consumed,
+            waiting=self._waiting() if self._txn_open and not cheap_backlog else 0,
         )
+
+    def _waiting(self) -> int:
+        """Records past the consumer's positions up to the partitions' ends as last fetched: a backlog the
+        local queue may not show yet. librdkafka's cached watermarks, so no broker round trip."""
+        if not self._assigned:
+            return 0
+        tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        total = 0
+        for tp in self._consumer.position(tps):
+            if tp.offset < 0:
+                continue
+            marks = self._consumer.get_watermark_offsets(tp, cached=True)
+            if marks is not None and marks[1] > tp.offset:
+                total += marks[1] - tp.offset
+        return total
 
     def _take(self, wait_s: float) -> list[Message]:
         """Consume the next round: wake on the first record (``consume`` waits its whole timeout unless

@@ -40,6 +40,14 @@ def test_a_full_batch_keeps_the_transaction_open_until_the_interval() -> None:
     assert due.commit
 
 
+def test_a_full_batch_known_to_wait_past_the_position_is_a_backlog_too() -> None:
+    """the local queue may hold less than a batch while the broker holds many more"""
+    d = CADENCE.decide(10.0, txn_open=True, txn_started=9.99, inflight=1, last_consumed=300, waiting=5000)
+    assert not d.commit and d.backlog
+    d = CADENCE.decide(10.0, txn_open=True, txn_started=9.99, inflight=1, last_consumed=300, waiting=12)
+    assert d.commit
+
+
 def test_the_in_flight_limit_counts_as_backlog_and_its_wait_ends_when_the_transaction_is_due() -> None:
     d = CADENCE.decide(10.0, txn_open=True, txn_started=9.95, inflight=4, last_consumed=10)
     assert not d.commit and d.backlog
@@ -123,6 +131,10 @@ class _Consumer:
         self.calls: list[tuple[int, float]] = []
         self.revoke_on_call = revoke_on_call
         self.callbacks: dict[str, Any] = {}
+        self.position_of = -1001
+        """the consumer's position (-1001: none yet)"""
+        self.high = 0
+        """partition 0's end as last fetched"""
 
     def consume(self, n: int, timeout: float) -> list[_Message]:
         self.calls.append((n, timeout))
@@ -140,7 +152,11 @@ class _Consumer:
         return object()
 
     def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
-        return []
+        return [TopicPartition(tp.topic, tp.partition, self.position_of) for tp in tps]
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        assert cached, "the router asks librdkafka's cache, never the broker, on its hot path"
+        return (0, self.high)
 
     def close(self) -> None:
         pass
@@ -241,6 +257,20 @@ def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> No
     router._step()  # the queue is empty now: nothing waits, the open transaction commits
     assert producer.calls.count("commit") == 1
     assert producer.offsets == [[(0, 300)]]
+    router._txn_calls.close()
+
+
+def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_queue_ran_dry() -> None:
+    consumer, producer, pool = _Consumer([_Message(0, 0), _Message(0, 1)]), _Producer(), _Pool()
+    router = _router(consumer, producer, pool)
+    consumer.position_of, consumer.high = 2, 50_000
+    router._step()
+    router._step()
+    assert pool.batches == [[0, 1]]
+    assert "commit" not in producer.calls
+    consumer.high = 2  # caught up
+    router._step()
+    assert producer.calls.count("commit") == 1
     router._txn_calls.close()
 
 
