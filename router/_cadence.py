@@ -13,10 +13,15 @@ its commit before a reader sees it. The rule here:
 - With a backlog, the transaction stays open up to ``commit_interval_s`` so that it carries many rounds;
   the interval bounds batching under load, it is not the latency floor.
 
-Waiting: with nothing in flight the router blocks for its first record up to ``idle_wait_s`` (it wakes on
-the record, not at the end of the wait); with rounds in flight it looks for input and for finished shard
-calls every ``inflight_poll_s``; with the in-flight limit reached it waits on the oldest round. No wait
-runs past the moment the open transaction is due.
+Waiting (adaptive batching): with nothing in flight the router blocks for its first record up to
+``idle_wait_s`` (it wakes on the record, not at the end of the wait). With rounds in flight and no backlog
+it consumes nothing and waits on the oldest round, which wakes it the moment the shards answer: what
+arrived meanwhile then goes out as one round. Consuming a few records every millisecond instead made rounds
+of a handful of events, and a Ray call costs ~110 µs per event at 10 events a call against ~10 at 500,
+which under load cost more throughput than it saved latency. With a backlog the router keeps consuming
+while rounds are in flight (up to the in-flight limit), looking for finished shard calls every
+``inflight_poll_s``; at the limit it waits on the oldest round. No wait runs past the moment the open
+transaction is due.
 
 Pure: inputs are times (seconds, one monotonic clock) and counts; no Kafka or Ray here.
 """
@@ -35,6 +40,8 @@ class Decision:
     """commit the open transaction now"""
     wait_s: float
     """how long the next blocking call (consume, or the wait on the oldest round) may block"""
+    take: bool
+    """consume input now; otherwise wait on the oldest round in flight"""
     backlog: bool
     """input is waiting or the in-flight limit is reached: batching wins over latency"""
 
@@ -82,11 +89,9 @@ class Cadence:
         if txn_open:
             until_due = txn_started + self.commit_interval_s - now
             if until_due <= 0 or not backlog:
-                return Decision(True, 0.0, backlog)
-        if inflight >= self.max_inflight:
-            wait_s = FULL_WAIT_S
-        elif inflight:
-            wait_s = self.inflight_poll_s
-        else:
-            wait_s = self.idle_wait_s
-        return Decision(False, min(wait_s, until_due), backlog)
+                # what is queued goes to the shards before the commit: their work overlaps its round trip
+                return Decision(True, 0.0, inflight < self.max_inflight, backlog)
+        if inflight >= self.max_inflight or (inflight and not backlog):
+            return Decision(False, min(FULL_WAIT_S, until_due), False, backlog)
+        wait_s = self.inflight_poll_s if inflight else self.idle_wait_s
+        return Decision(False, min(wait_s, until_due), True, backlog)

@@ -337,15 +337,15 @@ class Router:
                 self._fence_if_needed()
             self._complete_ready()
             plan = self._decide()
-            if len(self._inflight) >= self._max_inflight:
-                self._complete_oldest(timeout_s=plan.wait_s)
-            else:
+            if plan.take:
                 # A commit that is due waits for nothing: what is queued goes to the shards first, so
                 # their work on it overlaps the commit's round trip.
                 msgs = self._take(0.0 if plan.commit else plan.wait_s)
                 self._last_consumed = len(msgs)
                 if msgs:
                     self._dispatch(msgs)
+            elif not plan.commit:
+                self._complete_oldest(timeout_s=plan.wait_s)
             if self._timers is not None and self._assigned:
                 self._fire_timers(self._timers)
             if self._txn_open and (plan.commit or self._decide().commit):

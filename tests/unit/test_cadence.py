@@ -24,6 +24,7 @@ CADENCE = Cadence(
 def test_with_no_backlog_an_open_transaction_commits_at_once() -> None:
     d = CADENCE.decide(10.0, txn_open=True, txn_started=9.999, inflight=0, last_consumed=3)
     assert d.commit and not d.backlog and d.wait_s == 0.0
+    assert d.take, "what is queued goes to the shards before the commit"
 
 
 def test_rounds_still_in_flight_do_not_hold_back_a_commit_when_no_backlog_waits() -> None:
@@ -35,7 +36,7 @@ def test_rounds_still_in_flight_do_not_hold_back_a_commit_when_no_backlog_waits(
 def test_a_full_batch_keeps_the_transaction_open_until_the_interval() -> None:
     d = CADENCE.decide(10.0, txn_open=True, txn_started=9.96, inflight=1, last_consumed=2000)
     assert not d.commit and d.backlog
-    assert d.wait_s == pytest.approx(0.002)
+    assert d.take and d.wait_s == pytest.approx(0.002), "under a backlog rounds pipeline"
     due = CADENCE.decide(10.1, txn_open=True, txn_started=10.0, inflight=1, last_consumed=2000)
     assert due.commit
 
@@ -50,17 +51,23 @@ def test_a_full_batch_known_to_wait_past_the_position_is_a_backlog_too() -> None
 
 def test_the_in_flight_limit_counts_as_backlog_and_its_wait_ends_when_the_transaction_is_due() -> None:
     d = CADENCE.decide(10.0, txn_open=True, txn_started=9.95, inflight=4, last_consumed=10)
-    assert not d.commit and d.backlog
+    assert not d.commit and d.backlog and not d.take
     assert d.wait_s == pytest.approx(0.05)
     closed = CADENCE.decide(10.0, txn_open=False, txn_started=0.0, inflight=4, last_consumed=10)
-    assert closed.wait_s == FULL_WAIT_S
+    assert closed.wait_s == FULL_WAIT_S and not closed.take
+    due = CADENCE.decide(10.0, txn_open=True, txn_started=9.8, inflight=4, last_consumed=10)
+    assert due.commit and not due.take
 
 
-def test_waits_idle_for_the_first_record_and_polls_often_with_rounds_in_flight() -> None:
+def test_waits_idle_for_the_first_record_and_on_the_round_in_flight_without_a_backlog() -> None:
+    """Without a backlog, input that arrives while a round is in flight waits for it and goes out as one
+    round: a Ray call per handful of events costs more than it saves."""
     idle = CADENCE.decide(10.0, txn_open=False, txn_started=0.0, inflight=0, last_consumed=0)
     busy = CADENCE.decide(10.0, txn_open=False, txn_started=0.0, inflight=1, last_consumed=5)
-    assert (idle.commit, idle.wait_s) == (False, 0.02)
-    assert (busy.commit, busy.wait_s) == (False, 0.002)
+    assert (idle.commit, idle.take, idle.wait_s) == (False, True, 0.02)
+    assert (busy.commit, busy.take, busy.wait_s) == (False, False, FULL_WAIT_S)
+    due_soon = CADENCE.decide(10.0, txn_open=True, txn_started=9.97, inflight=1, last_consumed=2000)
+    assert due_soon.take and due_soon.wait_s == pytest.approx(0.002)
 
 
 @given(
