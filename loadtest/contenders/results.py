@@ -392,6 +392,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if mem and mem.get("rss_samples_mb"):
         rss = [v for _, v in mem["rss_samples_mb"]]
         growth = mem.get("rss_growth_pct")
+        lines.append("")
         lines.append(
             f"Memory at 70% of peak ({mem['rate_per_s']:,.0f} events/s offered for "
             f"{mem['events'] / max(mem['rate_per_s'], 1e-9):,.0f} s, RSS sampled every second): "
