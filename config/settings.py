@@ -45,7 +45,14 @@ class KafkaSettings(_Section):
     transactional_id_prefix: Annotated[str, Field(min_length=1)] = "clickcash"
     consume_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2_000
     consume_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """longest wait for a first record with nothing in flight (the router wakes on the record itself)"""
+    consume_linger_ms: Annotated[int, Field(ge=0, le=1_000)] = 2
+    """after a first record, how long the router waits for more to fill the round (0: take what is queued)"""
+    inflight_poll_ms: Annotated[int, Field(ge=1, le=1_000)] = 2
+    """with rounds in flight, how often the router looks for finished shard calls and new input"""
     commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
+    """the oldest an open transaction gets while a backlog is waiting; with none waiting, a transaction
+    commits as soon as its outputs are produced (see ``router._cadence``)"""
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
     transaction_call_timeout_ms: Annotated[int, Field(ge=100, le=300_000)] = 30_000
     """how long one transactional call (init, send offsets, commit, abort) may take; a call still running

@@ -12,6 +12,10 @@ they stored, so the replay produces the same outputs with the same ids.
 
 Backpressure: at most ``max_inflight_batches_per_shard`` rounds are in flight; the router stops consuming
 until the oldest completes, so memory is bounded whatever the input lag.
+
+Latency: with no backlog waiting, a transaction commits as soon as a round's outputs are produced; the
+commit interval only bounds batching under load (``router._cadence`` decides, docs/performance-latency.md
+explains the floor).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from actors.shard import ShardResult
 from clickcash._errors import ServiceError
 from config.settings import Settings
 from router._bounded import BoundedCalls
+from router._cadence import Cadence, Decision
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 from router._timers import TimerPump
@@ -171,7 +176,19 @@ class Router:
         self._idle_checked = 0.0
         self._max_inflight = settings.pipeline.max_inflight_batches_per_shard
         self._commit_interval_s = settings.kafka.commit_interval_ms / 1000
-        self._consume_timeout_s = settings.kafka.consume_timeout_ms / 1000
+        self._cadence = Cadence(
+            commit_interval_s=self._commit_interval_s,
+            idle_wait_s=settings.kafka.consume_timeout_ms / 1000,
+            inflight_poll_s=settings.kafka.inflight_poll_ms / 1000,
+            batch_max=settings.kafka.consume_batch_max,
+            max_inflight=self._max_inflight,
+        )
+        """when to commit and how long to wait (see ``router._cadence``)"""
+        self._linger_s = settings.kafka.consume_linger_ms / 1000
+        self._last_consumed = 0
+        """records the last consume returned: a full batch means a backlog is waiting"""
+        self._revoked_while_taking: set[int] | None = None
+        """partitions revoked or lost during the second consume of :meth:`_take`"""
         self._consumer = consumer_factory(consumer_config(settings))
         self._producer = producer_factory(producer_config(settings, router_index))
         self._txn_call_timeout_s = settings.kafka.transaction_call_timeout_ms / 1000
@@ -319,17 +336,19 @@ class Router:
                 self._switch_pool()
                 self._fence_if_needed()
             self._complete_ready()
-            if len(self._inflight) >= self._max_inflight:
-                self._complete_oldest(timeout_s=1.0)
-            else:
-                # Waiting up to the linger lets a batch fill under light load: a round of a few events
-                # costs one Ray call per shard all the same.
-                msgs = self._consumer.consume(self._s.kafka.consume_batch_max, self._consume_timeout_s)
+            plan = self._decide()
+            if plan.take:
+                # A commit that is due waits for nothing: what is queued goes to the shards first, so
+                # their work on it overlaps the commit's round trip.
+                msgs = self._take(0.0 if plan.commit else plan.wait_s)
+                self._last_consumed = len(msgs)
                 if msgs:
                     self._dispatch(msgs)
+            elif not plan.commit:
+                self._complete_oldest(timeout_s=plan.wait_s)
             if self._timers is not None and self._assigned:
                 self._fire_timers(self._timers)
-            if self._txn_open and time.monotonic() - self._txn_started >= self._commit_interval_s:
+            if self._txn_open and (plan.commit or self._decide().commit):
                 self._commit()
             elif not self._inflight:
                 self._commit_idle_positions()
@@ -351,6 +370,57 @@ class Router:
                 raise ServiceError("kafka", f"fatal: {err}") from exc
             log.warning("router %d: kafka error (%s); rewinding", self.stats.router_index, exc)
             self._recover()
+
+    def _decide(self) -> Decision:
+        inflight = len(self._inflight)
+        cheap_backlog = self._cadence.backlog(self._last_consumed, inflight)
+        return self._cadence.decide(
+            time.monotonic(),
+            txn_open=self._txn_open,
+            txn_started=self._txn_started,
+            inflight=inflight,
+            last_consumed=self._last_consumed,
+            waiting=self._waiting() if self._txn_open and not cheap_backlog else 0,
+        )
+
+    def _waiting(self) -> int:
+        """Records past the consumer's positions up to the partitions' ends as last fetched: a backlog the
+        local queue may not show yet. librdkafka's cached watermarks, so no broker round trip."""
+        if not self._assigned:
+            return 0
+        tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        total = 0
+        for tp in self._consumer.position(tps):
+            if tp.offset < 0:
+                continue
+            marks = self._consumer.get_watermark_offsets(tp, cached=True)
+            if marks is not None and marks[1] > tp.offset:
+                total += marks[1] - tp.offset
+        return total
+
+    def _take(self, wait_s: float) -> list[Message]:
+        """Consume the next round: wake on the first record (``consume`` waits its whole timeout unless
+        the batch fills), then give the round ``consume_linger_ms`` to fill. ``wait_s`` 0: only what is
+        queued already.
+
+        A rebalance can run inside the second call; records of the first call from partitions it revoked
+        are dropped (another router, or this one after reassignment, reads them again from the committed
+        offset)."""
+        batch_max = self._s.kafka.consume_batch_max
+        if wait_s <= 0:
+            return self._consumer.consume(batch_max, 0)
+        first = self._consumer.consume(1, wait_s)
+        if not first or batch_max == 1:
+            return first
+        revoked: set[int] = set()
+        self._revoked_while_taking = revoked
+        try:
+            rest = self._consumer.consume(batch_max - len(first), self._linger_s)
+        finally:
+            self._revoked_while_taking = None
+        if revoked:
+            first = [m for m in first if m.partition() not in revoked]
+        return first + rest
 
     def _fence_if_needed(self) -> None:
         if not self._fenced:
@@ -607,6 +677,8 @@ class Router:
                 self._abort()
             self._inflight.clear()
         revoked = [tp.partition for tp in partitions]
+        if self._revoked_while_taking is not None:
+            self._revoked_while_taking.update(revoked)
         self._offsets.forget(revoked)
         self._assigned.difference_update(revoked)
 
@@ -616,5 +688,7 @@ class Router:
             self._abort()
         self._inflight.clear()
         lost = [tp.partition for tp in partitions]
+        if self._revoked_while_taking is not None:
+            self._revoked_while_taking.update(lost)
         self._offsets.forget(lost)
         self._assigned.difference_update(lost)

@@ -6,10 +6,10 @@ input's end (outputs commit in the same transaction as the offsets, so that is t
 every process is read at both ends, split into router, shard and Ray-system processes, and the app's RSS is
 sampled throughout.
 
-Optionally (``options.paced_s`` > 0), two paced runs on fresh topics follow, each with a fresh app and a
-warm-up: latency at 50 % of the measured peak (as ``clickcash bench --rate``: send -> committed output,
-p50/p99, but read by a reader assigned to the output partitions before the first send) and memory at 70 % of
-the peak (RSS of the app's router and shard processes every second).
+Optionally (``options.paced_s`` > 0), three paced runs on fresh topics follow, each with a fresh app and a
+warm-up: latency at 50 % of the measured peak and at the light fixed rate (as ``clickcash bench --rate``:
+send -> committed output, p50/p99, but read by a reader assigned to the output partitions before the first
+send) and memory at 70 % of the peak (RSS of the app's router and shard processes every second).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from loadtest.contenders._common import (
     process_cpu_s,
     self_cpu_s,
 )
+from loadtest.contenders.results import LIGHT_RATE_PER_S
 
 POLL_S = 0.02
 
@@ -363,6 +364,7 @@ def run(cfg: ContenderConfig) -> ContenderResult:
             peak = result.events_per_s
             soak_s = float(cfg.options.get("soak_s", paced_s))
             result.extra["latency_at_50pct"] = paced(cfg, "p50pct", 0.5 * peak, paced_s, log)
+            result.extra["latency_at_light"] = paced(cfg, "light", LIGHT_RATE_PER_S, paced_s, log)
             result.extra["memory_at_70pct"] = paced(cfg, "p70pct", 0.7 * peak, soak_s, log)
         result.process_cpu_s = self_cpu_s()
     finally:

@@ -30,7 +30,9 @@ from clickcash._errors import ClickcashError, ServiceError
 from cluster.campaign_run import send_campaign
 from loadtest.campaign import CampaignGenerator, loadtest_mix
 from loadtest.contenders._common import OUTPUT_ROLES, ContenderConfig, ContenderResult, process_cpu_s
+from loadtest.contenders._latency import paced_run
 from loadtest.contenders.results import (
+    LIGHT_RATE_PER_S,
     Completeness,
     InputManifest,
     OutputTally,
@@ -238,6 +240,52 @@ def run_contender(
     return ContenderResult.from_json(json.loads(Path(cfg.result_path).read_text()))
 
 
+ENDLESS_OFFSET = 2**62
+"""end offset of a paced run's input: the contender never reaches it and is stopped after the measurement"""
+
+
+def paced_latency(
+    kind: str,
+    name: str,
+    tag: str,
+    run_id: str,
+    bootstrap: str,
+    redis_url: str,
+    partitions: int,
+    out_dir: Path,
+    *,
+    python: str,
+    rate_per_s: float,
+    seconds: float,
+    customers: int,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """One contender process on a fresh input topic and fresh outputs: warm-up, then ``seconds`` of input
+    at ``rate_per_s``; send -> committed output latency of every output."""
+    full = f"{name}-{tag}"
+    input_topic = f"bench.{run_id}-{full}.events"
+    manifest = InputManifest(0, {p: ENDLESS_OFFSET for p in range(partitions)}, {}, set(), 0)
+    cfg = contender_config(full, kind, run_id, bootstrap, redis_url, input_topic, manifest, out_dir)
+    outputs = output_topics(cfg, kind)
+    create_topics(bootstrap, [input_topic, *outputs], partitions)
+    cfg_path = out_dir / f"{full}.config.json"
+    cfg.write(cfg_path)
+    return paced_run(
+        [python, "-m", MODULES[kind], str(cfg_path)],
+        {**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        out_dir / f"{full}.log",
+        bootstrap=bootstrap,
+        input_topic=input_topic,
+        output_topics=outputs,
+        group=cfg.group_id,
+        events=max(1000, int(rate_per_s * seconds)),
+        rate_per_s=rate_per_s,
+        customers=customers,
+        timeout_s=timeout_s,
+        log=_log,
+    )
+
+
 def contender_config(
     name: str,
     kind: str,
@@ -374,6 +422,30 @@ def compare(
         entry["cpu_us_per_event"] = cpu_us_per_event(result.extra.get("cpu_s", {}), result.events)
         entry["load_average_before"] = round(load1, 2)
         entry["completeness"] = {"ok": comp.ok, "problems": comp.problems, **comp.figures}
+        if kind == "clickcash":
+            entry["latency"] = {
+                "at_50pct": result.extra.get("latency_at_50pct"),
+                "at_light": result.extra.get("latency_at_light"),
+            }
+        elif kind in CONTENDERS and args.paced_s > 0:
+            entry["latency"] = {}
+            for tag, rate in (("at_50pct", 0.5 * result.events_per_s), ("at_light", LIGHT_RATE_PER_S)):
+                _log(f"  {name}: latency {tag.replace('_', ' ')} ...")
+                entry["latency"][tag] = paced_latency(
+                    kind,
+                    name,
+                    tag.replace("_", ""),
+                    run_id,
+                    bootstrap,
+                    redis_url,
+                    args.partitions,
+                    out_dir,
+                    python=python,
+                    rate_per_s=rate,
+                    seconds=args.paced_s,
+                    customers=args.customers,
+                    timeout_s=args.timeout,
+                )
         contenders[name] = entry
     return build_report(args, started, manifest, contenders, completeness, out_dir, idle)
 
@@ -390,7 +462,7 @@ def build_report(
     main = {n: c for n, c in contenders.items() if n in CONTENDERS}
     rates = {n: float(c["events_per_s"]) for n, c in main.items() if c["completeness"]["ok"]}
     cc = contenders.get("clickcash")
-    lat = mem = None
+    lat = mem = light = None
     p99 = growth = None
     peak_rss_mb = None
     cpu_us: dict[str, float] = {}
@@ -398,6 +470,7 @@ def build_report(
     if cc is not None:
         extra = cc["extra"]
         lat = extra.get("latency_at_50pct")
+        light = extra.get("latency_at_light")
         mem = extra.get("memory_at_70pct")
         p99 = lat["latency_ms"].get("p99") if lat else None
         growth = memory_growth_pct(mem["rss_samples_mb"]) if mem else None
@@ -434,13 +507,14 @@ def build_report(
             {n: c for n, c in completeness.items() if n != "passthrough"}
         ),
         "latency_at_50pct": lat,
+        "latency_at_light": light,
         "memory_at_70pct": None if mem is None else {**mem, "rss_growth_pct": growth},
         "peak_rss_mb": peak_rss_mb,
         "cpu_us_per_event": cpu_us,
         "profile_us_per_event": prof["extra"].get("stage_us_per_event") if prof else None,
         "scaling": scaling or None,
         "bound": bound,
-        "targets": [t.__dict__ for t in targets(rates, p99, growth)],
+        "targets": [t.__dict__ for t in targets(rates, p99, growth, light)],
     }
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, default=str))
     md = render_markdown(report)
@@ -500,7 +574,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
         "--paced-s",
         type=float,
         default=20.0,
-        help="seconds of each paced clickcash run (latency at 50%%, memory at 70%% of peak); 0 skips",
+        help="seconds of each paced run: every contender's latency at 50%% of its peak and at 200 events/s, "
+        "clickcash's memory at 70%% of peak; 0 skips them",
     )
     p.add_argument(
         "--soak-s",

@@ -18,6 +18,7 @@ from loadtest.contenders.compare import (
     contender_config,
     create_topics,
     output_topics,
+    paced_latency,
     pre_produce,
     read_outputs,
     run_contender,
@@ -74,3 +75,32 @@ def test_passthrough_and_handrolled_outputs_are_complete(services: Services, tmp
     report = verify(settings, settle_s=1.0, log=lambda _m: None)
     assert report.ok, report.render()
     assert report.actual == report.expected == tally.records
+
+
+def test_a_contender_process_is_timed_send_to_committed_output_at_a_paced_rate(
+    services: Services, tmp_path: Path
+) -> None:
+    """The harness behind the latency columns: a contender on an endless input, warmed up, paced, stopped."""
+    run_id = f"lat{uuid.uuid4().hex[:8]}"
+    phase = paced_latency(
+        "passthrough",
+        "passthrough",
+        "light",
+        run_id,
+        services.bootstrap_servers,
+        services.redis_url,
+        PARTITIONS,
+        tmp_path,
+        python=sys.executable,
+        rate_per_s=200.0,
+        seconds=2.0,
+        customers=100,
+        timeout_s=120,
+    )
+    assert phase["events"] == 1000 and phase["rate_per_s"] == 200.0
+    # every valid event comes back once (malformed records are not JSON, so not matched to a send)
+    assert 900 <= phase["outputs_seen"] <= 1000
+    q = phase["latency_ms"]
+    assert 0 < q["p50"] <= q["p99"] <= q["max"]
+    log = (tmp_path / "passthrough-light.log").read_text()
+    assert "Traceback" not in log, log[-2000:]

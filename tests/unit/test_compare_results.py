@@ -9,9 +9,12 @@ from loadtest.contenders.results import (
     InputManifest,
     OutputTally,
     bound_statement,
+    cause_of,
     check_full,
     check_passthrough,
     cpu_split,
+    latency_cell,
+    latency_summary,
     memory_growth_pct,
     ratios,
     render_markdown,
@@ -116,11 +119,47 @@ def test_ratios_are_clickcash_over_each_other_contender() -> None:
 def test_targets_say_met_missed_or_not_run() -> None:
     rates = {"passthrough": 20_000.0, "handrolled": 3_000.0, "clickcash": 6_000.0}
     by_name = {t.name: t for t in targets(rates, p99_ms=250.0, memory_growth=1.0)}
-    assert by_name["clickcash / passthrough"].met is False  # 0.3x < 0.4x
+    assert by_name["clickcash / passthrough"].met is False  # 0.3x < 0.5x
     assert by_name["clickcash / handrolled"].met is False  # 2x < 3x
     assert by_name["clickcash / quix"].met is None
     assert by_name["p99 latency at 50% of peak"].met is False
     assert by_name["memory flat at 70% of peak"].met is True
+    assert by_name["p99 latency at 200 events/s"].met is None
+    light = {"rate_per_s": 200.0, "latency_ms": {"p50": 35.0, "p99": 80.0, "max": 120.0}}
+    by_name = {t.name: t for t in targets(rates, p99_ms=90.0, memory_growth=None, light=light)}
+    assert by_name["p99 latency at 50% of peak"].met is True
+    assert (by_name["p99 latency at 200 events/s"].met, by_name["p50 latency at 200 events/s"].met) == (
+        True,
+        False,
+    )
+    assert by_name["p50 latency at 200 events/s"].value == "35 ms"
+
+
+def test_latency_is_send_to_seen_for_the_outputs_that_answer_a_sent_event() -> None:
+    sent = {f"e{i}": 100.0 + i for i in range(100)}
+    seen: list[tuple[str | None, str, float]] = [
+        (f"e{i}", "order.accepted", 100.0 + i + (i + 1) / 1000) for i in range(100)
+    ]
+    seen += [(None, "clickcash.dead_letter", 500.0), ("warm-up", "order.accepted", 999.0)]
+    summary = latency_summary(sent, seen)
+    assert summary["outputs_seen"] == 100
+    assert summary["latency_ms"] == {"p50": 50.5, "p99": 99.0, "max": 100.0}
+    assert latency_summary(sent, []) == {"outputs_seen": 0, "latency_ms": {}}
+    assert latency_cell({"rate_per_s": 4321.0, **summary}) == "50 / 99 @ 4,321/s"
+    assert latency_cell(None) == "-"
+
+
+def test_an_output_is_matched_to_its_input_by_header_field_or_its_own_id() -> None:
+    assert cause_of({"ce_causationid": b"e1", "ce_type": b"clickcash.dead_letter"}, b"x") == (
+        "e1",
+        "clickcash.dead_letter",
+    )
+    decision = b'{"id": "o9", "type": "order.accepted", "causationid": "e2"}'
+    assert cause_of({}, decision) == ("e2", "order.accepted")
+    echoed = b'{"id": "e3", "type": "order.placed"}'  # the passthrough writes its input back
+    assert cause_of({"ce_id": b"0:7"}, echoed) == ("e3", "order.placed")
+    assert cause_of({}, b"not json") == (None, "")
+    assert cause_of({}, b"[1]") == (None, "")
 
 
 def test_memory_growth_skips_the_warm_up_and_compares_halves() -> None:
@@ -182,7 +221,11 @@ def test_the_markdown_table_holds_every_contender_and_target() -> None:
     entry = {
         **result.to_json(),
         "completeness": {"ok": True, "problems": []},
-        "cpu_us_per_event": {"router": 10.0},
+        "cpu_us_per_event": {"router": 10.0, "shard": 30.0, "kafka-0 (service)": 7.0, "redis (service)": 3.0},
+        "latency": {
+            "at_50pct": {"rate_per_s": 1000.0, "latency_ms": {"p50": 21.0, "p99": 64.0, "max": 80.0}},
+            "at_light": {"rate_per_s": 200.0, "latency_ms": {"p50": 14.0, "p99": 30.4, "max": 41.0}},
+        },
     }
     slow = {
         **ContenderResult("handrolled", 1000, 0.0, 2.0, extra={}).to_json(),
@@ -200,8 +243,11 @@ def test_the_markdown_table_holds_every_contender_and_target() -> None:
         "targets": [t.__dict__ for t in targets({"clickcash": 2000.0, "handrolled": 500.0}, None, None)],
     }
     md = render_markdown(report)
-    assert "| clickcash | 2,000 | 0.50 | - | yes | exactly-once |" in md
-    assert "| handrolled | 500 | 2.00 | 4.00x | NO: 1 orders without a decision |" in md
+    assert (
+        "| clickcash | 2,000 | - | 40 | 7 | 3 | 21 / 64 @ 1,000/s | 14 / 30 @ 200/s | yes | exactly-once |"
+        in md
+    )
+    assert "| handrolled | 500 | 4.00x | 0 | 0 | 0 | - | - | NO: 1 orders without a decision |" in md
     assert "| clickcash / handrolled | >= 3x | 4.00x | yes |" in md
     assert "| p99 latency at 50% of peak | <= 100 ms | not run | - |" in md
 
