@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clickcash._errors import ClickcashError
+from clickcash._errors import ClickcashError, ConfigError, ServiceError
 
 
 def _log(msg: str) -> None:
@@ -195,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a deployment's committed outputs against its input (run once the input has drained)."""
     from cluster.local_stack import running_services
-    from cluster.outputs import group_lag
+    from cluster.offsets import group_lag
     from cluster.verify import verify
 
     endpoints = running_services() if args.local else None
@@ -290,17 +290,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_OK = 0
+"""the command did what it was asked and its checks passed"""
+EXIT_CHECK_FAILED = 1
+"""the command ran to the end but its checks failed (lost or duplicate outputs, a failed verify or SLO)"""
+EXIT_CONFIG = 2
+"""a setting, config file or command-line option is wrong (argparse's own usage errors are 2 too)"""
+EXIT_SERVICE = 3
+"""a service it talks to (Kafka, Redis, Ray) is unreachable or failing, after its retries"""
+EXIT_RUN_FAILED = 4
+"""the run could not complete for another stated reason (e.g. the input did not drain in time)"""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C"""
+
+_SERVICE_MODULES = {"confluent_kafka": "kafka", "cimpl": "kafka", "redis": "redis", "ray": "ray"}
+
+
+def _service_of(exc: BaseException) -> str | None:
+    """The service whose client library raised ``exc`` when it escaped untranslated, else None."""
+    root = type(exc).__module__.split(".")[0]
+    return _SERVICE_MODULES.get(root)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every expected failure is one line on stderr and a documented exit code
+    (docs/exit-codes.md), never a traceback. A traceback means a bug."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        print(f"clickcash: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ServiceError as exc:
+        print(f"clickcash: {exc.service} error: {exc.message}", file=sys.stderr)
+        return EXIT_SERVICE
     except ClickcashError as exc:
         print(f"clickcash: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("clickcash: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        service = _service_of(exc)
+        if service is None:
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"clickcash: {service} error: {type(exc).__name__}: {text}; check that {service} is running "
+            "and reachable (`clickcash services status` for the local Kafka and Redis)",
+            file=sys.stderr,
+        )
+        return EXIT_SERVICE
 
 
 if __name__ == "__main__":

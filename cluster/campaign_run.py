@@ -20,7 +20,8 @@ import orjson
 from confluent_kafka import Producer
 
 from clickcash._errors import ClickcashError, ServiceError
-from cluster.outputs import OutputReader, group_lag
+from cluster.offsets import group_lag
+from cluster.outputs import OutputReader
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
 

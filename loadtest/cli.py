@@ -109,23 +109,15 @@ def resolve_settings(args: argparse.Namespace, run_id: str) -> Any:
 
 
 def start_at_end(settings: Any) -> None:
-    """Commit a fresh group's offsets at the input topic's end, so the app skips earlier runs' events."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Commit a fresh group's offsets at the input topic's end, so the app skips earlier runs' events.
 
-    k = settings.kafka
-    c = Consumer({**k.client_config(), "group.id": k.group_id, "enable.auto.commit": False})
-    try:
-        meta = c.list_topics(k.input_topic, timeout=10).topics[k.input_topic]
-        tps = [TopicPartition(k.input_topic, p) for p in sorted(meta.partitions)]
-        if any(tp.offset >= 0 for tp in c.committed(tps, timeout=10)):
-            return
-        ends = [
-            TopicPartition(k.input_topic, tp.partition, c.get_watermark_offsets(tp, timeout=10)[1])
-            for tp in tps
-        ]
-        c.commit(offsets=ends, asynchronous=False)
-    finally:
-        c.close()
+    On a fresh broker this is the first offsets request, which makes the broker create its offsets topic;
+    :class:`cluster.offsets.GroupOffsets` waits that out (NOT_COORDINATOR for a few seconds) within its
+    retry budget."""
+    from cluster.offsets import GroupOffsets
+
+    with GroupOffsets(settings) as offsets:
+        offsets.start_at_end()
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
