@@ -42,19 +42,25 @@ def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the embedded stack, run the app on local Ray, push a campaign through it, report, stop."""
+    """Start the embedded stack, run the app on local Ray, push a campaign through it flat out, then a short
+    paced phase for the latency a customer sees at a light load; report both, stop. The app's own log
+    records go to a file (path printed), counted at the end, so the console shows only progress and report."""
     import ray
 
     from cluster._ray import init_ray
     from cluster.app import App
+    from cluster.app_logs import AppLog
     from cluster.campaign_run import run_campaign
-    from cluster.local_stack import LocalStack, running_services
+    from cluster.local_stack import CACHE_DIR, LocalStack, running_services
     from cluster.topics import ensure_topics
-    from loadtest.campaign import CampaignMix
+    from loadtest.campaign import named_mix
 
     stack: LocalStack | None = None
     app: App | None = None
     endpoints = running_services()
+    group = f"clickcash-{args.command}-{int(time.time())}"
+    app_log = AppLog(CACHE_DIR / "logs" / f"{group}.log")
+    app_log.capture_driver()
     try:
         if endpoints is None:
             _log("starting local Kafka and Redis ...")
@@ -62,7 +68,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             endpoints = stack.start()
         else:
             _log(f"using running services: kafka {endpoints.bootstrap_servers}, redis {endpoints.redis_url}")
-        group = f"clickcash-demo-{int(time.time())}"
         settings = _settings(
             args,
             endpoints,
@@ -73,24 +78,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ensure_topics(settings, partitions=args.partitions)
         _log(
             f"starting Ray ({args.num_cpus} CPUs) and the app: {settings.pipeline.shards} shards, "
-            f"{settings.pipeline.routers} router(s)"
+            f"{settings.pipeline.routers} router(s); the app's log records go to {app_log.path}"
         )
-        init_ray(settings)
+        init_ray(settings, log_to_driver=False)
         app = App(settings)
         app.start()
-        # a campaign's worth of shoppers, some busier than others; a steeper skew puts hundreds of orders
-        # on a few customers, which the per-campaign quantity guard rejects as abuse
-        mix = CampaignMix(customers=20_000, zipf_s=0.7)
+        # a campaign's worth of shoppers, some busier than others (`--mix abuse`: hot customers buy without
+        # end and most orders are rejected)
+        mix = named_mix(args.mix, customers=20_000, zipf_s=0.7)
         if args.warmup:
             _log(f"warming up with {args.warmup:,} events (group join, transactions, connections) ...")
             run_campaign(settings, args.warmup, mix=mix, seed=1, log=lambda _m: None)
-        _log(f"pushing {args.events:,} campaign events through {settings.kafka.input_topic} ...")
+        pace = f"at {args.rate:,.0f} events/s" if args.rate else "flat out"
+        _log(
+            f"pushing {args.events:,} campaign events ({args.mix} mix) {pace} "
+            f"through {settings.kafka.input_topic} ..."
+        )
         report = run_campaign(settings, args.events, mix=mix, rate_per_s=args.rate, log=_log)
+        paced = None
+        if args.paced_events and args.paced_rate:
+            _log(
+                f"then {args.paced_events:,} events paced at {args.paced_rate:,.0f} events/s, "
+                "for the latency at a light load ..."
+            )
+            paced = run_campaign(
+                settings, args.paced_events, mix=mix, seed=2, rate_per_s=args.paced_rate, log=lambda _m: None
+            )
         _log("")
-        _log(report.render())
+        _log(f"== {pace}: {args.events:,} events ==")
+        _log(report.render(mix=args.mix))
+        if paced is not None:
+            _log("")
+            _log(f"== paced at {args.paced_rate:,.0f} events/s: {args.paced_events:,} events ==")
+            _log(paced.render_latency())
         if args.json:
-            Path(args.json).write_text(json.dumps(report.__dict__, indent=2))
-        ok = report.duplicate_output_ids == 0 and report.orders_without_decision == 0
+            out = {**report.__dict__, "mix": args.mix, "paced": paced.__dict__ if paced else None}
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        runs = [report] if paced is None else [report, paced]
+        ok = all(r.duplicate_output_ids == 0 and r.orders_without_decision == 0 for r in runs)
         return 0 if ok else 1
     finally:
         if app is not None:
@@ -99,11 +124,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 app.stop()
             except ClickcashError as exc:
                 _log(f"warning: {exc}")
+        summary = app_log.finish()
         if ray.is_initialized():
             ray.shutdown()
         if stack is not None:
             _log("stopping local Kafka and Redis ...")
             stack.stop()
+        _log(summary.render(app_log.path))
 
 
 def cmd_services(args: argparse.Namespace) -> int:
@@ -217,6 +244,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from loadtest.campaign import MIX_NAMES
+
     p = argparse.ArgumentParser(prog="clickcash", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -233,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", help="also write the report as JSON to this file")
     demo.add_argument("--warmup", type=int, default=0, help="events to push first, not measured")
+    demo.add_argument(
+        "--mix", choices=MIX_NAMES, default="campaign", help="traffic mix (abuse: most rejected)"
+    )
+    demo.add_argument(
+        "--paced-events",
+        type=int,
+        default=2_000,
+        help="events of the paced phase after the flat-out one (0: none)",
+    )
+    demo.add_argument("--paced-rate", type=float, default=200.0, help="events/s of the paced phase")
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser(
@@ -249,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-cpus", type=int, default=4)
     bench.add_argument("--warmup", type=int, default=5_000)
     bench.add_argument("--json", help="write the report as JSON to this file")
-    bench.set_defaults(func=cmd_demo)
+    bench.add_argument(
+        "--mix", choices=MIX_NAMES, default="campaign", help="traffic mix (abuse: most rejected)"
+    )
+    bench.set_defaults(func=cmd_demo, paced_events=0, paced_rate=0.0)
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
     svc.add_argument("action", choices=["start", "stop", "status"])

@@ -23,7 +23,7 @@ from clickcash._errors import ClickcashError, ServiceError
 from cluster.offsets import group_lag
 from cluster.outputs import OutputReader
 from config.settings import Settings
-from loadtest.campaign import CampaignGenerator, CampaignMix
+from loadtest.campaign import CampaignGenerator, CampaignMix, decisions_line
 
 
 @dataclass
@@ -39,8 +39,9 @@ class CampaignReport:
     duplicate_output_ids: int = 0
     orders_without_decision: int = 0
 
-    def render(self) -> str:
+    def render(self, mix: str | None = None) -> str:
         lines = [
+            decisions_line(mix, self.outputs_by_type),
             f"events sent:        {self.events}  "
             + ", ".join(f"{k}={v}" for k, v in sorted(self.inputs_by_kind.items())),
             "outputs by type:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.outputs_by_type.items())),
@@ -48,12 +49,23 @@ class CampaignReport:
             + (", ".join(f"{k}={v}" for k, v in sorted(self.dead_letters_by_reason.items())) or "none"),
             f"throughput:         {self.events_per_s:,.0f} events/s end to end "
             f"({self.events} events in {self.elapsed_s:.2f} s; producing took {self.produce_s:.2f} s)",
-            "latency send->committed output: "
+            "latency send->committed output (with the backlog flat-out input builds): "
             + ", ".join(f"{k} {v:,.1f} ms" for k, v in self.latency_ms.items()),
             f"checks:             duplicate output ids={self.duplicate_output_ids}, "
             f"orders without a decision={self.orders_without_decision}",
         ]
         return "\n".join(lines)
+
+    def render_latency(self) -> str:
+        """Latency and checks only: for a paced run, whose throughput is the pace."""
+        return "\n".join(
+            [
+                "latency send->committed output: "
+                + ", ".join(f"{k} {v:,.1f} ms" for k, v in self.latency_ms.items()),
+                f"checks:             duplicate output ids={self.duplicate_output_ids}, "
+                f"orders without a decision={self.orders_without_decision}",
+            ]
+        )
 
 
 def produce_events(

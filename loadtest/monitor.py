@@ -302,6 +302,7 @@ class Monitor:
         summary["start_offsets"] = self.start_offsets
         summary["topics"] = {"input": self.input_topic, "outputs": self.output_topics}
         summary["group_id"] = self.settings.kafka.group_id
+        summary["mix"] = self.spec.extra.get("options", {}).get("mix")
         summary["drained"] = self.drained()
         write_json_atomic(self.folder / SUMMARY_FILE, summary)
         write_timeline(self.folder / TIMELINE_FILE, timeline)
