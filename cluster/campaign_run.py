@@ -20,7 +20,7 @@ import orjson
 from confluent_kafka import Producer
 
 from clickcash._errors import ClickcashError, ServiceError
-from cluster.offsets import group_lag
+from cluster.offsets import RDKAFKA_LOG, GroupOffsets
 from cluster.outputs import OutputReader
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix, decisions_line
@@ -101,7 +101,7 @@ def send_campaign(
     """Produce ``events`` generated events (idempotent, acks=all) to ``topic``, paced at ``rate_per_s``
     or flat out; returns send times by event id, kinds, and order event ids. Raises ``ServiceError`` if
     any record was not delivered."""
-    producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all"})
+    producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all", "logger": RDKAFKA_LOG})
     failures: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:
@@ -142,14 +142,16 @@ def wait_drained(
 ) -> None:
     """Wait until the consumer group has committed every input offset."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        lag = group_lag(settings)
-        if progress:
-            progress(lag)
-        if lag == 0:
-            return
-        time.sleep(0.5)
-    raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {group_lag(settings)})")
+    with GroupOffsets(settings) as offsets:
+        lag = offsets.lag()
+        while time.monotonic() < deadline:
+            lag = offsets.lag()
+            if progress:
+                progress(lag)
+            if lag == 0:
+                return
+            time.sleep(0.5)
+    raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
 
 
 def run_campaign(
@@ -186,16 +188,17 @@ def run_campaign(
         produce_s = time.time() - t0
         last_lag: int | None = -1
         deadline = time.monotonic() + timeout_s
-        while True:
-            lag = group_lag(settings)
-            if lag != last_lag:
-                log(f"  waiting for commits: lag {lag if lag is not None else '?'}")
-                last_lag = lag
-            if lag == 0:
-                break
-            if time.monotonic() > deadline:
-                raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
-            time.sleep(0.25)
+        with GroupOffsets(settings) as offsets:
+            while True:
+                lag = offsets.lag()
+                if lag != last_lag:
+                    log(f"  waiting for commits: lag {lag if lag is not None else '?'}")
+                    last_lag = lag
+                if lag == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
+                time.sleep(0.25)
         idle_since, seen = time.monotonic(), len(reader.records)
         while time.monotonic() - idle_since < 2.0:
             time.sleep(0.1)

@@ -14,9 +14,10 @@ the broker answers NOT_COORDINATOR (confluentinc/librdkafka#5040), which is exac
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -26,6 +27,10 @@ from cluster.offset_retry import RetryBudget, failure_message, next_delay
 from config.settings import Settings
 
 T = TypeVar("T")
+
+RDKAFKA_LOG = logging.getLogger("librdkafka")
+"""librdkafka's own log lines (a coordinator loading, a purged background queue) of the tools' clients,
+through Python logging: a command whose console a person reads sends them to its log file, not raw stderr"""
 
 DEFAULT_BUDGET = RetryBudget()
 
@@ -92,8 +97,16 @@ class GroupOffsets:
         self._bootstrap = k.bootstrap_servers
         self._budget = budget
         self._call_timeout_s = call_timeout_s
-        self._c = Consumer({**k.client_config(), "group.id": self.group_id, "enable.auto.commit": False})
-        self._admin = AdminClient(k.client_config())
+        self._c = Consumer(
+            {
+                **k.client_config(),
+                "group.id": self.group_id,
+                "enable.auto.commit": False,
+                "logger": RDKAFKA_LOG,
+            }
+        )
+        admin_config: dict[str, Any] = {**k.client_config(), "logger": RDKAFKA_LOG}
+        self._admin = AdminClient(admin_config)
         self._partitions: list[int] | None = None
 
     def _retry(self, operation: str, call: Callable[[float], T]) -> T:

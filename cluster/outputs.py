@@ -6,6 +6,7 @@ services should, so it sees exactly what they would.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -82,6 +83,7 @@ class OutputReader:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 20,
+                "logger": logging.getLogger("librdkafka"),
             }
         )
         self._c.subscribe(self.topics)
