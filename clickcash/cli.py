@@ -41,6 +41,22 @@ def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> 
     return load_settings(**overrides)
 
 
+def _start_stack(name: str) -> tuple[Any, Any]:
+    """Start a local Kafka + Redis; a failure to start (no Java, no redis-server, a broker not ready in time)
+    is one ``ServiceError`` line pointing at the services' logs, whose tails the original error carries."""
+    from cluster.local_stack import CACHE_DIR, LocalStack
+
+    stack = LocalStack(name, log=_log)
+    try:
+        return stack, stack.start()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ServiceError(
+            "local services", f"{first} (the services' logs are under {CACHE_DIR / 'run'})"
+        ) from exc
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the embedded stack, run the app on local Ray, push a campaign through it flat out, then a short
     paced phase for the latency a customer sees at a light load; report both, stop. The app's own log
@@ -64,8 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         if endpoints is None:
             _log("starting local Kafka and Redis ...")
-            stack = LocalStack("demo", log=_log)
-            endpoints = stack.start()
+            stack, endpoints = _start_stack("demo")
         else:
             _log(f"using running services: kafka {endpoints.bootstrap_servers}, redis {endpoints.redis_url}")
         settings = _settings(
@@ -134,13 +149,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from cluster.local_stack import STATE_FILE, LocalStack, running_services, stop_services
+    from cluster.local_stack import STATE_FILE, running_services, stop_services
 
     if args.action == "start":
         ep = running_services()
         if ep is None:
-            stack = LocalStack("services", log=_log)
-            stack.start()
+            stack, _ = _start_stack("services")
             ep = stack.detach()
         _log(f"kafka: {ep.bootstrap_servers}\nredis: {ep.redis_url}\npids: {list(ep.pids)}")
         _log(

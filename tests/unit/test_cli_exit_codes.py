@@ -54,3 +54,18 @@ def test_a_bug_is_not_disguised_as_a_service_error(monkeypatch: pytest.MonkeyPat
 def test_the_exit_codes_are_distinct() -> None:
     codes = [cli.EXIT_OK, cli.EXIT_CHECK_FAILED, cli.EXIT_CONFIG, cli.EXIT_SERVICE, cli.EXIT_RUN_FAILED]
     assert len(set(codes)) == len(codes)
+
+
+def test_local_services_that_do_not_start_are_one_line_pointing_at_their_logs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cluster.local_stack as local_stack
+
+    def not_ready(_self: object) -> object:
+        raise TimeoutError("kafka node 1: not ready after 90 s\n...log tail...\nmore")
+
+    monkeypatch.setattr(local_stack, "running_services", lambda: None)
+    monkeypatch.setattr(local_stack.LocalStack, "start", not_ready)
+    assert cli.main(["services", "start"]) == cli.EXIT_SERVICE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not ready after 90 s" in err and "logs are under" in err
