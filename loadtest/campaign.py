@@ -200,7 +200,10 @@ class CampaignGenerator:
         for w in weights:
             acc += w / total
             self._cum.append(acc)
-        self._backlog: list[tuple[str, str, dict[str, object]]] = []
+        self._backlog: list[tuple[str, str, dict[str, object], str | None]] = []
+        """follow-up events: (type, customer, data, campaign id as the order's: "" the mix's, None none)"""
+        self._order_campaign: str | None = ""
+        """the campaign of the order whose follow-ups are being planned"""
         self._recent: list[GeneratedEvent] = []
         self._campaign_units: dict[str, int] = {}
         """units each customer ordered in the campaign so far (``units_per_customer``)"""
@@ -294,8 +297,8 @@ class CampaignGenerator:
             prior = rng.choice(self._recent)
             return GeneratedEvent(prior.key, prior.value, prior.event_id, "duplicate")
         if self._backlog and rng.random() < 0.5:
-            etype, customer, data = self._backlog.pop(0)
-            ev = self._envelope(etype, customer, data, now)
+            etype, customer, data, followup_campaign = self._backlog.pop(0)
+            ev = self._envelope(etype, customer, data, now, followup_campaign)
         else:
             customer = self._customer()
             order_id, order = self._order(customer)
@@ -304,11 +307,16 @@ class CampaignGenerator:
             units = sum(int(item["quantity"]) for item in items)
             campaign = self._campaign_of_order(customer, units)
             ev = self._envelope("order.placed", customer, order, now, campaign)
+            self._order_campaign = campaign
             self._plan_followups(customer, order_id, order)
         self._recent.append(ev)
         if len(self._recent) > 1000:
             self._recent = self._recent[-500:]
         return ev
+
+    def _follow(self, event: tuple[str, str, dict[str, object]]) -> None:
+        """Queue a follow-up of the current order, in the order's campaign."""
+        self._backlog.append((*event, self._order_campaign))
 
     def _plan_followups(self, customer: str, order_id: str, order: dict[str, object]) -> None:
         if not self._mix.payment_outcomes:
@@ -328,18 +336,18 @@ class CampaignGenerator:
         if rng.random() < mix.decline_rate:
             hard = rng.random() < mix.hard_decline_share
             code = rng.choice(HARD_CODES if hard else SOFT_CODES)
-            self._backlog.append(("payment.declined", customer, {**base, "decline_code": code}))
+            self._follow(("payment.declined", customer, {**base, "decline_code": code}))
             if rng.random() < mix.method_update_rate:
                 pm = {
                     "type": "card",
                     "network": rng.choice(CARD_NETWORKS),
                     "token": f"tok_{rng.getrandbits(48):012x}",
                 }
-                self._backlog.append(
+                self._follow(
                     ("payment_method.updated", customer, {"customer_id": customer, "payment_method": pm})
                 )
         else:
-            self._backlog.append(("payment.authorized", customer, base))
+            self._follow(("payment.authorized", customer, base))
 
     def _plan_psp_outcome(self, customer: str, order_id: str, order: dict[str, object]) -> None:
         """The per-PSP model: the PSP by share (PayPal payments by PayPal), its approval rate, its split of
@@ -360,7 +368,7 @@ class CampaignGenerator:
             "currency": order["currency"],
         }
         if rng.random() < psp.approval_rate:
-            self._backlog.append(("payment.authorized", customer, base))
+            self._follow(("payment.authorized", customer, base))
             return
         r = rng.random()
         if r < psp.hard_share:
@@ -369,7 +377,7 @@ class CampaignGenerator:
             code = weighted_choice(rng, TECHNICAL_CODE_WEIGHTS)
         else:
             code = weighted_choice(rng, SOFT_CODE_WEIGHTS)
-        self._backlog.append(("payment.declined", customer, {**base, "decline_code": code}))
+        self._follow(("payment.declined", customer, {**base, "decline_code": code}))
         if rng.random() < mix.method_update_rate:
             wallet = rng.random() < 0.2
             pm = {
@@ -377,12 +385,12 @@ class CampaignGenerator:
                 "network": rng.choice(["applepay", "googlepay"] if wallet else CARD_NETWORKS),
                 "token": f"tok_{rng.getrandbits(48):012x}",
             }
-            self._backlog.append(
+            self._follow(
                 ("payment_method.updated", customer, {"customer_id": customer, "payment_method": pm})
             )
             if rng.random() < mix.recovery_rate:
                 others = [p for p in mix.psps if p.name != psp.name and p.share > 0] or [psp]
-                self._backlog.append(
+                self._follow(
                     ("payment.authorized", customer, {**base, "attempt": 2, "psp": rng.choice(others).name})
                 )
 
