@@ -36,8 +36,11 @@ class LogSummary:
         return f"{head}: {kinds}"
 
 
-def message_kind(msg: str) -> str:
-    """What a message is about, without its variable part: ``dead letter: not_utf8`` -> ``dead letter``."""
+def message_kind(msg: str, logger: str = "") -> str:
+    """What a message is about, without its variable part: ``dead letter: not_utf8`` -> ``dead letter``;
+    librdkafka's lines (``GETPID [thrd:main]: ...``) by their facility: ``librdkafka GETPID``."""
+    if logger == "librdkafka":
+        return f"librdkafka {(msg.split() or ['?'])[0]}"
     head = msg.split(":", 1)[0]
     words = [w for w in head.split() if not any(c.isdigit() for c in w)]
     return " ".join(words[:8]) or "(empty)"
@@ -60,7 +63,7 @@ def summarise(lines: Iterable[str]) -> LogSummary:
         level = str(rec["level"])
         out.by_level[level] += 1
         if level in ("WARNING", "ERROR", "CRITICAL"):
-            out.warnings[message_kind(str(rec["msg"]))] += 1
+            out.warnings[message_kind(str(rec["msg"]), str(rec.get("logger", "")))] += 1
     return out
 
 

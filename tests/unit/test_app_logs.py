@@ -18,6 +18,9 @@ def test_message_kind_drops_the_variable_part() -> None:
     assert message_kind("61 dead-letter log lines suppressed (more than 20 in 10 s)") == (
         "dead-letter log lines suppressed (more than in s)"
     )
+    assert message_kind("GETPID [thrd:main]: Failed to acquire idempotence PID", "librdkafka") == (
+        "librdkafka GETPID"
+    )
 
 
 def test_summarise_counts_records_and_groups_warnings() -> None:
