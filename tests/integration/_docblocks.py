@@ -1,6 +1,6 @@
 """The shell blocks of the README and docs/*.md, as the doc test runs them. Pure: text in, blocks out.
 
-Convention (docs/README-blocks in docs/loadtest.md explains it to writers):
+Convention (explained to writers in docs/loadtest.md, "Docs that are tests"):
 
 - every fenced block opened by a line that is exactly ```` ```bash ```` is run, in file order;
 - unless the line right before the fence is ``<!-- not-run: REASON -->`` (a real cluster, the suite itself,
