@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clickcash._errors import ClickcashError
+from clickcash._errors import ClickcashError, ConfigError, ServiceError
 
 
 def _log(msg: str) -> None:
@@ -41,28 +41,48 @@ def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> 
     return load_settings(**overrides)
 
 
+def _start_stack(name: str) -> tuple[Any, Any]:
+    """Start a local Kafka + Redis; a failure to start (no Java, no redis-server, a broker not ready in time)
+    is one ``ServiceError`` line pointing at the services' logs, whose tails the original error carries."""
+    from cluster.local_stack import CACHE_DIR, LocalStack
+
+    stack = LocalStack(name, log=_log)
+    try:
+        return stack, stack.start()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ServiceError(
+            "local services", f"{first} (the services' logs are under {CACHE_DIR / 'run'})"
+        ) from exc
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the embedded stack, run the app on local Ray, push a campaign through it, report, stop."""
+    """Start the embedded stack, run the app on local Ray, push a campaign through it flat out, then a short
+    paced phase for the latency a customer sees at a light load; report both, stop. The app's own log
+    records go to a file (path printed), counted at the end, so the console shows only progress and report."""
     import ray
 
     from cluster._ray import init_ray
     from cluster.app import App
+    from cluster.app_logs import AppLog
     from cluster.campaign_run import run_campaign
-    from cluster.local_stack import LocalStack, running_services
+    from cluster.local_stack import CACHE_DIR, LocalStack, running_services
     from cluster.topics import ensure_topics
-    from loadtest.campaign import CampaignMix
+    from loadtest.campaign import named_mix
 
     stack: LocalStack | None = None
     app: App | None = None
     endpoints = running_services()
+    group = f"clickcash-{args.command}-{int(time.time())}"
+    app_log = AppLog(CACHE_DIR / "logs" / f"{group}.log")
+    app_log.capture_driver()
     try:
         if endpoints is None:
             _log("starting local Kafka and Redis ...")
-            stack = LocalStack("demo", log=_log)
-            endpoints = stack.start()
+            stack, endpoints = _start_stack("demo")
         else:
             _log(f"using running services: kafka {endpoints.bootstrap_servers}, redis {endpoints.redis_url}")
-        group = f"clickcash-demo-{int(time.time())}"
         settings = _settings(
             args,
             endpoints,
@@ -73,24 +93,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ensure_topics(settings, partitions=args.partitions)
         _log(
             f"starting Ray ({args.num_cpus} CPUs) and the app: {settings.pipeline.shards} shards, "
-            f"{settings.pipeline.routers} router(s)"
+            f"{settings.pipeline.routers} router(s); the app's log records go to {app_log.path}"
         )
-        init_ray(settings)
+        init_ray(settings, log_to_driver=False)
         app = App(settings)
         app.start()
-        # a campaign's worth of shoppers, some busier than others; a steeper skew puts hundreds of orders
-        # on a few customers, which the per-campaign quantity guard rejects as abuse
-        mix = CampaignMix(customers=20_000, zipf_s=0.7)
+        # a campaign's worth of shoppers, some busier than others (`--mix abuse`: hot customers buy without
+        # end and most orders are rejected)
+        mix = named_mix(args.mix, customers=20_000, zipf_s=0.7)
         if args.warmup:
             _log(f"warming up with {args.warmup:,} events (group join, transactions, connections) ...")
             run_campaign(settings, args.warmup, mix=mix, seed=1, log=lambda _m: None)
-        _log(f"pushing {args.events:,} campaign events through {settings.kafka.input_topic} ...")
+        pace = f"at {args.rate:,.0f} events/s" if args.rate else "flat out"
+        _log(
+            f"pushing {args.events:,} campaign events ({args.mix} mix) {pace} "
+            f"through {settings.kafka.input_topic} ..."
+        )
         report = run_campaign(settings, args.events, mix=mix, rate_per_s=args.rate, log=_log)
+        paced = None
+        if args.paced_events and args.paced_rate:
+            _log(
+                f"then {args.paced_events:,} events paced at {args.paced_rate:,.0f} events/s, "
+                "for the latency at a light load ..."
+            )
+            paced = run_campaign(
+                settings, args.paced_events, mix=mix, seed=2, rate_per_s=args.paced_rate, log=lambda _m: None
+            )
         _log("")
-        _log(report.render())
+        _log(f"== {pace}: {args.events:,} events ==")
+        _log(report.render(mix=args.mix))
+        if paced is not None:
+            _log("")
+            _log(f"== paced at {args.paced_rate:,.0f} events/s: {args.paced_events:,} events ==")
+            _log(paced.render_latency())
         if args.json:
-            Path(args.json).write_text(json.dumps(report.__dict__, indent=2))
-        ok = report.duplicate_output_ids == 0 and report.orders_without_decision == 0
+            out = {**report.__dict__, "mix": args.mix, "paced": paced.__dict__ if paced else None}
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        runs = [report] if paced is None else [report, paced]
+        ok = all(r.duplicate_output_ids == 0 and r.orders_without_decision == 0 for r in runs)
         return 0 if ok else 1
     finally:
         if app is not None:
@@ -99,21 +139,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 app.stop()
             except ClickcashError as exc:
                 _log(f"warning: {exc}")
+        summary = app_log.finish()
         if ray.is_initialized():
             ray.shutdown()
         if stack is not None:
             _log("stopping local Kafka and Redis ...")
             stack.stop()
+        _log(summary.render(app_log.path))
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from cluster.local_stack import STATE_FILE, LocalStack, running_services, stop_services
+    from cluster.local_stack import STATE_FILE, running_services, stop_services
 
     if args.action == "start":
         ep = running_services()
         if ep is None:
-            stack = LocalStack("services", log=_log)
-            stack.start()
+            stack, _ = _start_stack("services")
             ep = stack.detach()
         _log(f"kafka: {ep.bootstrap_servers}\nredis: {ep.redis_url}\npids: {list(ep.pids)}")
         _log(
@@ -195,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a deployment's committed outputs against its input (run once the input has drained)."""
     from cluster.local_stack import running_services
-    from cluster.outputs import group_lag
+    from cluster.offsets import group_lag
     from cluster.verify import verify
 
     endpoints = running_services() if args.local else None
@@ -226,6 +267,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from loadtest.campaign import MIX_NAMES
+
     p = argparse.ArgumentParser(prog="clickcash", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -242,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", help="also write the report as JSON to this file")
     demo.add_argument("--warmup", type=int, default=0, help="events to push first, not measured")
+    demo.add_argument(
+        "--mix", choices=MIX_NAMES, default="campaign", help="traffic mix (abuse: most rejected)"
+    )
+    demo.add_argument(
+        "--paced-events",
+        type=int,
+        default=2_000,
+        help="events of the paced phase after the flat-out one (0: none)",
+    )
+    demo.add_argument("--paced-rate", type=float, default=200.0, help="events/s of the paced phase")
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser(
@@ -258,10 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-cpus", type=int, default=4)
     bench.add_argument("--warmup", type=int, default=5_000)
     bench.add_argument("--json", help="write the report as JSON to this file")
+    bench.add_argument(
+        "--mix", choices=MIX_NAMES, default="campaign", help="traffic mix (abuse: most rejected)"
+    )
     from loadtest.contenders.stages import add_stage_arguments
 
     add_stage_arguments(bench)
-    bench.set_defaults(func=cmd_bench)
+    bench.set_defaults(func=cmd_bench, paced_events=0, paced_rate=0.0)
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
     svc.add_argument("action", choices=["start", "stop", "status"])
@@ -302,17 +358,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_OK = 0
+"""the command did what it was asked and its checks passed"""
+EXIT_CHECK_FAILED = 1
+"""the command ran to the end but its checks failed (lost or duplicate outputs, a failed verify or SLO)"""
+EXIT_CONFIG = 2
+"""a setting, config file or command-line option is wrong (argparse's own usage errors are 2 too)"""
+EXIT_SERVICE = 3
+"""a service it talks to (Kafka, Redis, Ray) is unreachable or failing, after its retries"""
+EXIT_RUN_FAILED = 4
+"""the run could not complete for another stated reason (e.g. the input did not drain in time)"""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C"""
+
+_SERVICE_MODULES = {"confluent_kafka": "kafka", "cimpl": "kafka", "redis": "redis", "ray": "ray"}
+
+
+def _service_of(exc: BaseException) -> str | None:
+    """The service whose client library raised ``exc`` when it escaped untranslated, else None."""
+    root = type(exc).__module__.split(".")[0]
+    return _SERVICE_MODULES.get(root)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every expected failure is one line on stderr and a documented exit code
+    (docs/exit-codes.md), never a traceback. A traceback means a bug."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as exc:
+        print(f"clickcash: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ServiceError as exc:
+        print(f"clickcash: {exc.service} error: {exc.message}", file=sys.stderr)
+        return EXIT_SERVICE
     except ClickcashError as exc:
         print(f"clickcash: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         print("clickcash: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        service = _service_of(exc)
+        if service is None:
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"clickcash: {service} error: {type(exc).__name__}: {text}; check that {service} is running "
+            "and reachable (`clickcash services status` for the local Kafka and Redis)",
+            file=sys.stderr,
+        )
+        return EXIT_SERVICE
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ RAY_CLIENT_ATTEMPTS = 3
 """connections tried when a Ray Client server fails to start for this client (see :func:`init_ray`)"""
 
 
-def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None:
+def init_ray(settings: Settings, *, default_num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Join ``ray.address`` or start a local instance with an explicit CPU count.
 
     Ray 2.60 reads the auth mode from ``RAY_AUTH_MODE`` only, so it is set here from ``ray.auth_mode``
@@ -69,6 +69,9 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
     set explicitly, so unless ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH`` names one, the token of the local
     cache folder is used (generated on first use, mode 0600): right for local instances and local clusters
     (:mod:`cluster._ray_nodes`); a remote cluster needs its own token in one of those variables.
+
+    ``log_to_driver=False`` keeps the actors' log lines off this process's console (for commands whose output
+    a person reads; :mod:`cluster.app_logs` collects them into a file instead).
     """
     if ray.is_initialized():
         return
@@ -120,6 +123,6 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None) -> None
         namespace=settings.ray.namespace,
         include_dashboard=False,
         logging_level=logging.WARNING,
-        log_to_driver=True,
+        log_to_driver=log_to_driver,
         runtime_env=runtime_env,
     )

@@ -9,21 +9,20 @@ unavailable with its last counters kept.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from clickcash._errors import ConfigError
+from clickcash._errors import ConfigError, ServiceError
 from cluster.breakers import BreakerProbe, breaker_probe
 from cluster.control import start_control_actor
 from cluster.metric_defs import MetricsModel, PartitionLag, Poll, Topics
 from cluster.metrics import MetricsServer
+from cluster.offset_retry import RetryBudget
+from cluster.offsets import GroupOffsets
 from cluster.status_view import build_status
 from cluster.watchdog import PartitionProgress, StallWatchdog
 from config.settings import Settings
@@ -80,52 +79,35 @@ class StatsPoller:
 
 
 class LagProbe:
-    """The consumer group's committed offsets and the input topic's end offsets: two Kafka requests.
+    """The consumer group's committed offsets and the input topic's end offsets: two Kafka requests, through
+    :class:`cluster.offsets.GroupOffsets` (a non-member consumer of the app's group; see there why not the
+    admin client). A probe retries transient coordinator errors only briefly: the monitor asks again at its
+    next poll, and publishes "lag unknown" meanwhile rather than stalling."""
 
-    The committed offsets come from a consumer in the app's group that never subscribes (so it never
-    joins the group), not from ``AdminClient.list_consumer_group_offsets``: librdkafka 2.x segfaults in
-    that admin call when the broker answers NOT_COORDINATOR (a NULL consumer-group handle in
-    ``rd_kafka_cgrp_op``, confluentinc/librdkafka#5040), which happens on a freshly started Kafka or for a
-    group that has not committed yet. That crashed the ``clickcash run`` driver (SIGSEGV in ``rdk:main``).
-    """
+    BUDGET = RetryBudget(budget_s=2.0)
 
     def __init__(self, settings: Settings) -> None:
-        self._topic = settings.kafka.input_topic
-        self._admin = AdminClient(settings.kafka.client_config())
-        self._offsets = Consumer(
-            {
-                **settings.kafka.client_config(),
-                "group.id": settings.kafka.group_id,
-                "enable.auto.commit": False,
-            }
-        )
+        self._offsets = GroupOffsets(settings, budget=self.BUDGET, call_timeout_s=5.0)
 
     def read(self, timeout_s: float = 5.0) -> list[PartitionLag]:
+        del timeout_s  # bounded by the probe's retry budget and call timeout
         try:
-            meta = self._admin.list_topics(self._topic, timeout=timeout_s).topics[self._topic]
-            tps = [TopicPartition(self._topic, p) for p in sorted(meta.partitions)]
-            if not tps:
-                return []
-            ends = self._admin.list_offsets(
-                {tp: OffsetSpec.latest() for tp in tps}, request_timeout=timeout_s
-            )
-            committed = {tp.partition: tp.offset for tp in self._offsets.committed(tps, timeout=timeout_s)}
-            out = []
-            for tp, fut in sorted(ends.items(), key=lambda kv: kv[0].partition):
-                end = fut.result(timeout=timeout_s).offset
-                c = committed.get(tp.partition, -1)
-                if c is None or c < 0:
-                    out.append(PartitionLag(tp.partition, None, end if end > 0 else 0))
-                else:
-                    out.append(PartitionLag(tp.partition, c, max(0, end - c)))
-            return out
-        except (KafkaException, TimeoutError, KeyError) as exc:
-            log.warning("consumer lag unknown for now: %s", exc)
+            ends = self._offsets.ends()
+            committed = self._offsets.committed()
+        except ServiceError as exc:
+            log.warning("consumer lag unknown for now: %s", exc.message)
             return []
+        out = []
+        for p, end in sorted(ends.items()):
+            c = committed.get(p)
+            if c is None:
+                out.append(PartitionLag(p, None, end if end > 0 else 0))
+            else:
+                out.append(PartitionLag(p, c, max(0, end - c)))
+        return out
 
     def close(self) -> None:
-        with contextlib.suppress(RuntimeError):  # already closed
-            self._offsets.close()
+        self._offsets.close()
 
 
 class Monitor:

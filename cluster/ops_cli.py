@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from clickcash._errors import ClickcashError
+from clickcash._errors import ClickcashError, ServiceError
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
@@ -72,9 +72,10 @@ class _StatusSource:
         self.settings = settings
         self.control, routers, shards = _find_app(settings)
         if self.control is None and not routers:
-            raise ClickcashError(
+            raise ServiceError(
+                "ray",
                 f"no clickcash app in Ray namespace {settings.ray.namespace!r} "
-                "(is `clickcash run` running there? --namespace / CLICKCASH_RAY__NAMESPACE)"
+                "(is `clickcash run` running there? --namespace / CLICKCASH_RAY__NAMESPACE)",
             )
         self._monitor = None
         if self.control is None:
@@ -147,7 +148,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             "--force stops them by name (drain, then remove)"
         )
     else:
-        raise ClickcashError(f"no clickcash app in Ray namespace {ns!r}")
+        raise ServiceError("ray", f"no clickcash app in Ray namespace {ns!r}")
     router_prefix = "router-"
     _wait(lambda: not named_actors(ns, router_prefix), args)
     print("stopped: every router drained, committed and left; the app's actors are gone")

@@ -1,4 +1,4 @@
-"""Reading what clickcash wrote: committed output records, and how far the group lags the input.
+"""Reading what clickcash wrote: committed output records (how far the group lags is ``cluster.offsets``).
 
 Used by the demo, the benchmark and the integration tests; it reads with ``read_committed`` as downstream
 services should, so it sees exactly what they would.
@@ -6,6 +6,7 @@ services should, so it sees exactly what they would.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
 from config.settings import Settings
 
@@ -82,6 +83,7 @@ class OutputReader:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 20,
+                "logger": logging.getLogger("librdkafka"),
             }
         )
         self._c.subscribe(self.topics)
@@ -112,43 +114,3 @@ class OutputReader:
 
     def close(self) -> None:
         self._c.close()
-
-
-_COORDINATOR_MOVING = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError._TIMED_OUT,
-    KafkaError._WAIT_COORD,
-}
-
-
-def group_lag(settings: Settings, topic: str | None = None, group_id: str | None = None) -> int | None:
-    """Events in ``topic`` past the group's committed offsets; None while the group has committed nothing
-    on some non-empty partition yet."""
-    k = settings.kafka
-    topic = topic or k.input_topic
-    c = Consumer({**k.client_config(), "group.id": group_id or k.group_id, "enable.auto.commit": False})
-    try:
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        tps = [TopicPartition(topic, p) for p in meta.partitions]
-        try:
-            committed = c.committed(tps, timeout=10)
-        except KafkaException as exc:
-            if exc.args and (exc.args[0].retriable() or exc.args[0].code() in _COORDINATOR_MOVING):
-                return None  # the group coordinator is moving or loading: unknown for now
-            raise
-        lag = 0
-        for tp in committed:
-            try:
-                _, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            except KafkaException:
-                return None  # a broker is unreachable: lag unknown for now
-            if tp.offset < 0:
-                if high > 0:
-                    return None
-                continue
-            lag += max(0, high - tp.offset)
-        return lag
-    finally:
-        c.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -22,7 +25,8 @@ producer (a client with a skewed clock cannot move a decision), and it never run
 def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: int = 1) -> None:
     """Create missing topics (the input with :data:`INPUT_TOPIC_CONFIG`); existing ones are left as they
     are."""
-    admin = AdminClient(settings.kafka.client_config())
+    config: dict[str, Any] = {**settings.kafka.client_config(), "logger": logging.getLogger("librdkafka")}
+    admin = AdminClient(config)
     with map_exceptions("kafka", KafkaException):
         existing = set(admin.list_topics(timeout=30).topics)
         wanted = [

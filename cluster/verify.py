@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from actors.shard import OutputTopics, Shard
 from actors.state import InMemoryStateStore
 from clickcash.events import TIMER_SOURCE
+from cluster.offsets import group_positions
 from cluster.outputs import OutputReader
 from config.domain import load_domain_config
 from config.settings import Settings
@@ -71,19 +72,6 @@ class VerifyReport:
         if self.examples:
             text += "\n  " + "\n  ".join(self.examples[:10])
         return text
-
-
-def group_positions(settings: Settings) -> dict[int, int]:
-    """The app's consumer group's committed offset per input partition (0 where none): the inputs it
-    declares processed, since offsets commit in the same transaction as the outputs."""
-    topic = settings.kafka.input_topic
-    c = Consumer({**settings.kafka.client_config(), "group.id": settings.kafka.group_id})
-    try:
-        parts = c.list_topics(topic, timeout=30).topics[topic].partitions
-        committed = c.committed([TopicPartition(topic, p) for p in parts], timeout=30)
-        return {tp.partition: max(tp.offset, 0) for tp in committed}
-    finally:
-        c.close()
 
 
 InputRecord = tuple[int, bytes | None, bytes | None, int]

@@ -98,10 +98,66 @@ class CampaignMix:
     """share of payment-method updates followed by a successful new authorization (ends dunning)"""
     payment_outcomes: bool = True
     """False when something else answers for the PSPs (``loadtest.psp_sim``): orders only"""
+    units_per_customer: int | None = 55
+    """units a customer orders under the campaign; their later orders are regular purchases (no campaign id,
+    so no campaign limit). None: every order is a campaign order, and a hot customer buys without end. A real
+    campaign's shoppers order a handful of units: with 55 against the guard's per-campaign limit of 50
+    (config/domain.toml), the orders that take a busy customer past 50 are rejected (measured: about 1 % of
+    orders on the load-test mix, 0.5 % on the demo's), the rest accepted. Customers stay Zipf-skewed: hot
+    keys still load one partition, shard and state far more than cold ones"""
+    regional_methods: bool = True
+    """pay only with networks the order's region accepts (a checkout offers only those); False also sends
+    e.g. amex in the euro zone, which the guard rejects"""
+
+    @property
+    def name(self) -> str:
+        """``campaign`` or ``abuse`` when the two knobs that tell them apart match one, else ``custom``."""
+        for name, knobs in MIX_KNOBS.items():
+            if all(getattr(self, k) == v for k, v in knobs.items()):
+                return name
+        return "custom"
 
 
-def loadtest_mix(**overrides: Any) -> CampaignMix:
-    """The mix of ``clickcash loadtest``: many customers (Zipf-skewed), per-PSP outcomes, recoveries."""
+MIX_KNOBS: dict[str, dict[str, Any]] = {
+    "campaign": {"units_per_customer": 55, "regional_methods": True},
+    "abuse": {"units_per_customer": None, "regional_methods": False},
+}
+"""The named traffic mixes (``--mix``). ``campaign`` (the default): most orders are accepted (under 10 %
+rejected), as in a real campaign, so a load test measures the full decision path. ``abuse``: hot customers
+buy without end and pay with methods their region refuses, so most orders are rejected by the quantity and
+method guards: it exercises the rejection path (and flatters throughput, which is why it is not the
+default)."""
+MIX_NAMES: tuple[str, ...] = tuple(MIX_KNOBS)
+
+# networks each generated country's checkout offers (config/domain.toml [orders.regions.*]), card first
+_REGION_NETWORKS: dict[str, frozenset[str]] = {
+    "US": frozenset({"visa", "mastercard", "amex", "paypal", "applepay", "googlepay"}),
+    "GB": frozenset({"visa", "mastercard", "amex", "paypal", "applepay", "googlepay"}),
+    "DE": frozenset({"visa", "mastercard", "paypal", "applepay", "googlepay"}),
+    "FR": frozenset({"visa", "mastercard", "paypal", "applepay", "googlepay"}),
+    "NL": frozenset({"visa", "mastercard", "paypal", "applepay"}),
+}
+
+
+def decisions_line(mix: str | None, outputs_by_type: dict[str, int]) -> str:
+    """The traffic mix and the orders' accepted/rejected split: a run on a mostly rejected mix measures the
+    cheap rejection path, so a reader needs both next to the throughput."""
+    accepted = outputs_by_type.get("order.accepted", 0)
+    rejected = outputs_by_type.get("order.rejected", 0)
+    share = f" ({rejected / (accepted + rejected):.1%} rejected)" if accepted + rejected else ""
+    return f"traffic mix: {mix or 'unknown'}; orders accepted {accepted:,}, rejected {rejected:,}{share}"
+
+
+def named_mix(name: str, **overrides: Any) -> CampaignMix:
+    """``CampaignMix`` of a named mix (see ``MIX_KNOBS``) with ``overrides``; ValueError names the choices."""
+    if name not in MIX_KNOBS:
+        raise ValueError(f"mix: unknown mix {name!r}; choose one of {', '.join(MIX_NAMES)}")
+    return CampaignMix(**{**MIX_KNOBS[name], **overrides})
+
+
+def loadtest_mix(mix: str = "campaign", **overrides: Any) -> CampaignMix:
+    """The mix of ``clickcash loadtest`` and ``clickcash compare``: many customers (Zipf-skewed), per-PSP
+    outcomes, recoveries; ``mix`` names the shoppers' behaviour (``campaign`` or ``abuse``)."""
     base: dict[str, Any] = {
         "customers": 50_000,
         "psps": DEFAULT_PSPS,
@@ -109,7 +165,7 @@ def loadtest_mix(**overrides: Any) -> CampaignMix:
         "method_update_rate": 0.35,
     }
     base.update(overrides)
-    return CampaignMix(**base)
+    return named_mix(mix, **base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +200,38 @@ class CampaignGenerator:
         for w in weights:
             acc += w / total
             self._cum.append(acc)
-        self._backlog: list[tuple[str, str, dict[str, object]]] = []
+        self._backlog: list[tuple[str, str, dict[str, object], str | None]] = []
+        """follow-up events: (type, customer, data, campaign id as the order's: "" the mix's, None none)"""
+        self._order_campaign: str | None = ""
+        """the campaign of the order whose follow-ups are being planned"""
         self._recent: list[GeneratedEvent] = []
+        self._campaign_units: dict[str, int] = {}
+        """units each customer ordered in the campaign so far (``units_per_customer``)"""
 
     def _customer(self) -> str:
         i = min(bisect.bisect_left(self._cum, self._rng.random()), self._mix.customers - 1)
         return f"{self._customer_prefix}-c{i:06d}"
 
-    def _envelope(self, etype: str, customer: str, data: dict[str, object], now: datetime) -> GeneratedEvent:
+    def _campaign_of_order(self, customer: str, units: int) -> str | None:
+        """The campaign an order of ``units`` belongs to: the mix's, until the customer's campaign budget
+        (``units_per_customer``) would be exceeded; after that their orders are regular purchases (no
+        campaign, so no campaign limit applies)."""
+        budget = self._mix.units_per_customer
+        bought = self._campaign_units.get(customer, 0)
+        if budget is not None and bought > 0 and bought + units > budget:
+            return None
+        self._campaign_units[customer] = bought + units
+        return self._mix.campaign_id
+
+    def _envelope(
+        self,
+        etype: str,
+        customer: str,
+        data: dict[str, object],
+        now: datetime,
+        campaign: str | None = "",
+    ) -> GeneratedEvent:
+        """``campaign``: the event's campaign id; "" for the mix's, None for none (attribute left out)."""
         self._seq += 1
         eid = f"{self._run}-e{self._seq:09d}"
         body = {
@@ -162,9 +242,11 @@ class CampaignGenerator:
             "time": now.isoformat(),
             "partitionkey": customer,
             "correlationid": f"{self._run}-corr-{self._seq}",
-            "campaignid": self._mix.campaign_id,
+            "campaignid": self._mix.campaign_id if campaign == "" else campaign,
             "data": data,
         }
+        if body["campaignid"] is None:
+            del body["campaignid"]
         return GeneratedEvent(customer.encode(), orjson.dumps(body), eid, etype)
 
     def _order(self, customer: str) -> tuple[str, dict[str, object]]:
@@ -175,6 +257,8 @@ class CampaignGenerator:
         network = rng.choice(WALLETS if wallet else CARD_NETWORKS)
         if network == "paypal" and country not in ("US", "GB", "DE", "FR", "NL"):
             network = "visa"
+        if self._mix.regional_methods and network not in _REGION_NETWORKS.get(country, frozenset({network})):
+            network = "visa" if not wallet else "paypal"
         items = []
         for n in range(max(1, min(8, int(rng.expovariate(0.6)) + 1))):
             price = max(99, int(rng.lognormvariate(7.9, 0.9)))
@@ -213,17 +297,26 @@ class CampaignGenerator:
             prior = rng.choice(self._recent)
             return GeneratedEvent(prior.key, prior.value, prior.event_id, "duplicate")
         if self._backlog and rng.random() < 0.5:
-            etype, customer, data = self._backlog.pop(0)
-            ev = self._envelope(etype, customer, data, now)
+            etype, customer, data, followup_campaign = self._backlog.pop(0)
+            ev = self._envelope(etype, customer, data, now, followup_campaign)
         else:
             customer = self._customer()
             order_id, order = self._order(customer)
-            ev = self._envelope("order.placed", customer, order, now)
+            items = order["items"]
+            assert isinstance(items, list)
+            units = sum(int(item["quantity"]) for item in items)
+            campaign = self._campaign_of_order(customer, units)
+            ev = self._envelope("order.placed", customer, order, now, campaign)
+            self._order_campaign = campaign
             self._plan_followups(customer, order_id, order)
         self._recent.append(ev)
         if len(self._recent) > 1000:
             self._recent = self._recent[-500:]
         return ev
+
+    def _follow(self, event: tuple[str, str, dict[str, object]]) -> None:
+        """Queue a follow-up of the current order, in the order's campaign."""
+        self._backlog.append((*event, self._order_campaign))
 
     def _plan_followups(self, customer: str, order_id: str, order: dict[str, object]) -> None:
         if not self._mix.payment_outcomes:
@@ -243,18 +336,18 @@ class CampaignGenerator:
         if rng.random() < mix.decline_rate:
             hard = rng.random() < mix.hard_decline_share
             code = rng.choice(HARD_CODES if hard else SOFT_CODES)
-            self._backlog.append(("payment.declined", customer, {**base, "decline_code": code}))
+            self._follow(("payment.declined", customer, {**base, "decline_code": code}))
             if rng.random() < mix.method_update_rate:
                 pm = {
                     "type": "card",
                     "network": rng.choice(CARD_NETWORKS),
                     "token": f"tok_{rng.getrandbits(48):012x}",
                 }
-                self._backlog.append(
+                self._follow(
                     ("payment_method.updated", customer, {"customer_id": customer, "payment_method": pm})
                 )
         else:
-            self._backlog.append(("payment.authorized", customer, base))
+            self._follow(("payment.authorized", customer, base))
 
     def _plan_psp_outcome(self, customer: str, order_id: str, order: dict[str, object]) -> None:
         """The per-PSP model: the PSP by share (PayPal payments by PayPal), its approval rate, its split of
@@ -275,7 +368,7 @@ class CampaignGenerator:
             "currency": order["currency"],
         }
         if rng.random() < psp.approval_rate:
-            self._backlog.append(("payment.authorized", customer, base))
+            self._follow(("payment.authorized", customer, base))
             return
         r = rng.random()
         if r < psp.hard_share:
@@ -284,7 +377,7 @@ class CampaignGenerator:
             code = weighted_choice(rng, TECHNICAL_CODE_WEIGHTS)
         else:
             code = weighted_choice(rng, SOFT_CODE_WEIGHTS)
-        self._backlog.append(("payment.declined", customer, {**base, "decline_code": code}))
+        self._follow(("payment.declined", customer, {**base, "decline_code": code}))
         if rng.random() < mix.method_update_rate:
             wallet = rng.random() < 0.2
             pm = {
@@ -292,12 +385,12 @@ class CampaignGenerator:
                 "network": rng.choice(["applepay", "googlepay"] if wallet else CARD_NETWORKS),
                 "token": f"tok_{rng.getrandbits(48):012x}",
             }
-            self._backlog.append(
+            self._follow(
                 ("payment_method.updated", customer, {"customer_id": customer, "payment_method": pm})
             )
             if rng.random() < mix.recovery_rate:
                 others = [p for p in mix.psps if p.name != psp.name and p.share > 0] or [psp]
-                self._backlog.append(
+                self._follow(
                     ("payment.authorized", customer, {**base, "attempt": 2, "psp": rng.choice(others).name})
                 )
 

@@ -109,23 +109,15 @@ def resolve_settings(args: argparse.Namespace, run_id: str) -> Any:
 
 
 def start_at_end(settings: Any) -> None:
-    """Commit a fresh group's offsets at the input topic's end, so the app skips earlier runs' events."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Commit a fresh group's offsets at the input topic's end, so the app skips earlier runs' events.
 
-    k = settings.kafka
-    c = Consumer({**k.client_config(), "group.id": k.group_id, "enable.auto.commit": False})
-    try:
-        meta = c.list_topics(k.input_topic, timeout=10).topics[k.input_topic]
-        tps = [TopicPartition(k.input_topic, p) for p in sorted(meta.partitions)]
-        if any(tp.offset >= 0 for tp in c.committed(tps, timeout=10)):
-            return
-        ends = [
-            TopicPartition(k.input_topic, tp.partition, c.get_watermark_offsets(tp, timeout=10)[1])
-            for tp in tps
-        ]
-        c.commit(offsets=ends, asynchronous=False)
-    finally:
-        c.close()
+    On a fresh broker this is the first offsets request, which makes the broker create its offsets topic;
+    :class:`cluster.offsets.GroupOffsets` waits that out (NOT_COORDINATOR for a few seconds) within its
+    retry budget."""
+    from cluster.offsets import GroupOffsets
+
+    with GroupOffsets(settings) as offsets:
+        offsets.start_at_end()
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
@@ -144,8 +136,15 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     if args.create_topics or args.with_app:
         ensure_topics(settings, partitions=args.partitions)
     app = None
+    app_log = None
+    if args.with_app:
+        from cluster.app_logs import AppLog
+
+        app_log = AppLog(folder / "app.log")
+        app_log.capture_driver()
     try:
         if args.with_app:
+            _log(f"the app's log records go to {folder / 'app.log'}")
             app = _start_app(settings)
         result = run_loadtest(
             args,
@@ -159,7 +158,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
     finally:
         if app is not None:
-            _stop_app(app)
+            _stop_app(app, app_log)
+        elif app_log is not None:
+            _log(app_log.finish().render(app_log.path))
 
 
 def _start_app(settings: Any) -> Any:
@@ -171,7 +172,7 @@ def _start_app(settings: Any) -> Any:
         f"starting Ray ({settings.ray.num_cpus} CPUs) and the app: {settings.pipeline.shards} shards, "
         f"{settings.pipeline.routers} router(s), group {settings.kafka.group_id}"
     )
-    init_ray(settings)
+    init_ray(settings, log_to_driver=False)
     app = App(settings)
     app.start()
     k = settings.kafka
@@ -188,7 +189,7 @@ def _start_app(settings: Any) -> Any:
     raise ClickcashError("the app's routers were not assigned the input partitions within 60 s")
 
 
-def _stop_app(app: Any) -> None:
+def _stop_app(app: Any, app_log: Any) -> None:
     import ray
 
     _log("stopping the app (draining and committing) ...")
@@ -196,6 +197,8 @@ def _stop_app(app: Any) -> None:
         app.stop()
     except ClickcashError as exc:
         _log(f"warning: {exc}")
+    if app_log is not None:
+        _log(app_log.finish().render(app_log.path))
     if ray.is_initialized():
         ray.shutdown()
 

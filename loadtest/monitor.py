@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from clickcash._errors import ServiceError
+from cluster.offset_retry import RetryBudget
+from cluster.offsets import GroupOffsets
 from config.settings import Settings
 from loadtest._spec import (
     KIND_HEADER,
@@ -50,36 +53,37 @@ log = logging.getLogger("loadtest.monitor")
 
 
 class LagSampler:
-    """The app group's lag on the input topic and its committed offsets, sampled every ``interval_s``."""
+    """The app group's lag on the input topic and its committed offsets, sampled every ``interval_s``
+    through :class:`cluster.offsets.GroupOffsets`; a sample that cannot be read within a short retry budget
+    (a coordinator moving) is recorded as unknown and the next one tries again."""
 
     def __init__(self, settings: Settings, group_id: str, interval_s: float = 1.0) -> None:
-        k = settings.kafka
-        self._topic = k.input_topic
-        self._c = Consumer({**k.client_config(), "group.id": group_id, "enable.auto.commit": False})
+        self._offsets = GroupOffsets(
+            settings, group_id=group_id, budget=RetryBudget(budget_s=interval_s * 2), call_timeout_s=5.0
+        )
         self._interval = interval_s
         self.samples: list[LagSample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
-        meta = self._c.list_topics(self._topic, timeout=10).topics[self._topic]
-        self._tps = [TopicPartition(self._topic, p) for p in sorted(meta.partitions)]
-        self.partitions = len(self._tps)
+        self.partitions = len(self._offsets.partitions())
 
     def sample(self) -> LagSample:
         at = time.time()
         try:
-            committed = self._c.committed(self._tps, timeout=5)
-            highs = [self._c.get_watermark_offsets(tp, timeout=5, cached=False)[1] for tp in self._tps]
-        except KafkaException as exc:
+            committed = self._offsets.committed()
+            highs = self._offsets.ends()
+        except ServiceError as exc:
             log.debug("lag sample failed: %s", exc)
             return LagSample(at, None, None)
         lag, total, known = 0, 0, True
-        for tp, high in zip(committed, highs, strict=True):
-            if tp.offset < 0:
+        for p, high in highs.items():
+            c = committed.get(p)
+            if c is None:
                 if high > 0:
                     known = False
                 continue
-            lag += max(0, high - tp.offset)
-            total += tp.offset
+            lag += max(0, high - c)
+            total += c
         return LagSample(at, lag if known else None, total if known else None)
 
     def _run(self) -> None:
@@ -94,7 +98,7 @@ class LagSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(15)
-        self._c.close()
+        self._offsets.close()
 
     @property
     def last(self) -> LagSample | None:
@@ -298,6 +302,7 @@ class Monitor:
         summary["start_offsets"] = self.start_offsets
         summary["topics"] = {"input": self.input_topic, "outputs": self.output_topics}
         summary["group_id"] = self.settings.kafka.group_id
+        summary["mix"] = self.spec.extra.get("options", {}).get("mix")
         summary["drained"] = self.drained()
         write_json_atomic(self.folder / SUMMARY_FILE, summary)
         write_timeline(self.folder / TIMELINE_FILE, timeline)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.campaign import CampaignMix, loadtest_mix
+from loadtest.campaign import MIX_NAMES, CampaignMix, loadtest_mix
 from loadtest.shapes import SHAPES, ShapeParams
 
 
@@ -52,6 +52,14 @@ SHAPE_OPTIONS: tuple[Option, ...] = (
 )
 
 TRAFFIC_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--mix",
+        str,
+        "campaign",
+        "shoppers' behaviour: campaign (most orders accepted) or abuse (hot customers buy without end, "
+        "most orders rejected)",
+        MIX_NAMES,
+    ),
     Option("--customers", int, _M.customers, "customer population (Zipf-skewed: few hot, most cold)"),
     Option("--zipf-s", float, _M.zipf_s, "Zipf exponent of customer activity"),
     Option("--duplicate-rate", float, _M.duplicate_rate, "share of re-sent duplicates"),
@@ -149,6 +157,7 @@ def shape_params(ns: Any) -> ShapeParams:
 
 def campaign_mix(ns: Any) -> CampaignMix:
     return loadtest_mix(
+        str(ns.mix),
         customers=int(ns.customers),
         zipf_s=float(ns.zipf_s),
         duplicate_rate=float(ns.duplicate_rate),

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loadtest.campaign import decisions_line
 from loadtest.summary import SUSTAINED_WINDOW_S, TimelineRow
 
 PLOT_FILE = "plot.png"
@@ -40,6 +41,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         "",
         f"shape: {summary['shape']['kind']}, "
         + ", ".join(f"{p['name']} {p['start_s']:.0f}-{p['end_s']:.0f} s" for p in summary["phases"]),
+        "",
+        decisions_line(summary.get("mix"), summary["outputs"]["by_type"]),
         "",
         "| measure | value |",
         "| --- | --- |",

@@ -14,7 +14,8 @@ import ray
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cluster.app import App
-from cluster.outputs import OutputReader, OutputRecord, group_lag
+from cluster.offsets import group_lag
+from cluster.outputs import OutputReader, OutputRecord
 from config.settings import Settings
 
 SettingsFactory = Callable[..., Settings]

@@ -24,7 +24,7 @@ from clickcash.events import TIMER_SOURCE
 from cluster._procs import free_port
 from cluster._ray_nodes import LocalRayCluster
 from cluster.metric_defs import INPUT_TYPE_LABELS, exported_names
-from cluster.outputs import group_lag
+from cluster.offsets import group_lag
 from config.domain import load_domain_config
 from config.settings import ENV_PREFIX, Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
@@ -317,7 +317,7 @@ def test_run_status_and_stop_as_separate_drivers(
     logs = [orjson.loads(line) for line in err_path.read_text().splitlines() if line.startswith("{")]
     assert any(rec.get("logger") == "cluster.monitor" and "metrics on" in rec["msg"] for rec in logs), logs
     gone = _clickcash(["status", "--address", address], env)
-    assert gone.returncode == 2 and "no clickcash app" in gone.stderr
+    assert gone.returncode == 3 and "no clickcash app" in gone.stderr  # EXIT_SERVICE
 
 
 def test_a_stuck_shard_is_reported_stalled_in_metrics_status_and_health(

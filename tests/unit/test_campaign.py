@@ -25,6 +25,7 @@ MIXES = {
     "default": CampaignMix(),
     "noisy": CampaignMix(duplicate_rate=0.05, malformed_rate=0.02),
     "loadtest": loadtest_mix(),
+    "abuse": loadtest_mix("abuse"),
 }
 
 
@@ -126,12 +127,17 @@ def test_every_event_decodes_cleanly_and_every_malformed_one_is_dead_lettered(
 
 
 def test_generated_orders_add_up_and_carry_the_campaign(traffic: dict[str, list[GeneratedEvent]]) -> None:
+    units: Counter[str] = Counter()
     for e in traffic["default"]:
         if e.kind != "order.placed":
             continue
         body = orjson.loads(e.value)
-        assert body["campaignid"] == "spring-sale"
         data = body["data"]
+        if "campaignid" in body:
+            assert body["campaignid"] == "spring-sale"
+            units[data["customer_id"]] += sum(i["quantity"] for i in data["items"])
+        else:  # a regular purchase of a customer past the campaign budget
+            assert units[data["customer_id"]] > 0
         assert data["total_cents"] == sum(i["quantity"] * i["unit_price_cents"] for i in data["items"])
         assert not data["payment_method"]["token"].isdigit()
 
@@ -144,3 +150,25 @@ def test_customer_prefix_shares_customers_but_not_event_ids() -> None:
     assert {e.key for e in ea if e.key} & {e.key for e in eb if e.key}
     assert all(e.key is None or e.key.startswith(b"pop-") for e in ea + eb)
     assert not {e.event_id for e in ea if e.event_id} & {e.event_id for e in eb if e.event_id}
+
+
+def test_campaign_orders_stay_within_each_customers_budget(traffic: dict[str, list[GeneratedEvent]]) -> None:
+    budget = MIXES["default"].units_per_customer
+    assert budget is not None
+    units: Counter[str] = Counter()
+    for e in traffic["default"]:
+        body = orjson.loads(e.value) if e.kind == "order.placed" else {}
+        if "campaignid" in body:
+            units[body["data"]["customer_id"]] += sum(i["quantity"] for i in body["data"]["items"])
+    assert max(units.values()) <= budget
+
+
+def test_the_abuse_mix_puts_every_order_in_the_campaign(traffic: dict[str, list[GeneratedEvent]]) -> None:
+    orders = [orjson.loads(e.value) for e in traffic["abuse"] if e.kind == "order.placed"]
+    assert orders and all(o["campaignid"] == "spring-sale" for o in orders)
+    assert MIXES["abuse"].name == "abuse" and MIXES["loadtest"].name == "campaign"
+
+
+def test_an_unknown_mix_name_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match="campaign, abuse"):
+        loadtest_mix("spiky")
