@@ -19,9 +19,19 @@ INPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 producer (a client with a skewed clock cannot move a decision), and it never runs backwards in a partition."""
 
 
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """The configuration a topic is created with: ``max.message.bytes`` from ``kafka.max_message_bytes``
+    on every topic (the clients' ``message.max.bytes`` comes from the same setting, so what the producer
+    accepts the broker accepts too), and :data:`INPUT_TOPIC_CONFIG` on the input."""
+    config = {"max.message.bytes": str(settings.kafka.max_message_bytes)}
+    if topic == settings.kafka.input_topic:
+        config.update(INPUT_TOPIC_CONFIG)
+    return config
+
+
 def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: int = 1) -> None:
-    """Create missing topics (the input with :data:`INPUT_TOPIC_CONFIG`); existing ones are left as they
-    are."""
+    """Create missing topics with :func:`topic_config`; existing ones are left as they are (an operator
+    who raises ``kafka.max_message_bytes`` raises the topics' ``max.message.bytes`` to match)."""
     admin = AdminClient(settings.kafka.client_config())
     with map_exceptions("kafka", KafkaException):
         existing = set(admin.list_topics(timeout=30).topics)
@@ -30,7 +40,7 @@ def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: i
                 t,
                 num_partitions=partitions,
                 replication_factor=replication_factor,
-                config=INPUT_TOPIC_CONFIG if t == settings.kafka.input_topic else {},
+                config=topic_config(settings, t),
             )
             for t in all_topics(settings)
             if t not in existing

@@ -214,16 +214,24 @@ def test_order_with_no_eligible_psp_is_rejected(
     assert [r["code"] for r in rejected["data"]["reasons"]] == ["no_eligible_psp"]
 
 
-def test_card_number_as_token_is_rejected_and_not_echoed(
+def test_card_number_as_token_is_dead_lettered_masked_and_never_stored(
     domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
 ) -> None:
     shard, store = make_shard(domain)
     pm = {"type": "card", "network": "visa", "token": VISA_TEST_PAN}
-    result = shard.apply(shard_batch([rec("order.placed", payment_method=pm)]))
-    [rejected] = envelopes(result)
-    assert [r["code"] for r in rejected["data"]["reasons"]] == ["raw_card_data"]
-    assert VISA_TEST_PAN.encode() not in result.values[0]
-    assert VISA_TEST_PAN.encode() not in b"".join(doc for _, doc in store.customers.values())
+    result = shard.apply(
+        shard_batch(
+            [rec("order.placed", payment_method=pm), rec("payment_method.updated", payment_method=pm)]
+        )
+    )
+    assert envelopes(result) == []
+    letters = dead_letters(result)
+    assert [reason_of(h).code for _, _, h in letters] == [DeadLetterCode.CARD_DATA] * 2
+    assert all(reason_of(h).redacted for _, _, h in letters)
+    assert all(VISA_TEST_PAN.encode() not in v and b"****************" in v for _, v, _ in letters)
+    assert store.customers == {} or VISA_TEST_PAN.encode() not in b"".join(
+        doc or b"" for _, doc in store.customers.values()
+    )
 
 
 # --- the contract of every output -------------------------------------------------------------------
@@ -630,7 +638,7 @@ def test_dead_letter_masks_card_numbers_in_the_original_bytes(
     assert not looks_like_card_number(value.decode())
     reason = reason_of(headers)
     assert reason.redacted is True
-    assert reason.field == "data.items.0.quantity"
+    assert (reason.code, reason.field) == (DeadLetterCode.CARD_DATA, "value")
 
 
 CARD_IN_DEAD_LETTER = {
