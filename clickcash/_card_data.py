@@ -20,8 +20,9 @@ A run of such digits is looked at group by group: a card number must start at th
 or right after a separator, and end at its end or right before a separator, so a PAN followed by its
 CVV or expiry date (``"4111111111111111 123"``, ``"4111 1111 1111 1111 12/27"``) is found, while a long
 identifier made of digits is judged as a whole, not by every 16-digit window of it (which would flag most
-of them). Luhn passes one random number in ten: a 13-19 digit identifier starting with 2-6 reads as a card
-number with that probability, which is why identifiers should not be long digit strings.
+of them). A digit run inside a UUID or a hex digest is not judged at all (see ``_in_hex_identifier``).
+Luhn passes one random number in ten: a 13-19 digit identifier starting with 2-6 reads as a card number
+with that probability, which is why identifiers should not be long digit strings.
 
 Cost: ordinary ASCII records (no ``\\u`` escape) are cleared by a precheck of two C passes over the bytes
 (about a microsecond for a typical event, see :func:`_no_candidate`); only a hit (13 digits with only
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 
 MIN_DIGITS = 13
 MAX_DIGITS = 19
@@ -49,6 +51,12 @@ _ASCII_RUN = re.compile(rb"[0-9](?:" + _ASCII_SEP + rb"{0,%d}[0-9])*" % _MAX_SEP
 
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\/")
 _SEP_CHARS = frozenset(" \t./-")
+_LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_WORD = _LETTERS | frozenset(b"0123456789-")
+_HEX_ID = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    rb"|(?=[0-9]*[a-fA-F])[0-9a-fA-F]{24,}"
+)
 
 
 def _luhn_ok(digits: bytes) -> bool:
@@ -98,9 +106,9 @@ def _groups(run: bytes) -> list[tuple[int, int]]:
 
 
 def _normalise(raw: bytes) -> tuple[bytes, list[tuple[int, int]]]:
-    """ASCII text where every digit-like character is an ASCII digit and every separator-like one an
-    ASCII separator (anything else becomes ``x``), and for each of its bytes the span of ``raw`` it
-    stands for. Invalid UTF-8 bytes stay non-digits."""
+    """ASCII text where every escape is resolved, every digit-like character is an ASCII digit, every
+    separator-like one an ASCII separator (any other non-ASCII character becomes ``_``), and for each of
+    its bytes the span of ``raw`` it stands for. Invalid UTF-8 bytes stay non-digits."""
     text = raw.decode("utf-8", "surrogateescape")
     out = bytearray()
     spans: list[tuple[int, int]] = []
@@ -128,12 +136,10 @@ def _normalise(raw: bytes) -> tuple[bytes, list[tuple[int, int]]]:
 
 
 def _classify(ch: str) -> bytes:
-    if "0" <= ch <= "9" or ch in _SEP_CHARS:
-        return ch.encode()
     if ch < "\x80":
-        return b"x"
+        return ch.encode()
     if "\udc80" <= ch <= "\udcff":  # an undecodable byte
-        return b"x"
+        return b"_"
     digit = unicodedata.decimal(ch, None)
     if digit is not None:
         return str(digit).encode()
@@ -142,7 +148,7 @@ def _classify(ch: str) -> bytes:
         return b" "
     if category == "Pd":
         return b"-"
-    return b"x"
+    return b"_"
 
 
 # --- the API -----------------------------------------------------------------------------------------
@@ -160,16 +166,37 @@ def holds_card_number(raw: bytes) -> bool:
     plain = raw.isascii() and b"\\u" not in raw
     if plain and _no_candidate(raw):
         return False
-    if plain:
-        return any(_run_spans(m.group()) for m in _ASCII_RUN.finditer(raw))
-    normal, _ = _normalise(raw)
-    return any(_run_spans(m.group()) for m in _ASCII_RUN.finditer(normal))
+    buf = raw if plain else _normalise(raw)[0]
+    return next(_card_spans_in(buf), None) is not None
+
+
+def _in_hex_identifier(buf: bytes, start: int, end: int) -> bool:
+    """Whether the digit run ``buf[start:end]`` is part of a hexadecimal identifier: the word around it
+    (letters, digits and dashes) is a UUID, or 24 or more hex digits with a letter among them (an
+    ObjectId, a digest).
+
+    UUIDs and digests hold long digit runs often enough (a UUID whose first three groups are digits, a
+    digest with 13 digits in a row) that judging those runs alone would dead-letter a valid event now and
+    then. Anything else is judged by its digits: ``tok_4111...``, ``e-4111...``, ``pay 4111 ...``."""
+    s, e = start, end
+    while s > 0 and buf[s - 1] in _WORD:
+        s -= 1
+    while e < len(buf) and buf[e] in _WORD:
+        e += 1
+    return _HEX_ID.fullmatch(buf, s, e) is not None
+
+
+def _card_spans_in(buf: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) in ``buf`` (ASCII, normalised) of every card number, in order."""
+    for m in _ASCII_RUN.finditer(buf):
+        if m.end() - m.start() < MIN_DIGITS or _in_hex_identifier(buf, m.start(), m.end()):
+            continue
+        for s, e in _run_spans(m.group()):
+            yield m.start() + s, m.start() + e
 
 
 def _run_spans(run: bytes) -> list[tuple[int, int]]:
     """Byte spans (within ``run``) of the card numbers in one run."""
-    if len(run) < MIN_DIGITS:
-        return []
     groups = _groups(run)
     spans = _card_spans([run[s:e] for s, e in groups])
     return [(groups[a][0], groups[b - 1][1]) for a, b in spans]
@@ -183,44 +210,25 @@ def mask_card_numbers(raw: bytes) -> tuple[bytes, bool]:
     if plain and _no_candidate(raw):
         return raw, False
     if plain:
-        return _mask_ascii(raw)
-    normal, spans = _normalise(raw)
-    masked_positions: list[int] = []
-    for m in _ASCII_RUN.finditer(normal):
-        for s, e in _run_spans(m.group()):
-            masked_positions.extend(m.start() + k for k in range(s, e) if 48 <= normal[m.start() + k] <= 57)
-    if not masked_positions:
-        return raw, False
-    out = bytearray()
-    last = 0
-    for k in masked_positions:
-        start, end = spans[k]
-        out += raw[last:start]
-        out += b"*"
-        last = end
-    out += raw[last:]
-    return bytes(out), True
-
-
-def _mask_ascii(raw: bytes) -> tuple[bytes, bool]:
-    found = False
-
-    def _mask(m: re.Match[bytes]) -> bytes:
-        nonlocal found
-        run = m.group()
-        spans = _run_spans(run)
-        if not spans:
-            return run
-        found = True
-        out = bytearray(run)
-        for s, e in spans:
+        out = bytearray(raw)
+        for s, e in _card_spans_in(raw):
             for k in range(s, e):
                 if 48 <= out[k] <= 57:
                     out[k] = 42  # "*"
-        return bytes(out)
-
-    masked = _ASCII_RUN.sub(_mask, raw)
-    return masked, found
+        return (bytes(out), True) if out != raw else (raw, False)
+    normal, spans = _normalise(raw)
+    masked_positions = [k for s, e in _card_spans_in(normal) for k in range(s, e) if 48 <= normal[k] <= 57]
+    if not masked_positions:
+        return raw, False
+    masked = bytearray()
+    last = 0
+    for k in masked_positions:
+        start, end = spans[k]
+        masked += raw[last:start]
+        masked += b"*"
+        last = end
+    masked += raw[last:]
+    return bytes(masked), True
 
 
 def mask_text(text: str) -> str:

@@ -169,3 +169,24 @@ def test_an_ordinary_event_decodes(cloud_event: EventFactory, event_data: DataFa
     for etype in INPUT_TYPES:
         raw = cloud_event(etype, event_data(etype))
         assert isinstance(decode_record("in", 0, 1, b"c-1", raw, 64 * 1024), InputEvent), etype
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "57379023-2157-4408-bb03-7afc895c1167",  # UUIDs whose first groups are digits: a Luhn-valid run
+        "62049860-6198-4440-a419-934106abbe2f",
+        "7d91f796-3162-5816-9915-9d1f21876295",  # an output id seen flagged before the UUID rule
+        "5f3a" + "4111111111111111" + "9c0e7d21ab",  # a digest-like word with a PAN-like run inside
+    ],
+)
+def test_hex_identifiers_are_not_card_numbers(identifier: str) -> None:
+    raw = b'{"id": "' + identifier.encode() + b'"}'
+    assert not holds_card_number(raw)
+
+
+@settings(max_examples=2_000)
+@given(st.uuids(), st.binary(min_size=32, max_size=32))
+def test_uuids_and_digests_are_never_card_numbers(u: Any, digest: bytes) -> None:
+    assert not holds_card_number(str(u).encode())
+    assert not holds_card_number(digest.hex().encode())
