@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from clickcash._errors import ServiceError, map_exceptions
 from config.settings import Settings
@@ -30,11 +37,12 @@ def topic_config(settings: Settings, topic: str) -> dict[str, str]:
 
 
 def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: int = 1) -> None:
-    """Create missing topics with :func:`topic_config`; existing ones are left as they are (an operator
-    who raises ``kafka.max_message_bytes`` raises the topics' ``max.message.bytes`` to match)."""
+    """Create missing topics with :func:`topic_config`; on existing ones, set ``max.message.bytes`` where
+    it differs from ``kafka.max_message_bytes`` (nothing else is changed)."""
     admin = AdminClient(settings.kafka.client_config())
     with map_exceptions("kafka", KafkaException):
         existing = set(admin.list_topics(timeout=30).topics)
+        _align_message_size(admin, settings, [t for t in all_topics(settings) if t in existing])
         wanted = [
             NewTopic(
                 t,
@@ -53,3 +61,31 @@ def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: i
             except KafkaException as exc:
                 if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
                     raise ServiceError("kafka", f"creating topic {topic}: {exc}") from exc
+
+
+def _align_message_size(admin: AdminClient, settings: Settings, topics: list[str]) -> None:
+    """A topic whose ``max.message.bytes`` is below what the producer may write would refuse a dead letter
+    the shard sized to fit, and the stream would stop on it; one above it is harmless but inconsistent."""
+    if not topics:
+        return
+    wanted = str(settings.kafka.max_message_bytes)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics])
+    differing = []
+    for resource, fut in described.items():
+        entry = fut.result().get("max.message.bytes")
+        if entry is None or entry.value != wanted:
+            differing.append(resource.name)
+    if not differing:
+        return
+    entry = ConfigEntry("max.message.bytes", wanted, incremental_operation=AlterConfigOpType.SET)
+    resources = [ConfigResource(ResourceType.TOPIC, t, incremental_configs=[entry]) for t in differing]
+    for resource, fut in admin.incremental_alter_configs(resources).items():
+        try:
+            fut.result()
+        except KafkaException as exc:
+            raise ServiceError(
+                "kafka",
+                f"setting max.message.bytes={wanted} on topic {resource.name} (from kafka.max_message_bytes, "
+                f"env CLICKCASH_KAFKA__MAX_MESSAGE_BYTES): {exc}; set it on the topic by hand or change the "
+                "setting to match the topic",
+            ) from exc

@@ -10,9 +10,12 @@ from typing import Any
 
 import orjson
 import redis
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from clickcash._card_data import holds_card_number
+from cluster.topics import all_topics, ensure_topics
 from cluster.verify import verify
+from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
     SettingsFactory,
@@ -235,3 +238,19 @@ def test_a_forged_timer_command_is_dead_lettered_and_the_verifier_agrees(
     assert orjson.loads(dl.headers["clickcash_reason"])["code"] == "forged_command"
     assert int(dl.headers["clickcash_source_offset"]) == 2
     assert verify(settings, settle_s=1.0, log=lambda _m: None).ok
+
+
+def test_ensure_topics_sets_every_topics_limit_from_the_one_setting(make_settings: SettingsFactory) -> None:
+    settings = make_settings(partitions=1)
+    raised = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"max_message_bytes": 2_000_000})}
+    )
+
+    def limits(s: Settings) -> dict[str, str]:
+        admin = AdminClient(s.kafka.client_config())
+        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in all_topics(s)])
+        return {res.name: fut.result()["max.message.bytes"].value for res, fut in described.items()}
+
+    assert set(limits(settings).values()) == {str(settings.kafka.max_message_bytes)}
+    ensure_topics(raised, partitions=1)  # the topics exist: only their limit changes
+    assert set(limits(raised).values()) == {"2000000"}

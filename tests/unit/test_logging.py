@@ -182,3 +182,32 @@ def test_a_malformed_flood_is_rate_limited_per_shard(
     clock.now += 10
     shard.dead_letter_log.flush()
     assert json_lines()[-1]["suppressed"] == 80
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_card_number_in_any_log_line_is_masked(log_format: str) -> None:
+    """Whatever a line quotes (an exception message, a library's text, a field), no card number leaves."""
+    from clickcash._logging import configure_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    root.handlers = [logging.StreamHandler(stream)]
+    try:
+        configure_logging(log_format, "INFO")
+        logger = logging.getLogger("tests.masking")
+        logger.warning(
+            "token 4111 1111 1111 1111 12/27 from %s", "\uff14" + "\uff11" * 15, extra={"pan": VISA_TEST_PAN}
+        )
+        try:
+            raise ValueError(f"bad card {VISA_TEST_PAN}")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+    text = stream.getvalue()
+    assert text.count("\n") >= 2
+    assert VISA_TEST_PAN not in text and "4111 1111" not in text and "\uff11\uff11" not in text
+    assert not looks_like_card_number(text)
+    assert "****************" in text
