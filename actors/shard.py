@@ -331,7 +331,8 @@ class Shard:
         fixed = len(key or b"") + sum(len(k) + len(v) for k, v in headers) + len("clickcash_reason")
         reason = mask_card_numbers(dl.model_dump_json().encode())[0]
         if fixed + len(reason) + len(body) > self._dead_letter_bytes:
-            digest = hashlib.sha256(original).hexdigest()
+            # of the masked bytes when card data was masked: no digest of card data leaves either
+            digest = hashlib.sha256(body if redacted else original).hexdigest()
 
             def truncated_reason(prefix_bytes: int) -> tuple[DeadLetter, bytes]:
                 note = TruncatedOriginal(

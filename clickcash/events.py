@@ -342,7 +342,8 @@ class DeadLetterCode(StrEnum):
 
 class TruncatedOriginal(_Model):
     """The original did not fit in a dead letter: the record carries only its first ``prefix_bytes``
-    (after masking); length and SHA-256 identify the whole original (computed before masking)."""
+    (after masking); length and SHA-256 identify the whole original (the SHA-256 is of the masked
+    original when the reason says ``redacted``: no digest of card data leaves either)."""
 
     original_bytes: Annotated[int, Field(ge=0)]
     original_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -369,7 +370,7 @@ class DeadLetter(_Model):
     """set when the record's value is a prefix of the original, not all of it (see ``TruncatedOriginal``)"""
     key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     """set when the original Kafka key was longer than 1,024 bytes (no customer id is): the dead letter is
-    then keyed ``sha256:<this digest>`` instead"""
+    then keyed ``sha256:<this digest>`` (of the key, masked if it held card data) instead"""
 
 
 def looks_like_card_number(text: str) -> bool:

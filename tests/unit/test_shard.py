@@ -1028,7 +1028,7 @@ def test_a_dead_letter_too_big_for_a_record_carries_a_prefix_its_length_and_dige
 ) -> None:
     store = InMemoryStateStore(clock=lambda: 1_000.0)
     shard = Shard(0, TOPICS, domain, store, clock=TickingClock(), max_message_bytes=limit)
-    original = b'{"pad": "' + b"x" * (limit + 10_000) + b" 4111 1111 1111 1111" + b'"}'
+    original = b'{"pad": "' + b"x" * (limit + 10_000) + b'"}'
     small = b"{not json at all"
     result = shard.apply(shard_batch([(0, 0, b"c-1", original), (0, 1, b"c-1", small)]))
     [(key, value, headers), (_, small_value, small_headers)] = dead_letters(result)
@@ -1073,3 +1073,17 @@ def test_a_huge_key_and_a_card_number_key_do_not_leave_in_the_dead_letter(
         "key",
         True,
     )
+
+
+def test_the_digest_of_a_truncated_dead_letter_holding_card_data_is_of_the_masked_original(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
+    store = InMemoryStateStore(clock=lambda: 1_000.0)
+    shard = Shard(0, TOPICS, domain, store, clock=TickingClock(), max_message_bytes=65_536)
+    original = b'{"pan": "4111 1111 1111 1111", "pad": "' + b"x" * 70_000 + b'"}'
+    [(_, value, headers)] = dead_letters(shard.apply(shard_batch([(0, 0, b"c-1", original)])))
+    reason = reason_of(headers)
+    assert reason.redacted and reason.truncated is not None
+    masked = original.replace(b"4111 1111 1111 1111", b"**** **** **** ****")
+    assert reason.truncated.original_sha256 == hashlib.sha256(masked).hexdigest()
+    assert masked.startswith(value)
