@@ -11,6 +11,7 @@ import orjson
 from pydantic import AwareDatetime, BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+from clickcash._card_data import CARD_DATA_DETAIL, card_data_field
 from clickcash.events import (
     INPUT_TYPES,
     DeadLetter,
@@ -127,6 +128,8 @@ def decode_record(
             f"value is {len(value)} bytes, limit is {max_event_bytes} (pipeline.max_event_bytes)",
             "value",
         )
+    if card_field := card_data_field(key, value):
+        return dead(DeadLetterCode.CARD_DATA, CARD_DATA_DETAIL, card_field)
     if key is None:
         return dead(DeadLetterCode.MISSING_KEY, "record has no Kafka key (expected customer id)", "key")
     try:

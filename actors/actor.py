@@ -40,6 +40,8 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         max_event_bytes=p.max_event_bytes,
         psp_stats_refresh_ms=p.psp_stats_refresh_ms,
         state_cache_customers=p.state_cache_customers,
+        max_message_bytes=k.max_message_bytes,
+        timer_mac=settings.security.timer_mac(),
     )
 
 

@@ -8,6 +8,7 @@ state store, however many events the batch holds.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -29,10 +30,15 @@ from actors.state import (
 )
 from clickcash._errors import StaleShardCallError, StateConflictError
 from clickcash._logging import RateLimitedLog
+from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 from clickcash.events import (
     OUTPUT_SOURCE,
+    TIMER_EVENT_TYPE,
     DeadLetter,
+    DeadLetterCode,
+    DunningTimerFired,
     OrderPlaced,
+    TruncatedOriginal,
     mask_card_numbers,
     output_id,
 )
@@ -43,6 +49,14 @@ log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 MAX_COMMIT_ATTEMPTS = 5
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+RECORD_FRAMING_RESERVE_BYTES = 1_024
+"""kept free below ``kafka.max_message_bytes`` for the record's and its batch's framing (varints, batch
+header): a dead letter's key, value and headers together stay under the limit by this much"""
+MAX_REASON_TEXT_CHARS = 1_000
+"""a dead letter's ``field`` and ``detail`` are cut to this (a field name can quote a huge JSON key)"""
+MAX_DEAD_LETTER_KEY_BYTES = 1_024
+"""a longer key (not a customer id: those are at most 255 characters) is replaced by its digest"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +124,8 @@ class Shard:
         psp_stats_refresh_ms: int = 1_000,
         incarnation: str | None = None,
         state_cache_customers: int = 10_000,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        timer_mac: TimerMac = LOCAL_STACK_TIMER_MAC,
     ) -> None:
         self.shard_id = shard_id
         self.incarnation = incarnation or uuid.uuid4().hex
@@ -118,6 +134,8 @@ class Shard:
         self._domain = domain
         self._store = store
         self._max_event_bytes = max_event_bytes
+        self._dead_letter_bytes = max_message_bytes - RECORD_FRAMING_RESERVE_BYTES
+        self._timer_mac = timer_mac
         self._clock = clock
         self._psp_stats = PspStatsBook(domain.routing, list(domain.psps), refresh_ms=psp_stats_refresh_ms)
         self._applier = EventApplier(topics, domain, clock, self._psp_stats)
@@ -140,6 +158,16 @@ class Shard:
             decode_record(batch.topic, p, o, k, v, self._max_event_bytes)
             for p, o, k, v in zip(batch.partitions, batch.offsets, batch.keys, batch.values, strict=True)
         ]
+        for i, d in enumerate(decoded):
+            if isinstance(d, InputEvent) and d.type == TIMER_EVENT_TYPE and not self._authentic(d):
+                decoded[i] = DeadLetter(
+                    code=DeadLetterCode.FORGED_COMMAND,
+                    field="data.mac",
+                    detail="timer command without a valid MAC of a router (security.timer_command_keys)",
+                    source_topic=batch.topic,
+                    partition=batch.partitions[i],
+                    offset=batch.offsets[i],
+                )
         release = self._releasable(batch.committed)
         event_ids = list(dict.fromkeys(d.id for d in decoded if isinstance(d, InputEvent)))
         customer_ids = list(dict.fromkeys(d.customer_id for d in decoded if isinstance(d, InputEvent)))
@@ -176,6 +204,20 @@ class Shard:
         for k, v in result.counts.items():
             self.totals[k] = self.totals.get(k, 0) + v
         return result
+
+    def _authentic(self, ev: InputEvent) -> bool:
+        """Whether a timer command carries a MAC of the configured keys (see ``clickcash._timer_mac``)."""
+        data = ev.data
+        assert isinstance(data, DunningTimerFired)
+        return self._timer_mac.verify(
+            data.mac,
+            event_id=ev.id,
+            customer_id=data.customer_id,
+            order_id=data.order_id,
+            plan_id=data.plan_id,
+            step_index=data.step_index,
+            due_ms=data.due_ms,
+        )
 
     @property
     def store_round_trips(self) -> int:
@@ -273,10 +315,32 @@ class Shard:
         event_id: str | None,
         correlation_id: str | None = None,
     ) -> None:
-        """Write the original bytes (card numbers masked) with the reason in CloudEvents binary mode."""
-        body, redacted = mask_card_numbers(value or b"")
+        """Write the original bytes (card numbers masked) with the reason in CloudEvents binary mode.
+
+        A dead letter always fits in one record of ``kafka.max_message_bytes``: when the original with the
+        headers would not, the record carries a prefix of it and the reason its length and SHA-256
+        (``truncated``). A record that could not be written would fail the transaction, and the replay
+        would fail it again: the stream would stop on one bad record.
+        """
+        original = value or b""
+        body, redacted = mask_card_numbers(original)
+        update: dict[str, object] = {}
         if redacted:
-            dl = dl.model_copy(update={"redacted": True})
+            update["redacted"] = True
+        if dl.field is not None and len(dl.field) > MAX_REASON_TEXT_CHARS:
+            update["field"] = dl.field[:MAX_REASON_TEXT_CHARS] + "..."
+        if len(dl.detail) > MAX_REASON_TEXT_CHARS:
+            update["detail"] = dl.detail[:MAX_REASON_TEXT_CHARS] + "..."
+        if key is not None:
+            key, key_redacted = mask_card_numbers(key)
+            if key_redacted:
+                update["redacted"] = True
+            if len(key) > MAX_DEAD_LETTER_KEY_BYTES:
+                key_digest = hashlib.sha256(key).hexdigest()
+                update["key_sha256"] = key_digest
+                key = f"sha256:{key_digest}".encode()
+        if update:
+            dl = dl.model_copy(update=update)
         headers: Headers = [
             ("ce_specversion", b"1.0"),
             (
@@ -286,7 +350,6 @@ class Shard:
             ("ce_source", OUTPUT_SOURCE.encode()),
             ("ce_type", b"clickcash.dead_letter"),
             ("ce_time", self._clock().isoformat().encode()),
-            ("clickcash_reason", mask_card_numbers(dl.model_dump_json().encode())[0]),
             ("clickcash_source_topic", dl.source_topic.encode()),
             ("clickcash_source_partition", str(dl.partition).encode()),
             ("clickcash_source_offset", str(dl.offset).encode()),
@@ -294,7 +357,26 @@ class Shard:
         if key is not None:
             headers.append(("ce_partitionkey", key))
         if event_id is not None:
-            headers.append(("ce_causationid", event_id.encode()))
+            headers.append(("ce_causationid", mask_card_numbers(event_id.encode())[0]))
+        fixed = len(key or b"") + sum(len(k) + len(v) for k, v in headers) + len("clickcash_reason")
+        reason = mask_card_numbers(dl.model_dump_json().encode())[0]
+        if fixed + len(reason) + len(body) > self._dead_letter_bytes:
+            # of the masked bytes when card data was masked: no digest of card data leaves either
+            digest = hashlib.sha256(body if redacted else original).hexdigest()
+
+            def truncated_reason(prefix_bytes: int) -> tuple[DeadLetter, bytes]:
+                note = TruncatedOriginal(
+                    original_bytes=len(original), original_sha256=digest, prefix_bytes=prefix_bytes
+                )
+                out = dl.model_copy(update={"truncated": note})
+                return out, mask_card_numbers(out.model_dump_json().encode())[0]
+
+            # sized with the longest prefix length the note can hold: the final note is never longer
+            _, probe = truncated_reason(len(body))
+            body = body[: max(0, self._dead_letter_bytes - fixed - len(probe))]
+            dl, reason = truncated_reason(len(body))
+        headers.insert(5, ("clickcash_reason", reason))
+
         result.add(self._topics.dlq, key, body, headers)
         result.count(f"dead_letter.{dl.code}")
         ids = {"event_id": event_id, "correlation_id": correlation_id, "field": dl.field}

@@ -3,6 +3,8 @@ process, correlation and event id from the code handling an event (:func:`log_co
 
 One line per record, never one per event at INFO: the hot path logs only what goes wrong. Values are what the
 code passes; nothing here reads event payloads, so card data and secrets never reach a log line through it.
+Every formatted line is masked all the same (:func:`clickcash._card_data.mask_text`): an exception message
+or a third-party library's line can quote input, and a card number must not reach a log by any path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from clickcash._card_data import mask_text
 
 _CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("clickcash_log_context", default=None)
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -38,7 +42,14 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        return mask_text(orjson.dumps(out, default=str).decode())
+
+
+class MaskingFormatter(logging.Formatter):
+    """The text format, with card numbers masked like :class:`JsonFormatter`'s lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_text(super().format(record))
 
 
 class _ProcessFields(logging.Filter):
@@ -63,7 +74,7 @@ def configure_logging(log_format: str, level: str, **process_fields: Any) -> Non
     formatter: logging.Formatter = (
         JsonFormatter()
         if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     for handler in root.handlers:
         handler.setFormatter(formatter)

@@ -184,6 +184,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if endpoints is None:
             raise ClickcashError("no local services running: start them with `clickcash services start`")
     settings = _settings(args, endpoints)
+    if settings.ray.address is not None and settings.security.uses_local_stack_key():
+        from clickcash._errors import ConfigError
+
+        raise ConfigError(
+            "security.timer_command_keys (env CLICKCASH_SECURITY__TIMER_COMMAND_KEYS) holds the published "
+            "local-stack key: anyone could sign dunning timer commands. Set your own secret key(s) to run "
+            "against a Ray cluster (a JSON list, first signs, all verify; see docs/data-protection.md)"
+        )
     if args.create_topics:
         ensure_topics(settings, partitions=args.partitions)
     init_ray(settings)

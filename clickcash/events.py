@@ -17,6 +17,9 @@ from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from clickcash._card_data import holds_card_number
+from clickcash._card_data import mask_card_numbers as mask_card_numbers
+
 SPEC_VERSION = "1.0"
 OUTPUT_SOURCE = "clickcash"
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b2a8e-3c2d-4f5e-9a7b-1c0d2e3f4a5b")
@@ -113,7 +116,8 @@ class DunningTimerFired(_Model):
 
     Firing through the input topic puts the step in the customer's ordered stream and under the same
     exactly-once path as every other event; its id ``timer:<plan_id>:<step_index>`` makes a re-fire a
-    duplicate.
+    duplicate. Anyone who can write the input topic can write this type too: the shard acts only on a
+    command that carries the MAC a router signs with the configured key.
     """
 
     customer_id: Id
@@ -121,6 +125,9 @@ class DunningTimerFired(_Model):
     plan_id: Id
     step_index: Annotated[int, Field(ge=0, le=1000)]
     due_ms: int
+    mac: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """HMAC-SHA256 (hex) of the router that fired it, over id, customer, order, plan, step and due time
+    (``clickcash._timer_mac``); a command without a valid one is dead-lettered as ``forged_command``."""
 
 
 InputData = (
@@ -327,13 +334,28 @@ class DeadLetterCode(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     OVERSIZED = "oversized"
     DUPLICATE_CONFLICT = "duplicate_conflict"
+    CARD_DATA = "card_data"
+    """the key or value holds what reads as a card number (Luhn); the dead letter's copy is masked"""
+    FORGED_COMMAND = "forged_command"
+    """a ``dunning.timer_fired`` command whose MAC is missing or does not verify: not from a router"""
+
+
+class TruncatedOriginal(_Model):
+    """The original did not fit in a dead letter: the record carries only its first ``prefix_bytes``
+    (after masking); length and SHA-256 identify the whole original (the SHA-256 is of the masked
+    original when the reason says ``redacted``: no digest of card data leaves either)."""
+
+    original_bytes: Annotated[int, Field(ge=0)]
+    original_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    prefix_bytes: Annotated[int, Field(ge=0)]
 
 
 class DeadLetter(_Model):
     """Why an input went to the dead-letter topic.
 
     The DLQ record's value is the original bytes, untouched unless they held something that looks like a
-    card number (then those digits are masked and ``redacted`` is true); this reason travels in the
+    card number (then those digits are masked and ``redacted`` is true) or did not fit in one record with
+    the headers (then it is a prefix and ``truncated`` says so); this reason travels in the
     ``clickcash_reason`` header as JSON, with the position in the ``clickcash_source_*`` headers.
     """
 
@@ -344,42 +366,14 @@ class DeadLetter(_Model):
     partition: int
     offset: int
     redacted: bool = False
-
-
-_PAN_RE = re.compile(rb"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-
-
-def _luhn_ok(digits: bytes) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ch - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+    truncated: TruncatedOriginal | None = None
+    """set when the record's value is a prefix of the original, not all of it (see ``TruncatedOriginal``)"""
+    key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """set when the original Kafka key was longer than 1,024 bytes (no customer id is): the dead letter is
+    then keyed ``sha256:<this digest>`` (of the key, masked if it held card data) instead"""
 
 
 def looks_like_card_number(text: str) -> bool:
-    """True when ``text`` holds a 13-19 digit run that passes the Luhn check (a probable PAN)."""
-    return any(_luhn_ok(_digits(m.group())) for m in _PAN_RE.finditer(text.encode()))
-
-
-def _digits(raw: bytes) -> bytes:
-    return bytes(b for b in raw if 48 <= b <= 57)
-
-
-def mask_card_numbers(raw: bytes) -> tuple[bytes, bool]:
-    """Mask Luhn-valid digit runs so a dead letter never carries a card number onward."""
-    found = False
-
-    def _mask(m: re.Match[bytes]) -> bytes:
-        nonlocal found
-        if not _luhn_ok(_digits(m.group())):
-            return m.group()
-        found = True
-        return re.sub(rb"\d", b"*", m.group())
-
-    masked = _PAN_RE.sub(_mask, raw)
-    return masked, found
+    """True when ``text`` holds a probable card number, in any of the forms :mod:`clickcash._card_data`
+    finds (separators, Unicode digits, JSON escapes)."""
+    return holds_card_number(text.encode("utf-8", "surrogateescape"))

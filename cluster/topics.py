@@ -6,7 +6,14 @@ import logging
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from clickcash._errors import ServiceError, map_exceptions
 from config.settings import Settings
@@ -22,19 +29,30 @@ INPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 producer (a client with a skewed clock cannot move a decision), and it never runs backwards in a partition."""
 
 
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """The configuration a topic is created with: ``max.message.bytes`` from ``kafka.max_message_bytes``
+    on every topic (the clients' ``message.max.bytes`` comes from the same setting, so what the producer
+    accepts the broker accepts too), and :data:`INPUT_TOPIC_CONFIG` on the input."""
+    config = {"max.message.bytes": str(settings.kafka.max_message_bytes)}
+    if topic == settings.kafka.input_topic:
+        config.update(INPUT_TOPIC_CONFIG)
+    return config
+
+
 def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: int = 1) -> None:
-    """Create missing topics (the input with :data:`INPUT_TOPIC_CONFIG`); existing ones are left as they
-    are."""
+    """Create missing topics with :func:`topic_config`; on existing ones, set ``max.message.bytes`` where
+    it differs from ``kafka.max_message_bytes`` (nothing else is changed)."""
     config: dict[str, Any] = {**settings.kafka.client_config(), "logger": logging.getLogger("librdkafka")}
     admin = AdminClient(config)
     with map_exceptions("kafka", KafkaException):
         existing = set(admin.list_topics(timeout=30).topics)
+        _align_message_size(admin, settings, [t for t in all_topics(settings) if t in existing])
         wanted = [
             NewTopic(
                 t,
                 num_partitions=partitions,
                 replication_factor=replication_factor,
-                config=INPUT_TOPIC_CONFIG if t == settings.kafka.input_topic else {},
+                config=topic_config(settings, t),
             )
             for t in all_topics(settings)
             if t not in existing
@@ -47,3 +65,31 @@ def ensure_topics(settings: Settings, partitions: int = 8, replication_factor: i
             except KafkaException as exc:
                 if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
                     raise ServiceError("kafka", f"creating topic {topic}: {exc}") from exc
+
+
+def _align_message_size(admin: AdminClient, settings: Settings, topics: list[str]) -> None:
+    """A topic whose ``max.message.bytes`` is below what the producer may write would refuse a dead letter
+    the shard sized to fit, and the stream would stop on it; one above it is harmless but inconsistent."""
+    if not topics:
+        return
+    wanted = str(settings.kafka.max_message_bytes)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics])
+    differing = []
+    for resource, fut in described.items():
+        entry = fut.result().get("max.message.bytes")
+        if entry is None or entry.value != wanted:
+            differing.append(resource.name)
+    if not differing:
+        return
+    entry = ConfigEntry("max.message.bytes", wanted, incremental_operation=AlterConfigOpType.SET)
+    resources = [ConfigResource(ResourceType.TOPIC, t, incremental_configs=[entry]) for t in differing]
+    for resource, fut in admin.incremental_alter_configs(resources).items():
+        try:
+            fut.result()
+        except KafkaException as exc:
+            raise ServiceError(
+                "kafka",
+                f"setting max.message.bytes={wanted} on topic {resource.name} (from kafka.max_message_bytes, "
+                f"env CLICKCASH_KAFKA__MAX_MESSAGE_BYTES): {exc}; set it on the topic by hand or change the "
+                "setting to match the topic",
+            ) from exc

@@ -140,6 +140,8 @@ def expected_streams(
         InMemoryStateStore(p.idempotency_retention_s, p.replay_response_ttl_s),
         max_event_bytes=p.max_event_bytes,
         clock=lambda: datetime.now(UTC),
+        max_message_bytes=k.max_message_bytes,
+        timer_mac=settings.security.timer_mac(),
     )
     streams: dict[Stream, list[str]] = defaultdict(list)
     for partition in sorted(inputs):

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from clickcash._errors import ConfigError
+from clickcash._timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
 
 ENV_PREFIX = "CLICKCASH_"
 CONFIG_FILE_ENV = "CLICKCASH_CONFIG_FILE"
@@ -57,6 +58,10 @@ class KafkaSettings(_Section):
     transaction_call_timeout_ms: Annotated[int, Field(ge=100, le=300_000)] = 30_000
     """how long one transactional call (init, send offsets, commit, abort) may take; a call still running
     30 s past it means a wedged producer, and the router's run ends (see ``router._bounded``)"""
+    max_message_bytes: Annotated[int, Field(ge=65_536, le=8 * 1024 * 1024)] = 1_048_576
+    """the largest record clickcash writes or accepts: every client's ``message.max.bytes`` and, set by
+    ``clickcash topics``/``ensure_topics`` on the topics it creates, their ``max.message.bytes``; a dead
+    letter whose original does not fit carries a prefix of it (see ``DeadLetter.truncated``)"""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -67,6 +72,7 @@ class KafkaSettings(_Section):
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
+            "message.max.bytes": self.max_message_bytes,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
@@ -141,6 +147,28 @@ class MonitoringSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+TimerKey = Annotated[SecretStr, Field(min_length=16)]
+
+
+class SecuritySettings(_Section):
+    """Secrets that prove where a message came from."""
+
+    timer_command_keys: Annotated[tuple[TimerKey, ...], Field(min_length=1)] = (
+        SecretStr(LOCAL_STACK_TIMER_KEY),
+    )
+    """HMAC-SHA256 keys of the dunning timer commands the routers append to the input topic (env
+    ``CLICKCASH_SECURITY__TIMER_COMMAND_KEYS`` as a JSON list, e.g. ``'["new-key", "old-key"]'``): the
+    first signs, every one verifies, so a key is rotated by putting a new one first and removing the old
+    one after the commands signed with it have been applied. At least 16 characters each. The default is
+    a published key for the local stack only; ``clickcash run`` against a Ray cluster refuses it."""
+
+    def timer_mac(self) -> TimerMac:
+        return TimerMac([k.get_secret_value().encode() for k in self.timer_command_keys])
+
+    def uses_local_stack_key(self) -> bool:
+        return any(k.get_secret_value() == LOCAL_STACK_TIMER_KEY for k in self.timer_command_keys)
+
+
 class Settings(BaseSettings):
     """All of clickcash's settings; build with :func:`load_settings`."""
 
@@ -157,6 +185,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     ray: RaySettings = RaySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    security: SecuritySettings = SecuritySettings()
     domain_file: Path = Path(__file__).with_name("domain.toml")
 
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -21,6 +21,7 @@ import redis
 
 from actors.state import TIMER_SEP, timer_key
 from clickcash._errors import map_exceptions
+from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 from clickcash.events import TIMER_EVENT_TYPE, TIMER_SOURCE
 
 
@@ -29,13 +30,24 @@ class DueTimer:
     partition: int
     member: str
     due_ms: int
+    signer: TimerMac = field(default=LOCAL_STACK_TIMER_MAC, compare=False, repr=False)
+    """signs the command (``security.timer_command_keys``): the shard acts only on a signed command"""
 
     def command(self) -> tuple[bytes, bytes]:
-        """(Kafka key, CloudEvent value) of the command that fires this timer."""
+        """(Kafka key, CloudEvent value) of the command that fires this timer, signed."""
         customer_id, order_id, plan_id, step = self.member.split(TIMER_SEP)
+        event_id = f"timer:{plan_id}:{step}"
+        mac = self.signer.sign(
+            event_id=event_id,
+            customer_id=customer_id,
+            order_id=order_id,
+            plan_id=plan_id,
+            step_index=int(step),
+            due_ms=self.due_ms,
+        )
         event = {
             "specversion": "1.0",
-            "id": f"timer:{plan_id}:{step}",
+            "id": event_id,
             "source": TIMER_SOURCE,
             "type": TIMER_EVENT_TYPE,
             "time": datetime.fromtimestamp(self.due_ms / 1000, UTC).isoformat(),
@@ -46,6 +58,7 @@ class DueTimer:
                 "plan_id": plan_id,
                 "step_index": int(step),
                 "due_ms": self.due_ms,
+                "mac": mac,
             },
         }
         return customer_id.encode(), orjson.dumps(event)
@@ -82,8 +95,16 @@ class RedisTimerIndex:
 class TimerPump:
     """Decides when to poll and which due timers to (re)fire; the router produces what it returns."""
 
-    def __init__(self, index: TimerIndex, interval_s: float, refire_after_s: float = 30.0, limit: int = 1000):
+    def __init__(
+        self,
+        index: TimerIndex,
+        interval_s: float,
+        refire_after_s: float = 30.0,
+        limit: int = 1000,
+        signer: TimerMac = LOCAL_STACK_TIMER_MAC,
+    ):
         self._index = index
+        self._signer = signer
         self._interval_s = interval_s
         self._refire_after_s = refire_after_s
         self._limit = limit
@@ -101,7 +122,7 @@ class TimerPump:
             fired_at = self._fired.get(t.member)
             if fired_at is None or now_s - fired_at >= self._refire_after_s:
                 self._fired[t.member] = now_s
-                fresh.append(t)
+                fresh.append(DueTimer(t.partition, t.member, t.due_ms, self._signer))
         if len(self._fired) > 10 * self._limit:
             cutoff = now_s - self._refire_after_s
             self._fired = {m: at for m, at in self._fired.items() if at >= cutoff}

@@ -127,7 +127,7 @@ class RouterActor:
         index = RedisTimerIndex.from_url(
             s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
         )
-        pump = TimerPump(index, s.pipeline.timer_poll_interval_ms / 1000)
+        pump = TimerPump(index, s.pipeline.timer_poll_interval_ms / 1000, signer=s.security.timer_mac())
         self._router = Router(s, self._index, RayShardPool(shards), timers=pump)
         gc.collect()
         gc.freeze()  # the process's long-lived heap (Ray, clients, config) out of every later collection

@@ -240,8 +240,32 @@ def test_oversized_limit_is_inclusive(cloud_event: EventFactory, event_data: Dat
     assert dead(value, max_bytes=len(value) - 1).code == DeadLetterCode.OVERSIZED
 
 
+@pytest.mark.parametrize("where", ["token", "key", "partitionkey", "json_escaped_sku"])
+def test_a_card_number_in_the_key_or_any_field_is_card_data(
+    where: str, cloud_event: EventFactory, event_data: DataFactory
+) -> None:
+    data = event_data("payment_method.updated")
+    key = b"c-1"
+    raw = cloud_event("payment_method.updated", data)
+    if where == "token":
+        raw = raw.replace(data["payment_method"]["token"].encode(), VISA_TEST_PAN.encode())
+    elif where == "key":
+        key = b"4111-1111-1111-1111"
+    elif where == "partitionkey":
+        raw = cloud_event("payment_method.updated", data, customer="4111 1111 1111 1111")
+    else:
+        order = event_data("order.placed")
+        order["items"][0]["sku"] = "@@"
+        raw = cloud_event("order.placed", order).replace(b"@@", b"\\u0034111 1111 1111 1111")
+    out = decode(raw, key)
+    assert isinstance(out, DeadLetter)
+    assert out.code == DeadLetterCode.CARD_DATA
+    assert out.field == ("key" if where == "key" else "value")
+    assert "card number" in out.detail and not looks_like_card_number(out.detail)
+
+
 def test_every_decode_code_is_covered_by_a_test_above() -> None:
-    """A new DeadLetterCode needs its own test here (duplicate_conflict is the shard's, see test_shard)."""
+    """A new DeadLetterCode needs its own test here."""
     covered = {
         DeadLetterCode.NOT_UTF8,
         DeadLetterCode.MALFORMED_JSON,
@@ -251,8 +275,10 @@ def test_every_decode_code_is_covered_by_a_test_above() -> None:
         DeadLetterCode.MISSING_KEY,
         DeadLetterCode.KEY_MISMATCH,
         DeadLetterCode.OVERSIZED,
+        DeadLetterCode.CARD_DATA,
     }
-    assert set(DeadLetterCode) - covered == {DeadLetterCode.DUPLICATE_CONFLICT}
+    # duplicate_conflict and forged_command are the shard's (test_shard)
+    assert set(DeadLetterCode) - covered == {DeadLetterCode.DUPLICATE_CONFLICT, DeadLetterCode.FORGED_COMMAND}
 
 
 # --- dead-letter details never carry a card number ----------------------------------------------------

@@ -17,7 +17,12 @@ from config.settings import env_names, load_settings
 DEPLOY = Path(__file__).resolve().parents[2] / "cluster" / "deploy"
 KUBERAY = DEPLOY / "kuberay"
 LAUNCHER = DEPLOY / "launcher" / "cluster-launcher.yaml"
-SECRET_ENV = {"CLICKCASH_REDIS__URL", "CLICKCASH_KAFKA__SASL_PASSWORD", "RAY_AUTH_TOKEN"}
+SECRET_ENV = {
+    "CLICKCASH_REDIS__URL",
+    "CLICKCASH_KAFKA__SASL_PASSWORD",
+    "CLICKCASH_SECURITY__TIMER_COMMAND_KEYS",
+    "RAY_AUTH_TOKEN",
+}
 RAY_ENV = {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
 SECRET_NAME = "clickcash-secrets"
 

@@ -186,3 +186,13 @@ def test_unreadable_domain_file_is_a_config_error(tmp_path: Path, content: str |
         path.write_text(content)
     with pytest.raises(ConfigError, match=re.escape(str(path))):
         load_domain_config(path)
+
+
+def test_one_setting_sizes_every_client_and_every_created_topic() -> None:
+    from cluster.topics import all_topics, topic_config
+
+    s = load_settings(kafka={"max_message_bytes": 2_000_000})
+    assert s.kafka.client_config()["message.max.bytes"] == 2_000_000
+    for topic in all_topics(s):
+        assert topic_config(s, topic)["max.message.bytes"] == "2000000"
+    assert topic_config(s, s.kafka.input_topic)["message.timestamp.type"] == "LogAppendTime"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.shard import MAX_COMMIT_ATTEMPTS, OutputTopics, Shard, ShardResult
+from actors.shard import MAX_COMMIT_ATTEMPTS, RECORD_FRAMING_RESERVE_BYTES, OutputTopics, Shard, ShardResult
 from actors.state import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch
 from clickcash._errors import StaleShardCallError, StateConflictError
+from clickcash._timer_mac import TimerMac
 from clickcash.events import (
     OUTPUT_SOURCE,
     OUTPUT_TYPES,
@@ -214,16 +216,24 @@ def test_order_with_no_eligible_psp_is_rejected(
     assert [r["code"] for r in rejected["data"]["reasons"]] == ["no_eligible_psp"]
 
 
-def test_card_number_as_token_is_rejected_and_not_echoed(
+def test_card_number_as_token_is_dead_lettered_masked_and_never_stored(
     domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
 ) -> None:
     shard, store = make_shard(domain)
     pm = {"type": "card", "network": "visa", "token": VISA_TEST_PAN}
-    result = shard.apply(shard_batch([rec("order.placed", payment_method=pm)]))
-    [rejected] = envelopes(result)
-    assert [r["code"] for r in rejected["data"]["reasons"]] == ["raw_card_data"]
-    assert VISA_TEST_PAN.encode() not in result.values[0]
-    assert VISA_TEST_PAN.encode() not in b"".join(doc for _, doc in store.customers.values())
+    result = shard.apply(
+        shard_batch(
+            [rec("order.placed", payment_method=pm), rec("payment_method.updated", payment_method=pm)]
+        )
+    )
+    assert envelopes(result) == []
+    letters = dead_letters(result)
+    assert [reason_of(h).code for _, _, h in letters] == [DeadLetterCode.CARD_DATA] * 2
+    assert all(reason_of(h).redacted for _, _, h in letters)
+    assert all(VISA_TEST_PAN.encode() not in v and b"****************" in v for _, v, _ in letters)
+    assert store.customers == {} or VISA_TEST_PAN.encode() not in b"".join(
+        doc or b"" for _, doc in store.customers.values()
+    )
 
 
 # --- the contract of every output -------------------------------------------------------------------
@@ -630,7 +640,7 @@ def test_dead_letter_masks_card_numbers_in_the_original_bytes(
     assert not looks_like_card_number(value.decode())
     reason = reason_of(headers)
     assert reason.redacted is True
-    assert reason.field == "data.items.0.quantity"
+    assert (reason.code, reason.field) == (DeadLetterCode.CARD_DATA, "value")
 
 
 CARD_IN_DEAD_LETTER = {
@@ -932,3 +942,148 @@ def test_records_without_a_timestamp_are_decided_at_the_shards_clock(
     shard, _ = make_shard(domain, clock=lambda: START + timedelta(hours=5))
     [accepted, _route] = envelopes(shard.apply(batch))
     assert datetime.fromisoformat(accepted["time"]) == START + timedelta(hours=5)
+
+
+# --- timer commands are authentic ------------------------------------------------------------------
+
+
+def _state_of(store: InMemoryStateStore) -> Any:
+    """Everything the store holds, to compare before and after (deep copy: the store mutates in place)."""
+    return copy.deepcopy((store.customers, store.timers, store.counters))
+
+
+def _forge(timer: DueTimer, offset: int, **change: Any) -> tuple[int, int, bytes, bytes]:
+    """The router's command for ``timer`` with ``change`` applied to its data (MAC kept or replaced)."""
+    key, value = timer.command()
+    body = orjson.loads(value)
+    body["data"].update(change)
+    body["data"] = {k: v for k, v in body["data"].items() if v is not None}
+    return (timer.partition, offset, key, orjson.dumps(body))
+
+
+FORGERIES: dict[str, Callable[[DueTimer], dict[str, Any]]] = {
+    "no_mac": lambda t: {"mac": None},
+    "random_mac": lambda t: {"mac": "0" * 64},
+    "mac_of_another_key": lambda t: {
+        "mac": DueTimer(t.partition, t.member, t.due_ms, TimerMac([b"an attacker's own key 0123"]))
+        .command()[1]
+        .split(b'"mac":"')[1][:64]
+        .decode()
+    },
+    "valid_mac_moved_to_an_earlier_due_time": lambda t: {"due_ms": t.due_ms - 3_600_000},
+    "valid_mac_moved_to_the_next_step": lambda t: {"step_index": 1},
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_a_forged_timer_command_is_dead_lettered_and_changes_nothing(
+    forgery: str, domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    shard, store = make_shard(domain, clock=lambda: START)
+    shard.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="51")]))
+    timer = _only_timer(store)
+    before = _state_of(store)
+    result = shard.apply(shard_batch([_forge(timer, 20, **FORGERIES[forgery](timer))]))
+    [(key, _, headers)] = dead_letters(result)
+    assert len(result) == 1 and key == b"c-1"
+    reason = reason_of(headers)
+    assert (reason.code, reason.field) == (DeadLetterCode.FORGED_COMMAND, "data.mac")
+    assert result.counts.get("processed") is None
+    assert _state_of(store) == before, "customer state, timers and counters must not change"
+    # the genuine command still fires afterwards: the forgery claimed nothing
+    [step_due] = envelopes(shard.apply(shard_batch([_fire(timer, 21)])))
+    assert (step_due["type"], step_due["data"]["step_index"]) == ("dunning.step_due", 0)
+
+
+def test_timer_commands_verify_under_any_configured_key_and_sign_with_the_first(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    old, new = b"the old timer key 0123456789", b"the new timer key 0123456789"
+    store = InMemoryStateStore(clock=lambda: 1_000.0)
+    rotated = Shard(0, TOPICS, domain, store, clock=lambda: START, timer_mac=TimerMac([new, old]))
+    rotated.apply(shard_batch([rec("order.placed"), rec("payment.declined", decline_code="51")]))
+    t = _only_timer(store)
+    signed_with_old = DueTimer(t.partition, t.member, t.due_ms, TimerMac([old]))
+    [step_due] = envelopes(rotated.apply(shard_batch([_fire(signed_with_old, 20)])))
+    assert step_due["type"] == "dunning.step_due"
+    # a shard that no longer lists the old key refuses what it signed
+    t = _only_timer(store)
+    only_new = Shard(0, TOPICS, domain, store, clock=lambda: START, timer_mac=TimerMac([new]))
+    result = only_new.apply(
+        shard_batch([_fire(DueTimer(t.partition, t.member, t.due_ms, TimerMac([old])), 21)])
+    )
+    assert [reason_of(h).code for _, _, h in dead_letters(result)] == [DeadLetterCode.FORGED_COMMAND]
+
+
+# --- a dead letter always fits ----------------------------------------------------------------------
+
+
+def _record_bytes(key: bytes | None, value: bytes, headers: dict[str, bytes]) -> int:
+    return len(key or b"") + len(value) + sum(len(k) + len(v) for k, v in headers.items())
+
+
+@pytest.mark.parametrize("limit", [65_536, 1_048_576])
+def test_a_dead_letter_too_big_for_a_record_carries_a_prefix_its_length_and_digest(
+    limit: int, domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
+    store = InMemoryStateStore(clock=lambda: 1_000.0)
+    shard = Shard(0, TOPICS, domain, store, clock=TickingClock(), max_message_bytes=limit)
+    original = b'{"pad": "' + b"x" * (limit + 10_000) + b'"}'
+    small = b"{not json at all"
+    result = shard.apply(shard_batch([(0, 0, b"c-1", original), (0, 1, b"c-1", small)]))
+    [(key, value, headers), (_, small_value, small_headers)] = dead_letters(result)
+    assert _record_bytes(key, value, headers) <= limit - RECORD_FRAMING_RESERVE_BYTES
+    reason = reason_of(headers)
+    assert reason.code == DeadLetterCode.OVERSIZED
+    assert reason.truncated is not None
+    assert reason.truncated.original_bytes == len(original)
+    assert reason.truncated.original_sha256 == hashlib.sha256(original).hexdigest()
+    assert reason.truncated.prefix_bytes == len(value) > limit // 2
+    assert original.startswith(value)
+    # a dead letter that fits is carried whole, with no truncation note
+    assert small_value == small and reason_of(small_headers).truncated is None
+
+
+def test_a_card_number_cut_by_the_prefix_is_masked_before_the_cut(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
+    limit = 65_536
+    store = InMemoryStateStore(clock=lambda: 1_000.0)
+    shard = Shard(0, TOPICS, domain, store, clock=TickingClock(), max_message_bytes=limit)
+    pad = b"x" * (limit - RECORD_FRAMING_RESERVE_BYTES - 700)
+    original = b'{"a": "' + pad + b" 4111 1111 1111 1111 " * 50 + b'"}'
+    [(_, value, headers)] = dead_letters(shard.apply(shard_batch([(0, 0, b"c-1", original)])))
+    reason = reason_of(headers)
+    assert reason.truncated is not None and reason.redacted
+    assert b"4111" not in value and b"1111" not in value
+
+
+def test_a_huge_key_and_a_card_number_key_do_not_leave_in_the_dead_letter(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
+    shard, _ = make_shard(domain)
+    huge = b"k" * 200_000
+    result = shard.apply(shard_batch([(0, 0, huge, b"{}"), (0, 1, VISA_TEST_PAN.encode(), b"{}")]))
+    [(k1, _, h1), (k2, _, h2)] = dead_letters(result)
+    assert k1 == b"sha256:" + hashlib.sha256(huge).hexdigest().encode() == h1["ce_partitionkey"]
+    assert reason_of(h1).key_sha256 == hashlib.sha256(huge).hexdigest()
+    assert k2 == b"*" * 16 == h2["ce_partitionkey"]
+    assert (reason_of(h2).code, reason_of(h2).field, reason_of(h2).redacted) == (
+        DeadLetterCode.CARD_DATA,
+        "key",
+        True,
+    )
+
+
+def test_the_digest_of_a_truncated_dead_letter_holding_card_data_is_of_the_masked_original(
+    domain: DomainConfig, shard_batch: BatchFactory
+) -> None:
+    store = InMemoryStateStore(clock=lambda: 1_000.0)
+    shard = Shard(0, TOPICS, domain, store, clock=TickingClock(), max_message_bytes=65_536)
+    original = b'{"pan": "4111 1111 1111 1111", "pad": "' + b"x" * 70_000 + b'"}'
+    [(_, value, headers)] = dead_letters(shard.apply(shard_batch([(0, 0, b"c-1", original)])))
+    reason = reason_of(headers)
+    assert reason.redacted and reason.truncated is not None
+    masked = original.replace(b"4111 1111 1111 1111", b"**** **** **** ****")
+    assert reason.truncated.original_sha256 == hashlib.sha256(masked).hexdigest()
+    assert masked.startswith(value)
