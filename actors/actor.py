@@ -16,6 +16,7 @@ import ray
 
 from actors._redis_state import RedisStateStore
 from actors.shard import OutputTopics, Shard, ShardResult
+from clickcash._errors import ClickcashError
 from clickcash._logging import configure_logging
 from config.domain import load_domain_config
 from config.settings import Settings
@@ -49,12 +50,19 @@ class ShardActor:
         self._shard = build_shard(shard_id, settings)
         self._batch_seconds = Histogram.of(BATCH_BOUNDS_S)
         self._events = 0
+        self._faulty = frozenset(c.encode() for c in settings.pipeline.fault_inject_customer_ids)
+        """customers whose batches raise, as a bug in an engine would (tests only; off by default)"""
         # Ray, pydantic's schemas and the config live as long as the process: moved out of the collector's
         # reach, they are not traversed again by every full collection the batches' garbage triggers.
         gc.collect()
         gc.freeze()
 
     def apply(self, batch: ShardBatch) -> ShardResult:
+        if self._faulty and not self._faulty.isdisjoint(batch.keys):
+            raise InjectedFaultError(
+                f"shard {self._shard.shard_id}: injected fault for a customer in "
+                "pipeline.fault_inject_customer_ids (tests only)"
+            )
         started = time.perf_counter()
         result = self._shard.apply(batch)
         self._batch_seconds.observe(time.perf_counter() - started)
@@ -79,6 +87,10 @@ class ShardActor:
             "events": self._events,
             "batch_seconds": self._batch_seconds.to_dict(),
         }
+
+
+class InjectedFaultError(ClickcashError):
+    """The test-only fault of ``pipeline.fault_inject_customer_ids``: stands for an engine's bug."""
 
 
 def shard_actor_name(index: int) -> str:

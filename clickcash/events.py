@@ -327,6 +327,8 @@ class DeadLetterCode(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     OVERSIZED = "oversized"
     DUPLICATE_CONFLICT = "duplicate_conflict"
+    PARKED_DROPPED = "parked_dropped"
+    """an operator dropped a parked customer's records (``clickcash parked drop``)"""
 
 
 class DeadLetter(_Model):

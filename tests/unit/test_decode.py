@@ -241,7 +241,8 @@ def test_oversized_limit_is_inclusive(cloud_event: EventFactory, event_data: Dat
 
 
 def test_every_decode_code_is_covered_by_a_test_above() -> None:
-    """A new DeadLetterCode needs its own test here (duplicate_conflict is the shard's, see test_shard)."""
+    """A new DeadLetterCode needs its own test here (duplicate_conflict is the shard's, see test_shard;
+    parked_dropped the router's, see test_parking)."""
     covered = {
         DeadLetterCode.NOT_UTF8,
         DeadLetterCode.MALFORMED_JSON,
@@ -252,7 +253,10 @@ def test_every_decode_code_is_covered_by_a_test_above() -> None:
         DeadLetterCode.KEY_MISMATCH,
         DeadLetterCode.OVERSIZED,
     }
-    assert set(DeadLetterCode) - covered == {DeadLetterCode.DUPLICATE_CONFLICT}
+    assert set(DeadLetterCode) - covered == {
+        DeadLetterCode.DUPLICATE_CONFLICT,
+        DeadLetterCode.PARKED_DROPPED,
+    }
 
 
 # --- dead-letter details never carry a card number ----------------------------------------------------
