@@ -21,7 +21,8 @@ Keys (``<prefix>`` is ``redis.key_prefix``):
 * ``<prefix>:parked:r:<customer key>`` hash: ``<partition>:<offset>`` (zero padded) -> ``<timestamp
   ms>|<original value>``: the kept records; the key of each is the customer key;
 * ``<prefix>:parked:requests`` hash: customer key -> ``replay`` or ``drop``, for the owning router;
-* ``<prefix>:parked:outcomes`` hash: customer key -> the last request's outcome, for the operator.
+* ``<prefix>:parked:outcomes`` hash: customer key -> the last request's outcome, for the operator;
+* ``<prefix>:parked:dropped`` set: ``<partition>:<offset>`` of every dropped record, for the verifier.
 
 Nothing expires: a parked customer waits for an operator. Records hold the input as it was written to
 the input topic (card numbers included if the input held any: they are dead-lettered when replayed).
@@ -81,8 +82,15 @@ class ParkingStore(Protocol):
 
     def outcomes(self) -> dict[bytes, str]: ...
 
-    def release(self, customer: bytes) -> None:
-        """Forget the customer's park position, records and request (after a replay or drop committed)."""
+    def forget_outcome(self, customer: bytes) -> None: ...
+
+    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
+        """Forget the customer's park position, records and request (after a replay or drop committed);
+        ``dropped``: the records that went to the dead-letter topic instead, remembered for the verifier."""
+        ...
+
+    def dropped(self) -> set[tuple[int, int]]:
+        """Positions of every record an operator dropped."""
         ...
 
 
@@ -97,6 +105,7 @@ class RedisParkingStore:
         self._records_prefix = f"{prefix}:parked:r:".encode()
         self._requests = f"{prefix}:parked:requests"
         self._outcomes = f"{prefix}:parked:outcomes"
+        self._dropped = f"{prefix}:parked:dropped"
 
     @classmethod
     def from_url(cls, url: str, prefix: str, socket_timeout_s: float) -> RedisParkingStore:
@@ -177,13 +186,25 @@ class RedisParkingStore:
             raw = cast(Mapping[bytes, bytes], self._r.hgetall(self._outcomes))
         return {c: t.decode() for c, t in raw.items()}
 
-    def release(self, customer: bytes) -> None:
+    def forget_outcome(self, customer: bytes) -> None:
+        with map_exceptions("redis", redis.RedisError):
+            self._r.hdel(self._outcomes, customer)
+
+    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
+        positions = [_field(r[0], r[1]) for r in dropped]
         with map_exceptions("redis", redis.RedisError):
             pipe = self._r.pipeline(transaction=True)
+            if positions:
+                pipe.sadd(self._dropped, *positions)
             pipe.delete(self._records_key(customer))
             pipe.hdel(self._index, customer)
             pipe.hdel(self._requests, customer)
             pipe.execute()
+
+    def dropped(self) -> set[tuple[int, int]]:
+        with map_exceptions("redis", redis.RedisError):
+            raw = cast(set[bytes], self._r.smembers(self._dropped))
+        return {(int(p), int(o)) for p, o in (m.split(b":") for m in raw)}
 
 
 def _decode_parked(customer: bytes, doc: bytes) -> ParkedCustomer:
@@ -201,6 +222,7 @@ class InMemoryParkingStore:
         self.kept: dict[bytes, dict[tuple[int, int], RawRecord]] = {}
         self._requests: dict[bytes, str] = {}
         self._outcomes: dict[bytes, str] = {}
+        self.dropped_positions: set[tuple[int, int]] = set()
 
     def load(self) -> dict[bytes, ParkedCustomer]:
         return dict(self.index)
@@ -229,10 +251,17 @@ class InMemoryParkingStore:
     def outcomes(self) -> dict[bytes, str]:
         return dict(self._outcomes)
 
-    def release(self, customer: bytes) -> None:
+    def forget_outcome(self, customer: bytes) -> None:
+        self._outcomes.pop(customer, None)
+
+    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
+        self.dropped_positions.update((r[0], r[1]) for r in dropped)
         self.kept.pop(customer, None)
         self.index.pop(customer, None)
         self._requests.pop(customer, None)
+
+    def dropped(self) -> set[tuple[int, int]]:
+        return set(self.dropped_positions)
 
 
 def dropped_dead_letter(

@@ -548,7 +548,7 @@ class Router:
             else:
                 self._parking.outcome(customer, f"unknown request {action!r}: use replay or drop")
                 continue
-            self._parking.release(customer)
+            self._parking.release(customer, records if action == "drop" else ())
             self._parked.pop(customer, None)
             self._parking.outcome(customer, f"{action}: {len(records)} records released")
             log.warning(

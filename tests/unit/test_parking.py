@@ -69,3 +69,45 @@ def test_a_shard_error_is_an_outage_only_when_a_service_failed(
 ) -> None:
     assert classify_shard_error(_RayLikeError(cause)) == (kind, service)
     assert classify_shard_error(RuntimeError("actor died"))[0] is FailureKind.PROCESSING
+
+
+def _parked_store() -> InMemoryParkingStore:
+    store = InMemoryParkingStore()
+    store.park(ParkedCustomer(b"c-7", 1, 4, "ValueError: engine bug", 1_700_000_000_000))
+    store.keep([(1, 4, b"c-7", b'{"pan": "4111111111111111"}', 1_700_000_000_000), (1, 9, b"c-7", b"{}", 0)])
+    return store
+
+
+def test_the_operator_lists_and_shows_parked_customers_without_card_numbers() -> None:
+    from cluster.parked_cli import list_lines, show_lines
+
+    store = _parked_store()
+    listed = "\n".join(list_lines(store))
+    assert "c-7: 2 record(s) from partition 1 offset 4" in listed and "engine bug" in listed
+    shown = "\n".join(show_lines(store, b"c-7"))
+    assert "partition 1 offset 4" in shown and "partition 1 offset 9" in shown
+    assert "4111111111111111" not in shown
+    assert list_lines(InMemoryParkingStore()) == ["no parked customers"]
+
+
+def test_a_request_waits_for_the_routers_outcome_and_refuses_unknown_customers() -> None:
+    from clickcash._errors import ClickcashError
+    from cluster.parked_cli import request, show_lines
+
+    store = _parked_store()
+    ticks = iter(range(100))
+
+    def router_answers(_: float) -> None:
+        assert store.requests() == {b"c-7": "replay"}
+        store.release(b"c-7")
+        store.outcome(b"c-7", "replay: 2 records released")
+
+    assert request(store, b"c-7", "replay", wait_s=5, sleep=router_answers, clock=lambda: next(ticks)) == (
+        "replay: 2 records released"
+    )
+    with pytest.raises(ClickcashError, match="not parked"):
+        request(store, b"c-7", "drop", wait_s=0)
+    with pytest.raises(ClickcashError, match=r"not parked .*last request: replay"):
+        show_lines(store, b"c-7")
+    with pytest.raises(ClickcashError, match="unknown action"):
+        request(_parked_store(), b"c-7", "erase", wait_s=0)
