@@ -705,6 +705,9 @@ class Router:
 
     def _fire_timers(self, pump: TimerPump) -> None:
         due = pump.poll(sorted(self._assigned))
+        if due and self._parked:
+            # a parked customer's timers wait for its release: their commands would only be parked
+            due = [t for t in due if t.customer.encode() not in self._parked]
         if not due:
             return
         self._begin()

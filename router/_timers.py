@@ -30,6 +30,10 @@ class DueTimer:
     member: str
     due_ms: int
 
+    @property
+    def customer(self) -> str:
+        return self.member.split(TIMER_SEP, 1)[0]
+
     def command(self) -> tuple[bytes, bytes]:
         """(Kafka key, CloudEvent value) of the command that fires this timer."""
         customer_id, order_id, plan_id, step = self.member.split(TIMER_SEP)
