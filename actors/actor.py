@@ -16,7 +16,7 @@ import ray
 
 from actors._redis_state import RedisStateStore
 from actors.shard import OutputTopics, Shard, ShardResult
-from clickcash._errors import ClickcashError
+from clickcash._errors import ClickcashError, StaleShardCallError
 from clickcash._logging import configure_logging
 from config.domain import load_domain_config
 from config.settings import Settings
@@ -50,6 +50,8 @@ class ShardActor:
         self._shard = build_shard(shard_id, settings)
         self._batch_seconds = Histogram.of(BATCH_BOUNDS_S)
         self._events = 0
+        self._failed_partitions: set[int] = set()
+        """partitions of a batch that raised: their later batches are refused until the next fence"""
         self._faulty = frozenset(c.encode() for c in settings.pipeline.fault_inject_customer_ids)
         """customers whose batches raise, as a bug in an engine would (tests only; off by default)"""
         # Ray, pydantic's schemas and the config live as long as the process: moved out of the collector's
@@ -58,19 +60,37 @@ class ShardActor:
         gc.freeze()
 
     def apply(self, batch: ShardBatch) -> ShardResult:
-        if self._faulty and not self._faulty.isdisjoint(batch.keys):
-            raise InjectedFaultError(
-                f"shard {self._shard.shard_id}: injected fault for a customer in "
-                "pipeline.fault_inject_customer_ids (tests only)"
+        if self._failed_partitions and not self._failed_partitions.isdisjoint(batch.partitions):
+            raise StaleShardCallError(
+                f"shard {self._shard.shard_id}: an earlier batch of partitions "
+                f"{sorted(self._failed_partitions & set(batch.partitions))} failed; later batches of them "
+                "are refused until the router fences and replays"
             )
         started = time.perf_counter()
-        result = self._shard.apply(batch)
+        try:
+            if self._faulty and not self._faulty.isdisjoint(batch.keys):
+                raise InjectedFaultError(
+                    f"shard {self._shard.shard_id}: injected fault for a customer in "
+                    "pipeline.fault_inject_customer_ids (tests only)"
+                )
+            result = self._shard.apply(batch)
+        except Exception:
+            # The router has later batches of these partitions in flight behind this one; applied, they
+            # would run a customer's later events before the replay of the ones this batch did not apply.
+            self._failed_partitions.update(batch.partitions)
+            raise
         self._batch_seconds.observe(time.perf_counter() - started)
         self._events += len(batch.offsets)
         return result
 
     def incarnation(self) -> str:
-        """Which instance this is; a router fences with it after a failure (``StaleShardCallError``)."""
+        """Which instance this is; a router fences with it after a failure (``StaleShardCallError``).
+
+        The fence also ends the refusal of batches behind a failed one: the router sends it after
+        dropping every round in flight, so whatever comes after it is the replay, in order. Any router's
+        fence ends it: with several routers, one's fence can let through in-flight batches of another
+        whose batch failed just before (a known limit, docs/failure-handling.md)."""
+        self._failed_partitions.clear()
         return self._shard.incarnation
 
     def stats(self) -> dict[str, Any]:
