@@ -98,10 +98,10 @@ def _faulty_customer(records: list[tuple[bytes | None, bytes]]) -> str:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="OPEN DEFECT: in some runs (2 of 4, seed 201) two non-parked customers of the faulty customer's "
-    "shard (f201-c000004, f201-c000010) hit their campaign unit cap earlier than the verifier's reference, "
-    "so a few orders flip between accepted and rejected; no loss, no duplicate. Root cause not found yet "
-    "(suspect: a replay path during retries/isolation applying one of their orders out of order)",
+    reason="OPEN DEFECT: in 3 of 5 runs (seed 201) a non-parked customer of the faulty one's stream "
+    "(f201-c000004) has its first order decided with its campaign cap already used up (50 units bought) "
+    "and later ones with fewer: its later orders were applied at the shard before its first one, "
+    "during the retries or the isolation; no loss, no duplicate. Root cause not found yet",
 )
 def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_it_exactly(
     make_settings: SettingsFactory, tmp_path: Path
