@@ -61,10 +61,12 @@ class ShardActor:
 
     def apply(self, batch: ShardBatch) -> ShardResult:
         if self._failed_partitions and not self._failed_partitions.isdisjoint(batch.partitions):
+            # a refused batch is a failed one too: its other partitions' later batches are refused as well
+            refused = sorted(self._failed_partitions & set(batch.partitions))
+            self._failed_partitions.update(batch.partitions)
             raise StaleShardCallError(
-                f"shard {self._shard.shard_id}: an earlier batch of partitions "
-                f"{sorted(self._failed_partitions & set(batch.partitions))} failed; later batches of them "
-                "are refused until the router fences and replays"
+                f"shard {self._shard.shard_id}: an earlier batch of partitions {refused} failed; later "
+                "batches of them are refused until the router fences and replays"
             )
         started = time.perf_counter()
         try:

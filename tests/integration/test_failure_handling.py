@@ -12,8 +12,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from cluster.outputs import OutputReader
 from cluster.parked_cli import request
 from cluster.verify import verify
@@ -96,13 +94,6 @@ def _faulty_customer(records: list[tuple[bytes | None, bytes]]) -> str:
     return max(ordinary, key=lambda k: (counts[k], k)).decode()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="OPEN DEFECT: in 3 of 5 runs (seed 201) a non-parked customer of the faulty one's stream "
-    "(f201-c000004) has its first order decided with its campaign cap already used up (50 units bought) "
-    "and later ones with fewer: its later orders were applied at the shard before its first one, "
-    "during the retries or the isolation; no loss, no duplicate. Root cause not found yet",
-)
 def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_it_exactly(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
