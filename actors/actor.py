@@ -52,7 +52,9 @@ class ShardActor:
         self._events = 0
         self._failed_partitions: set[int] = set()
         """partitions of a batch that raised: their later batches are refused until the next fence"""
-        self._faulty = frozenset(c.encode() for c in settings.pipeline.fault_inject_customer_ids)
+        self._faulty = frozenset(
+            c.strip().encode() for c in settings.pipeline.fault_inject_customer_ids.split(",") if c.strip()
+        )
         """customers whose batches raise, as a bug in an engine would (tests only; off by default)"""
         # Ray, pydantic's schemas and the config live as long as the process: moved out of the collector's
         # reach, they are not traversed again by every full collection the batches' garbage triggers.

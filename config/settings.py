@@ -97,9 +97,9 @@ class PipelineSettings(_Section):
     """cap of the wait between retries of a failing round"""
     outage_backoff_max_ms: Annotated[int, Field(ge=1, le=600_000)] = 10_000
     """cap of the wait between attempts while Redis or the broker is unavailable (no record is blamed)"""
-    fault_inject_customer_ids: tuple[str, ...] = ()
-    """TESTS ONLY: a shard raises on every batch holding one of these customer keys, as an engine with a
-    bug would. Empty (off) by default; only settings enable it, never input data"""
+    fault_inject_customer_ids: str = ""
+    """TESTS ONLY: comma-separated customer keys; a shard raises on every batch holding one of them, as an
+    engine with a bug would. Empty (off) by default; only settings enable it, never input data"""
 
     @model_validator(mode="after")
     def _retention_covers_replay(self) -> PipelineSettings:

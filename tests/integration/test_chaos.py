@@ -297,7 +297,7 @@ def test_poison_record_parks_one_customer_and_the_stream_moves_on(
             "max_inflight_batches_per_shard": 4,
             "round_max_attempts": 3,
             "round_retry_backoff_ms": 50,
-            "fault_inject_customer_ids": (faulty,),
+            "fault_inject_customer_ids": faulty,
         },
         kafka={"consume_batch_max": 1000},
         domain_file=_domain_without_breakers(tmp_path),

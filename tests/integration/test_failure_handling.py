@@ -68,14 +68,14 @@ def _fault_settings(make_settings: SettingsFactory, faulty: str, tmp_path: Path)
             "round_retry_backoff_ms": 50,
             "round_retry_backoff_max_ms": 200,
             "timer_poll_interval_ms": 200,
-            "fault_inject_customer_ids": (faulty,),
+            "fault_inject_customer_ids": faulty,
         },
         kafka={"consume_batch_max": 500},
     )
 
 
 def _without_fault(settings: Settings) -> Settings:
-    fixed = settings.pipeline.model_copy(update={"fault_inject_customer_ids": ()})
+    fixed = settings.pipeline.model_copy(update={"fault_inject_customer_ids": ""})
     return settings.model_copy(update={"pipeline": fixed})
 
 
