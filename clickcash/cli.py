@@ -356,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cluster.ops_cli import add_ops_parser
 
     add_ops_parser(sub)
+    from cluster.parked_cli import add_parked_parser
+
+    add_parked_parser(sub)
     from loadtest.contenders.compare import add_compare_parser
 
     add_compare_parser(sub)

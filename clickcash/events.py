@@ -339,6 +339,8 @@ class DeadLetterCode(StrEnum):
     FORGED_COMMAND = "forged_command"
     """a ``dunning.timer_fired`` command whose MAC is missing or does not verify: not from a router"""
 
+    PARKED_DROPPED = "parked_dropped"
+    """an operator dropped a parked customer's records (``clickcash parked drop``)"""
 
 class TruncatedOriginal(_Model):
     """The original did not fit in a dead letter: the record carries only its first ``prefix_bytes``

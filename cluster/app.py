@@ -11,7 +11,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.actor import start_shard_actor
-from clickcash._errors import ClickcashError, ConfigError, remote_error_reason
+from clickcash._errors import ClickcashError, ConfigError, ServiceError, remote_error_reason
 from clickcash._logging import configure_logging
 from cluster.monitor import Monitor
 from config.settings import Settings
@@ -143,7 +143,12 @@ class App:
         the desired topology (checked once a second)."""
         if not self._rescaling and time.monotonic() - self._topology_checked >= 1.0:
             self._topology_checked = time.monotonic()
-            self.reconcile()
+            try:
+                self.reconcile()
+            except ServiceError as exc:
+                # the topology lives in Redis: during an outage the app keeps running as it is (the routers
+                # wait the outage out) and follows the topology again once Redis answers
+                log.warning("cannot read the desired topology (%s); checking again in 1 s", exc)
         refs = list(self._runs.values())
         if not refs:
             time.sleep(timeout_s)

@@ -110,6 +110,33 @@ _DEFS = [
     MetricDef("clickcash_rewinds_total", "counter", "Rewinds to the committed offsets after a failure"),
     MetricDef("clickcash_router_restarts_total", "counter", "Router runs restarted by the supervisor"),
     MetricDef(
+        "clickcash_failed_rounds_total",
+        "counter",
+        "Rounds that failed (a shard raised or died, a service was unavailable, Kafka refused the outputs)",
+    ),
+    MetricDef(
+        "clickcash_parked_customers",
+        "gauge",
+        "Customers parked: their records are kept in the parking store until an operator replays or drops",
+    ),
+    MetricDef(
+        "clickcash_parked_records_total",
+        "counter",
+        "Input records kept in the parking store (replays included)",
+    ),
+    MetricDef(
+        "clickcash_router_isolating",
+        "gauge",
+        "1 while the router replays in small rounds to find the record that keeps failing",
+        ("router",),
+    ),
+    MetricDef(
+        "clickcash_router_outage_seconds",
+        "gauge",
+        "How long the router has been waiting for an unavailable service (0: none)",
+        ("router",),
+    ),
+    MetricDef(
         "clickcash_end_to_end_latency_seconds",
         "histogram",
         "Input record timestamp to its outputs committed (read_committed visible)",
@@ -288,6 +315,7 @@ def _flatten_router(stats: Mapping[str, Any]) -> dict[Any, float]:
         ("aborts",): stats.get("aborts", 0),
         ("rewinds",): stats.get("rewinds", 0),
         ("timers_fired",): stats.get("timers_fired", 0),
+        ("failed_rounds",): stats.get("failed_rounds", 0),
     }
     for k, v in (stats.get("counts") or {}).items():
         flat[("count", k)] = v
@@ -326,6 +354,7 @@ class MetricsModel:
         fam = {d.name: Family(d) for d in _DEFS}
         router_totals: dict[Any, float] = {}
         polled: set[str] = set()
+        parked = 0
         for i, stats in enumerate(poll.routers):
             idx = int(stats.get("router", i))
             source = f"router-{idx}"
@@ -338,11 +367,15 @@ class MetricsModel:
                 router_totals[k] = router_totals.get(k, 0) + v
             fam["clickcash_router_up"].add(1 if up and stats.get("running") else 0, router=str(idx))
             fam["clickcash_router_inflight_rounds"].add(stats.get("inflight_rounds", 0), router=str(idx))
+            fam["clickcash_router_isolating"].add(int(stats.get("round_cap", 0) > 0), router=str(idx))
+            fam["clickcash_router_outage_seconds"].add(stats.get("outage_for_s", 0.0), router=str(idx))
+            parked += stats.get("parked_customers", 0) if up else 0
             polled.add(source)
         # a router removed by a rescale keeps what it counted, or the app-wide totals would go down
         for source in sorted(self._routers.sources() - polled):
             for k, v in self._routers.last(source).items():
                 router_totals[k] = router_totals.get(k, 0) + v
+        fam["clickcash_parked_customers"].add(parked)
         self._router_families(fam, router_totals, poll)
         self._shard_families(fam, poll)
         for p in poll.partitions:
@@ -414,6 +447,8 @@ class MetricsModel:
         fam["clickcash_transactions_total"].add(t.get(("transactions",), 0))
         fam["clickcash_transaction_aborts_total"].add(t.get(("aborts",), 0))
         fam["clickcash_rewinds_total"].add(t.get(("rewinds",), 0))
+        fam["clickcash_failed_rounds_total"].add(t.get(("failed_rounds",), 0))
+        fam["clickcash_parked_records_total"].add(counts.get("parked_records", 0))
         fam["clickcash_router_restarts_total"].add(poll.router_restarts)
         for short, name in _ROUTER_HISTOGRAMS.items():
             fam[name].histograms.append(HistogramSample({}, _histogram(t, HISTOGRAM_BOUNDS[name], short)))

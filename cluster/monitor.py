@@ -24,7 +24,7 @@ from cluster.metrics import MetricsServer
 from cluster.offset_retry import RetryBudget
 from cluster.offsets import GroupOffsets
 from cluster.status_view import build_status
-from cluster.watchdog import PartitionProgress, StallWatchdog
+from cluster.watchdog import PartitionProgress, StallWatchdog, outage_stalls
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,16 @@ class Monitor:
                 oldest[int(shard)] = max(oldest.get(int(shard), 0.0), float(age))
         progress = {p.partition: PartitionProgress(p.committed, p.lag) for p in partitions}
         stalls = self._watchdog.observe(now, progress, oldest)
+        stalls += outage_stalls(
+            {
+                int(r.get("router", i)): (
+                    str(r.get("outage_service") or ""),
+                    float(r.get("outage_for_s", 0.0)),
+                )
+                for i, r in enumerate(routers)
+                if not r.get("unavailable")
+            }
+        )
         if self._breakers is None:
             self._breakers = breaker_probe(self.settings)
         breakers = self._breakers.open()

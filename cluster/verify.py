@@ -6,6 +6,12 @@ no Redis, no transactions, no crashes: the reference the distributed run must eq
 topics ``read_committed`` and compares, per output topic and customer, the sequence of output ids. That one
 comparison catches loss (an expected id missing), duplicates (an id twice), strays (an id not expected) and
 reordering (the same ids in another order). It runs as ``clickcash verify`` against a live deployment.
+
+Parked customers (``router._parking``): their records from the park position on are not processed until
+an operator releases them, so the reference leaves out exactly the records the parking store holds, and
+checks that every committed record of a parked customer from its park position on is held there (one
+that is neither processed nor kept is lost). A dropped record is expected as a ``parked_dropped`` dead
+letter instead of its outputs; a replayed one is expected as if it had never been parked.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from actors.shard import OutputTopics, Shard
 from actors.state import InMemoryStateStore
-from clickcash.events import TIMER_SOURCE
+from clickcash.events import TIMER_SOURCE, output_id
 from cluster.offsets import group_positions
 from cluster.outputs import OutputReader
 from config.domain import load_domain_config
 from config.settings import Settings
 from router._dispatch import ShardBatch
+from router._parking import ParkedCustomer, ParkingStore, RedisParkingStore
 
 Stream = tuple[str, bytes | None]
 """(output topic, Kafka key)"""
@@ -49,6 +56,11 @@ class VerifyReport:
     dead_letters_expected: int
     dead_letters_actual: int
     examples: list[str] = field(default_factory=list)
+    parked_customers: int = 0
+    parked_records: int = 0
+    """input records held in the parking store (left out of the expected outputs)"""
+    parked_unkept: int = 0
+    """committed records of parked customers, from the park position on, missing from the store: lost"""
 
     @property
     def ok(self) -> bool:
@@ -58,6 +70,7 @@ class VerifyReport:
             and self.unexpected == 0
             and self.out_of_order_streams == 0
             and self.dead_letters_expected == self.dead_letters_actual
+            and self.parked_unkept == 0
         )
 
     def render(self) -> str:
@@ -67,7 +80,9 @@ class VerifyReport:
             f"expected outputs={self.expected} actual={self.actual} "
             f"missing={self.missing} duplicates={self.duplicates} unexpected={self.unexpected} "
             f"out-of-order streams={self.out_of_order_streams} "
-            f"dead letters expected={self.dead_letters_expected} actual={self.dead_letters_actual}"
+            f"dead letters expected={self.dead_letters_expected} actual={self.dead_letters_actual} "
+            f"parked customers={self.parked_customers} records={self.parked_records} "
+            f"unkept={self.parked_unkept}"
         )
         if self.examples:
             text += "\n  " + "\n  ".join(self.examples[:10])
@@ -122,10 +137,36 @@ def read_input(
         c.close()
 
 
+@dataclass
+class ParkedView:
+    """What the parking store says about the input: positions held, positions dropped."""
+
+    customers: dict[bytes, ParkedCustomer] = field(default_factory=dict)
+    held: set[tuple[int, int]] = field(default_factory=set)
+    dropped: set[tuple[int, int]] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, store: ParkingStore) -> ParkedView:
+        customers = store.load()
+        held = {(r[0], r[1]) for c in customers for r in store.records(c)}
+        return cls(customers, held, store.dropped())
+
+    def unkept(self, inputs: dict[int, list[InputRecord]]) -> list[tuple[int, int]]:
+        """Positions of parked customers' records that should be in the store and are not."""
+        out = []
+        for p, records in inputs.items():
+            for o, key, _, _ in records:
+                c = self.customers.get(key if key is not None else b"")
+                if c is not None and c.holds(p, o) and (p, o) not in self.held:
+                    out.append((p, o))
+        return out
+
+
 def expected_streams(
     settings: Settings,
     inputs: dict[int, list[InputRecord]],
     explain: dict[str, str] | None = None,
+    parked: ParkedView | None = None,
 ) -> dict[Stream, list[str]]:
     """Output ids per (topic, key) as one sequential, failure-free run would produce them; ``explain``
     (when given) receives, per output id, its type and the input position that causes it.
@@ -146,6 +187,18 @@ def expected_streams(
     streams: dict[Stream, list[str]] = defaultdict(list)
     for partition in sorted(inputs):
         records = inputs[partition]
+        if parked is not None and (parked.held or parked.dropped):
+            kept = []
+            for r in records:
+                pos = (partition, r[0])
+                if pos in parked.dropped:
+                    oid = output_id(f"{k.input_topic}:{partition}:{r[0]}", "dead-letter")
+                    streams[(k.dlq_topic, r[1])].append(oid)
+                    if explain is not None:
+                        explain[oid] = f"dropped parked record, partition {partition} offset {r[0]}"
+                elif pos not in parked.held:
+                    kept.append(r)
+            records = kept
         for start in range(0, len(records), 5000):
             chunk = records[start : start + 5000]
             batch = ShardBatch(
@@ -211,8 +264,16 @@ def verify(
     n_inputs = sum(len(v) for v in inputs.values())
     n_timers = sum(1 for records in inputs.values() for _, _, v, _ in records if _is_timer_command(v))
     log(f"verify: read {n_inputs:,} input records; computing expected outputs ...")
+    store = RedisParkingStore.from_url(
+        settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+    )
+    try:
+        parked = ParkedView.load(store)
+    finally:
+        store.close()
+    unkept = parked.unkept(inputs)
     explain: dict[str, str] = {}
-    expected = expected_streams(settings, inputs, explain)
+    expected = expected_streams(settings, inputs, explain, parked)
     n_expected = sum(len(v) for v in expected.values())
     log(f"verify: {n_expected:,} outputs expected; reading output topics (read_committed) ...")
     reader = OutputReader(settings)
@@ -249,6 +310,10 @@ def verify(
         + [f"duplicate {i}" for i in duplicates[:3]]
         + [f"unexpected {i}: {seen[i]}" for i in unexpected[:3]]
         + [f"out of order: topic {t} key {k!r}" for t, k in out_of_order[:3]]
+        + [
+            f"parked customer's record neither processed nor parked: partition {p} offset {o}"
+            for p, o in unkept[:3]
+        ]
     )
     return VerifyReport(
         inputs=n_inputs,
@@ -262,4 +327,7 @@ def verify(
         dead_letters_expected=sum(len(v) for (t, _), v in expected.items() if t == dlq),
         dead_letters_actual=sum(1 for r in records if r.topic == dlq),
         examples=examples,
+        parked_customers=len(parked.customers),
+        parked_records=len(parked.held),
+        parked_unkept=len(unkept),
     )

@@ -25,7 +25,7 @@ class PartitionProgress:
 
 @dataclass(frozen=True)
 class Stall:
-    kind: Literal["partition", "shard"]
+    kind: Literal["partition", "shard", "router"]
     id: int
     for_s: float
     detail: str
@@ -40,6 +40,16 @@ def stalled_shards(oldest_inflight_age_s: Mapping[int, float], stall_after_s: fl
         Stall("shard", shard, age, f"a batch has been in flight for {age:.0f} s")
         for shard, age in sorted(oldest_inflight_age_s.items())
         if age >= stall_after_s
+    ]
+
+
+def outage_stalls(outages: Mapping[int, tuple[str, float]]) -> list[Stall]:
+    """Routers waiting for an unavailable service (router -> (service, seconds)), from their snapshots:
+    reported at once, not after ``stall_after_s``: the router knows it cannot progress, and says why."""
+    return [
+        Stall("router", idx, for_s, f"{service} unavailable; retrying with capped backoff, nothing is lost")
+        for idx, (service, for_s) in sorted(outages.items())
+        if service
     ]
 
 

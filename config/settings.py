@@ -105,9 +105,26 @@ class PipelineSettings(_Section):
     """Decoded customer states a shard keeps between batches (LRU; 0: none). ~4-5 KB each at the default
     mix, so ~45 MB per shard when full. Redis stays the truth: a cached state is used only when the
     loaded version and document are the ones the shard committed."""
+    round_max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    """times a failing round is tried before the router isolates the failing record (and times that one
+    record is tried before its customer is parked); see ``router._failures``"""
+    round_retry_backoff_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    """wait before the first retry of a failed round; each next retry waits twice as long"""
+    round_retry_backoff_max_ms: Annotated[int, Field(ge=1, le=600_000)] = 5_000
+    """cap of the wait between retries of a failing round"""
+    outage_backoff_max_ms: Annotated[int, Field(ge=1, le=600_000)] = 10_000
+    """cap of the wait between attempts while Redis or the broker is unavailable (no record is blamed)"""
+    fault_inject_customer_ids: str = ""
+    """TESTS ONLY: comma-separated customer keys; a shard raises on every batch holding one of them, as an
+    engine with a bug would. Empty (off) by default; only settings enable it, never input data"""
 
     @model_validator(mode="after")
     def _retention_covers_replay(self) -> PipelineSettings:
+        if self.round_retry_backoff_ms > self.round_retry_backoff_max_ms:
+            raise ValueError(
+                "round_retry_backoff_ms must not exceed round_retry_backoff_max_ms "
+                f"({self.round_retry_backoff_ms} > {self.round_retry_backoff_max_ms})"
+            )
         if self.replay_response_ttl_s > self.idempotency_retention_s:
             raise ValueError(
                 "replay_response_ttl_s must not exceed idempotency_retention_s "

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from confluent_kafka import (
@@ -39,13 +40,17 @@ from confluent_kafka import (
 )
 
 from actors.shard import ShardResult
-from clickcash._errors import ServiceError
+from clickcash._errors import ClientWedgedError, ServiceError
+from clickcash.events import mask_card_numbers
 from config.settings import Settings
 from router._bounded import BoundedCalls
 from router._cadence import Cadence, Decision
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
+from router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
+from router._parking import ParkedCustomer, ParkingStore, dropped_dead_letter
 from router._timers import TimerPump
+from router.assignment import shard_for
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,11 @@ class ShardFailedError(Exception):
     """the shards the failed round was sent to (set by the router; one of them failed)"""
     last_offsets: tuple[tuple[int, int], ...] = ()
     """(partition, last offset) of the failed round's records"""
+    kind: FailureKind = FailureKind.PROCESSING
+    """OUTAGE when the shard reported a backing service unavailable (or was refused as stale, which the
+    fence and replay resolve): the records are not to blame"""
+    service: str = ""
+    """the unavailable service, for an outage"""
 
 
 class ShardPool(Protocol):
@@ -119,6 +129,18 @@ class RouterStats:
     """end_to_end, round, commit, transaction: :class:`Histogram` as dicts (seconds)"""
     shards: int = 0
     """the shard count customers are mapped to (changes at a rescale)"""
+    failed_rounds: int = 0
+    isolations: int = 0
+    """times this router began isolating a failing record"""
+    round_cap: int = 0
+    """while isolating: records per round (0: not isolating)"""
+    parked: int = 0
+    """customers this router parked since it started"""
+    parked_customers: int = 0
+    """parked customers of the partitions this router owns (summed over routers: all parked customers)"""
+    outage_service: str = ""
+    """the service this router is waiting for ("" when none)"""
+    outage_for_s: float = 0.0
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -168,8 +190,25 @@ class Router:
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         transaction_grace_s: float = 30.0,
+        parking: ParkingStore | None = None,
     ) -> None:
         self._s = settings
+        p = settings.pipeline
+        self._failures = FailurePolicy(
+            p.round_max_attempts,
+            p.round_retry_backoff_ms / 1000,
+            p.round_retry_backoff_max_ms / 1000,
+            p.outage_backoff_max_ms / 1000,
+        )
+        """what to do after a failed round (see ``router._failures``)"""
+        self._parking = parking
+        self._parked: dict[bytes, ParkedCustomer] = parking.load() if parking is not None else {}
+        """parked customers (key -> where parking began), reloaded at every assignment"""
+        self._parking_checked = 0.0
+        self._parked_loaded = True
+        self._uncommitted: list[RawRecord] = []
+        """records consumed and not committed: the failing round when one fails"""
+        self._stop = threading.Event()
         self._topic = settings.kafka.input_topic
         self._pool = pool
         self._timers = timers
@@ -221,6 +260,7 @@ class Router:
 
     def run(self, stop: threading.Event) -> RouterStats:
         """Process until ``stop`` is set, then drain in-flight work, commit it and leave the group."""
+        self._stop = stop
         try:
             self._kafka(self._producer.init_transactions, timeout_s=self._txn_call_timeout_s)
             self._consumer.subscribe(
@@ -276,6 +316,13 @@ class Router:
                 oldest_inflight_age_s=oldest_age_s,
                 histograms={name: h.to_dict() for name, h in self._histograms.items()},
                 shards=s.shards,
+                failed_rounds=s.failed_rounds,
+                isolations=self._failures.isolations,
+                round_cap=self._failures.round_cap or 0,
+                parked=self._failures.parked,
+                parked_customers=sum(1 for c in list(self._parked.values()) if c.partition in self._assigned),
+                outage_service=self._failures.outage_service,
+                outage_for_s=self._failures.outage_for_s(now),
             )
 
     def request_rescale(self, pool: ShardPool) -> None:
@@ -332,6 +379,10 @@ class Router:
             # abandoned, so once it returns none of them can still be running at a shard whose customers
             # are about to move.
             self._fence_if_needed()
+            if self._failures.isolating:
+                self._isolated_step()
+                return
+            self._serve_parking_requests()
             if self._pending_pool is not None:
                 self._switch_pool()
                 self._fence_if_needed()
@@ -363,13 +414,228 @@ class Router:
                     "partition_last_offsets": {str(p): o for p, o in exc.last_offsets},
                 },
             )
-            self._recover()
+            self._failed(exc.kind, exc.service, str(exc))
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.fatal():
                 raise ServiceError("kafka", f"fatal: {err}") from exc
             log.warning("router %d: kafka error (%s); rewinding", self.stats.router_index, exc)
-            self._recover()
+            kind = kafka_failure_kind(err.name()) if isinstance(err, KafkaError) else FailureKind.PROCESSING
+            self._failed(kind, "kafka", str(exc))
+        except ClientWedgedError:
+            raise  # the producer is unusable: the run ends and its supervisor starts a new one
+        except ServiceError as exc:
+            # Redis (the parking store, the timer index) or Kafka out of reach: wait for it
+            log.warning("router %d: %s; rewinding", self.stats.router_index, exc)
+            self._failed(FailureKind.OUTAGE, exc.service, str(exc))
+
+    # --- failures, isolation and parking (policy in router._failures, store in router._parking) ----
+
+    def _failed(self, kind: FailureKind, service: str, reason: str) -> None:
+        """A round failed: ask the policy, park the poison record if it is found, rewind and wait."""
+        verdict = self._failures.failed(
+            time.monotonic(), kind, [(r[0], r[1]) for r in self._uncommitted], service
+        )
+        with self._lock:
+            self.stats.failed_rounds += 1
+        if verdict.action is Action.PARK:
+            try:
+                self._park(reason)
+            except ServiceError as exc:
+                log.warning("router %d: could not park (%s); retrying", self.stats.router_index, exc)
+                verdict = self._failures.failed(time.monotonic(), FailureKind.OUTAGE, (), exc.service)
+        elif self._failures.outage_since_s is not None and kind is FailureKind.OUTAGE:
+            log.warning(
+                "router %d: %s unavailable for %.0f s; next attempt in %.1f s",
+                self.stats.router_index,
+                self._failures.outage_service,
+                self._failures.outage_for_s(time.monotonic()),
+                verdict.wait_s,
+            )
+        elif verdict.round_cap is not None:
+            log.warning(
+                "router %d: isolating a failing record: rounds of at most %d records",
+                self.stats.router_index,
+                verdict.round_cap,
+            )
+        self._recover(verdict.wait_s)
+
+    def _park(self, reason: str) -> None:
+        """Park the customer of the one uncommitted record: it and the customer's later records go to
+        the parking store from the replay on."""
+        if self._parking is None or len(self._uncommitted) != 1:
+            log.error("router %d: cannot park (no parking store); retrying", self.stats.router_index)
+            return
+        partition, offset, key, _, _ = self._uncommitted[0]
+        customer = key if key is not None else b""
+        masked = mask_card_numbers(reason.encode())[0].decode(errors="replace")[:1000]
+        parked = ParkedCustomer(customer, partition, offset, masked, int(time.time() * 1000))
+        self._parked[customer] = self._parking.park(parked)
+        self._failures.parked_one()
+        log.error(
+            "router %d: customer parked at partition %d offset %d: %s",
+            self.stats.router_index,
+            partition,
+            offset,
+            masked,
+            extra={"customer_id": customer.decode(errors="replace"), "router_id": self.stats.router_index},
+        )
+
+    def _divert_parked(self, records: list[RawRecord]) -> list[RawRecord]:
+        """Note the round's records as uncommitted; keep the parked customers' records in the parking
+        store (one round trip) and return the others, which flow."""
+        self._uncommitted.extend(records)
+        if self._parking is None:
+            return records
+        if not self._parked_loaded:
+            self._parked = self._parking.load()
+            self._parked_loaded = True
+        if not self._parked:
+            return records
+        kept: list[RawRecord] = []
+        flowing: list[RawRecord] = []
+        parked = self._parked
+        for r in records:
+            c = parked.get(r[2] if r[2] is not None else b"")
+            if c is not None and c.holds(r[0], r[1]):
+                kept.append(r)
+            else:
+                flowing.append(r)
+        if kept:
+            self._parking.keep(kept)
+            with self._lock:
+                self.stats.counts["parked_records"] = self.stats.counts.get("parked_records", 0) + len(kept)
+        return flowing
+
+    def _committed_records(self) -> None:
+        """Forget the uncommitted records a commit covered, and tell the policy how many."""
+        before = len(self._uncommitted)
+        if before:
+            committed = self._offsets.committed
+            self._uncommitted = [r for r in self._uncommitted if r[1] >= committed.get(r[0], 0)]
+        self._failures.committed(before - len(self._uncommitted), idle=not self._uncommitted)
+
+    def _isolated_step(self) -> None:
+        """One round of at most ``round_cap`` records, committed before the next is consumed, so each
+        round that passes is progress kept and the one that fails is the smaller suspect."""
+        cap = self._failures.round_cap or 1
+        msgs = self._consumer.consume(min(cap, self._s.kafka.consume_batch_max), self._consume_timeout_s)
+        if msgs:
+            self._dispatch(msgs)
+        self._drain()
+        self._commit()
+
+    def _serve_parking_requests(self) -> None:
+        """Replay or drop the parked customers an operator asked for (``clickcash parked``) that this
+        router owns, at a round boundary: everything consumed before is committed first, so a released
+        customer's parked records come out before any of its later records.
+
+        A replay sends the customer's parked records, with their original positions and timestamps, to
+        its shard as one batch (applied atomically): the outputs are those the records would have had
+        if never parked, same ids. The batch carries no committed watermarks, so the shard keeps their
+        first responses until a later batch, sent only after this commit, releases them; a replay whose
+        Kafka commit fails is served again at the next step, before any other batch, from those stored
+        responses. The records leave the store only after the commit."""
+        if self._parking is None:
+            return
+        now = time.monotonic()
+        if now - self._parking_checked < self._s.pipeline.timer_poll_interval_ms / 1000:
+            return
+        requests = self._parking.requests()
+        if not requests:
+            self._parking_checked = now
+            return
+        self._parked = self._parking.load()
+        self._parked_loaded = True
+        mine: list[tuple[bytes, str]] = []
+        for customer, action in sorted(requests.items()):
+            parked = self._parked.get(customer)
+            if parked is None:
+                self._parking.outcome(customer, f"{action} not done: the customer is not parked")
+            elif parked.partition in self._assigned:
+                mine.append((customer, action))
+        if mine:
+            self._drain()
+            self._commit()
+        for customer, action in mine:
+            records = self._parking.records(customer)
+            if action == "replay":
+                if not self._replay_parked(customer, records):
+                    continue
+            elif action == "drop":
+                self._drop_parked(customer, records)
+            else:
+                self._parking.outcome(customer, f"unknown request {action!r}: use replay or drop")
+                continue
+            self._parking.release(customer, records if action == "drop" else ())
+            self._parked.pop(customer, None)
+            self._parking.outcome(customer, f"{action}: {len(records)} records released")
+            log.warning(
+                "router %d: parked customer released (%s, %d records)",
+                self.stats.router_index,
+                action,
+                len(records),
+                extra={
+                    "customer_id": customer.decode(errors="replace"),
+                    "router_id": self.stats.router_index,
+                },
+            )
+        self._parking_checked = time.monotonic()
+
+    def _replay_parked(self, customer: bytes, records: list[RawRecord]) -> bool:
+        """Apply and commit the customer's parked records; False (still parked, outcome stored) when
+        the shard still fails them."""
+        assert self._parking is not None
+        key = customer or None
+        batch = ShardBatch(self._topic)
+        for p, o, _, value, ts in records:
+            batch.partitions.append(p)
+            batch.offsets.append(o)
+            batch.keys.append(key)
+            batch.values.append(value)
+            batch.timestamps_ms.append(ts)
+        results: list[ShardResult] = []
+        if records:
+            handle = self._pool.submit(shard_for(customer, self._pool.size) if key else 0, batch)
+            while not self._pool.wait([handle], 1.0):
+                if self._stop.is_set():
+                    return False
+            try:
+                results = self._pool.results([handle])
+            except ShardFailedError as exc:
+                self._fenced = False
+                masked = mask_card_numbers(str(exc).encode())[0].decode(errors="replace")[:1000]
+                self._parking.outcome(customer, f"replay failed, still parked: {masked}")
+                log.error(
+                    "router %d: replay of a parked customer failed: %s", self.stats.router_index, masked
+                )
+                return False
+        self._begin()
+        for res in results:
+            for topic, k, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
+                self._produce(topic, k, value, headers)
+        self._commit()
+        with self._lock:
+            self.stats.produced += sum(len(r) for r in results)
+            for res in results:
+                for name, v in res.counts.items():
+                    self.stats.counts[name] = self.stats.counts.get(name, 0) + v
+        return True
+
+    def _drop_parked(self, customer: bytes, records: list[RawRecord]) -> None:
+        """One dead letter per parked record (``parked_dropped``), committed."""
+        if not records:
+            return
+        reason = self._parked.get(customer)
+        detail = "dropped by an operator while parked" + (f" ({reason.reason})" if reason else "")
+        time_text = datetime.now(UTC).isoformat()
+        self._begin()
+        for r in records:
+            k, value, headers = dropped_dead_letter(self._topic, r, detail[:1000], time_text)
+            self._produce(self._s.kafka.dlq_topic, k, value, headers)
+        self._commit()
+        with self._lock:
+            self.stats.produced += len(records)
 
     def _decide(self) -> Decision:
         inflight = len(self._inflight)
@@ -444,7 +710,8 @@ class Router:
         if not records:
             return
         self._delivered_since_seek.update(r[0] for r in records)
-        by_shard = split_by_shard(self._topic, records, self._pool.size, self._shard_cache)
+        flowing = self._divert_parked(records)
+        by_shard = split_by_shard(self._topic, flowing, self._pool.size, self._shard_cache)
         committed = dict(self._offsets.committed)
         handles = []
         for idx in sorted(by_shard):
@@ -508,6 +775,9 @@ class Router:
 
     def _fire_timers(self, pump: TimerPump) -> None:
         due = pump.poll(sorted(self._assigned))
+        if due and self._parked:
+            # a parked customer's timers wait for its release: their commands would only be parked
+            due = [t for t in due if t.customer.encode() not in self._parked]
         if not due:
             return
         self._begin()
@@ -585,6 +855,7 @@ class Router:
         self._kafka(self._producer.commit_transaction, timeout_s=self._txn_call_timeout_s)
         self._txn_open = False
         self._offsets.mark_committed()
+        self._committed_records()
         done = time.monotonic()
         with self._lock:
             self.stats.transactions += 1
@@ -623,15 +894,17 @@ class Router:
                 log.warning("router %d: abort not done yet (%s); retrying", self.stats.router_index, exc)
                 time.sleep(1.0)
 
-    def _recover(self) -> None:
-        """Abort, forget in-flight rounds and rewind every owned partition to its committed offset."""
+    def _recover(self, wait_s: float = 0.2) -> None:
+        """Abort, forget in-flight rounds and rewind every owned partition to its committed offset; the
+        replay starts after ``wait_s`` (or at once when the router is being stopped)."""
         if self._txn_open:
             self._abort()
         self._offsets.discard()
         self._inflight.clear()
+        self._uncommitted.clear()
         self._fenced = False
         self._rewind()
-        time.sleep(0.2)
+        self._stop.wait(wait_s)
 
     def _rewind(self) -> None:
         self._delivered_since_seek.clear()
@@ -665,6 +938,9 @@ class Router:
         self._delivered_since_seek.difference_update(tp.partition for tp in partitions)
         self._assigned.update(tp.partition for tp in partitions)
         log.info("router %d: assigned %s", self.stats.router_index, sorted(self._assigned))
+        # another router may have parked customers of these partitions: reloaded before the next
+        # dispatch (not here: a Redis error inside the consumer's callback would lose the assignment)
+        self._parked_loaded = False
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Finish and commit everything consumed so far before the partitions go to another router."""
@@ -679,6 +955,7 @@ class Router:
         revoked = [tp.partition for tp in partitions]
         if self._revoked_while_taking is not None:
             self._revoked_while_taking.update(revoked)
+        self._uncommitted = [r for r in self._uncommitted if r[0] not in revoked]
         self._offsets.forget(revoked)
         self._assigned.difference_update(revoked)
 
@@ -690,5 +967,6 @@ class Router:
         lost = [tp.partition for tp in partitions]
         if self._revoked_while_taking is not None:
             self._revoked_while_taking.update(lost)
+        self._uncommitted = [r for r in self._uncommitted if r[0] not in lost]
         self._offsets.forget(lost)
         self._assigned.difference_update(lost)

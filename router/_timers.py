@@ -33,6 +33,10 @@ class DueTimer:
     signer: TimerMac = field(default=LOCAL_STACK_TIMER_MAC, compare=False, repr=False)
     """signs the command (``security.timer_command_keys``): the shard acts only on a signed command"""
 
+    @property
+    def customer(self) -> str:
+        return self.member.split(TIMER_SEP, 1)[0]
+
     def command(self) -> tuple[bytes, bytes]:
         """(Kafka key, CloudEvent value) of the command that fires this timer, signed."""
         customer_id, order_id, plan_id, step = self.member.split(TIMER_SEP)

@@ -19,13 +19,29 @@ from ray.exceptions import RayError
 
 from actors.actor import shard_actor_name
 from actors.shard import ShardResult
-from clickcash._errors import remote_error_reason
+from clickcash._errors import ServiceError, StaleShardCallError, remote_error_reason
 from clickcash._logging import configure_logging
 from config.settings import Settings
 from router._dispatch import ShardBatch
+from router._failures import FailureKind
+from router._parking import RedisParkingStore
 from router._router import Router, RouterStats, ShardFailedError
 from router._timers import RedisTimerIndex, TimerPump
 from router._topology import RedisTopologyStore
+
+
+def classify_shard_error(exc: BaseException) -> tuple[FailureKind, str]:
+    """What a failed shard call says about its records. A ``ServiceError`` raised in the shard (Redis
+    unreachable, out of memory, timing out) is an outage: the records are not to blame. A refusal as
+    stale (the shard restarted) is resolved by the fence and replay that follow, and is not counted
+    against the records either. Anything else (an engine's exception, a state that cannot be decoded,
+    a dead actor) is a processing failure, retried and then isolated."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, ServiceError):
+        return FailureKind.OUTAGE, cause.service
+    if isinstance(cause, StaleShardCallError):
+        return FailureKind.OUTAGE, "shard restart"
+    return FailureKind.PROCESSING, ""
 
 
 class RayShardPool:
@@ -59,6 +75,8 @@ class RayShardPool:
         return ref
 
     def wait(self, handles: Sequence[Any], timeout_s: float) -> bool:
+        if not handles:  # a round whose records all belong to parked customers
+            return True
         ready, _ = ray.wait(list(handles), num_returns=len(handles), timeout=timeout_s, fetch_local=True)
         return len(ready) == len(handles)
 
@@ -66,7 +84,9 @@ class RayShardPool:
         try:
             return list(ray.get(list(handles)))
         except RayError as exc:  # the shard died, raised, or raised something Ray could not rebuild
-            raise ShardFailedError(remote_error_reason(exc)) from exc
+            failed = ShardFailedError(remote_error_reason(exc))
+            failed.kind, failed.service = classify_shard_error(exc)
+            raise failed from exc
         finally:
             with self._lock:
                 for h in handles:
@@ -128,10 +148,16 @@ class RouterActor:
             s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
         )
         pump = TimerPump(index, s.pipeline.timer_poll_interval_ms / 1000, signer=s.security.timer_mac())
-        self._router = Router(s, self._index, RayShardPool(shards), timers=pump)
+        parking = RedisParkingStore.from_url(
+            s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
+        )
+        self._router = Router(s, self._index, RayShardPool(shards), timers=pump, parking=parking)
         gc.collect()
         gc.freeze()  # the process's long-lived heap (Ray, clients, config) out of every later collection
-        return asdict(self._router.run(self._stop))
+        try:
+            return asdict(self._router.run(self._stop))
+        finally:
+            parking.close()
 
     def _shards(self, count: int) -> list[Any]:
         ns = self._settings.ray.namespace

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from clickcash._errors import ClickcashError
 from cluster.campaign_run import send_campaign
-from cluster.outputs import group_lag
+from cluster.offsets import group_lag
 from config.settings import load_settings
 from loadtest.campaign import CampaignGenerator, loadtest_mix
 from loadtest.contenders.results import cause_of, latency_summary

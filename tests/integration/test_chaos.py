@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -29,6 +30,7 @@ from cluster.verify import verify
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
 from router._dispatch import ShardBatch
+from router._parking import RedisParkingStore
 from router._router import ShardFailedError
 from router.actor import RayShardPool, start_router_actor
 from tests.integration._harness import (
@@ -40,6 +42,7 @@ from tests.integration._harness import (
     wait_for_drain,
 )
 from tests.integration.conftest import Services
+from tests.integration.test_failure_handling import _domain_without_breakers, _faulty_customer
 
 pytestmark = pytest.mark.chaos
 
@@ -277,3 +280,34 @@ def test_second_router_joins_then_leaves(make_settings: SettingsFactory) -> None
 
     _run_scenario(settings, 106, join_and_leave, produce_during=True)
     assert second, "the second router never ran"
+
+
+def test_poison_record_parks_one_customer_and_the_stream_moves_on(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """An engine that raises on one customer's events (the test-only fault hook, as a bug would): the
+    router retries, isolates the failing record, parks the customer, and everyone else is verified
+    exactly-once; the customer's records wait in the parking store, none lost."""
+    seed = 105
+    faulty = _faulty_customer(_workload(seed))
+    settings = make_settings(
+        partitions=4,
+        pipeline={
+            "shards": 4,
+            "max_inflight_batches_per_shard": 4,
+            "round_max_attempts": 3,
+            "round_retry_backoff_ms": 50,
+            "fault_inject_customer_ids": faulty,
+        },
+        kafka={"consume_batch_max": 1000},
+        domain_file=_domain_without_breakers(tmp_path),
+    )
+    _run_scenario(settings, seed, lambda app: f"engine fault for customer {faulty} from the start")
+    r = settings.redis
+    store = RedisParkingStore.from_url(r.url.get_secret_value(), r.key_prefix, r.socket_timeout_s)
+    try:
+        parked = store.load()
+        assert list(parked) == [faulty.encode()], parked
+        assert store.records(faulty.encode()), "the parked customer's records must be kept"
+    finally:
+        store.close()

@@ -265,7 +265,8 @@ def test_a_card_number_in_the_key_or_any_field_is_card_data(
 
 
 def test_every_decode_code_is_covered_by_a_test_above() -> None:
-    """A new DeadLetterCode needs its own test here."""
+    """A new DeadLetterCode needs its own test here (duplicate_conflict is the shard's, see test_shard;
+    parked_dropped the router's, see test_parking)."""
     covered = {
         DeadLetterCode.NOT_UTF8,
         DeadLetterCode.MALFORMED_JSON,
@@ -277,8 +278,12 @@ def test_every_decode_code_is_covered_by_a_test_above() -> None:
         DeadLetterCode.OVERSIZED,
         DeadLetterCode.CARD_DATA,
     }
-    # duplicate_conflict and forged_command are the shard's (test_shard)
-    assert set(DeadLetterCode) - covered == {DeadLetterCode.DUPLICATE_CONFLICT, DeadLetterCode.FORGED_COMMAND}
+    # duplicate_conflict and forged_command are the shard's (test_shard), parked_dropped the router's
+    assert set(DeadLetterCode) - covered == {
+        DeadLetterCode.DUPLICATE_CONFLICT,
+        DeadLetterCode.FORGED_COMMAND,
+        DeadLetterCode.PARKED_DROPPED,
+    }
 
 
 # --- dead-letter details never carry a card number ----------------------------------------------------

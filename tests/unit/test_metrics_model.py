@@ -214,3 +214,21 @@ def test_every_configured_psp_has_a_breaker_gauge() -> None:
     assert _value(s, "clickcash_psp_breaker_open", psp="paypal") == 1
     assert _value(s, "clickcash_psp_breaker_open", psp="braintree") == 0
     assert _value(s, "clickcash_psp_breaker_open", psp="adyen") == 0
+
+
+def test_parked_customers_isolation_and_outages_show_in_gauges() -> None:
+    poll = Poll(
+        [
+            _router(router=0, parked_customers=2, round_cap=8, failed_rounds=5, counts={"parked_records": 7}),
+            _router(router=1, pid=101, parked_customers=1, outage_service="redis", outage_for_s=12.5),
+            {"router": 2, "unavailable": True},
+        ],
+        [],
+    )
+    s = _samples(poll)
+    assert _value(s, "clickcash_parked_customers") == 3
+    assert _value(s, "clickcash_router_isolating", router="0") == 1
+    assert _value(s, "clickcash_router_isolating", router="1") == 0
+    assert _value(s, "clickcash_router_outage_seconds", router="1") == 12.5
+    assert _value(s, "clickcash_failed_rounds_total") == 5
+    assert _value(s, "clickcash_parked_records_total") == 7

@@ -106,3 +106,11 @@ def test_json_log_lines_carry_process_and_event_context() -> None:
     assert rec["msg"] == "state changed under a batch"
     assert (rec["level"], rec["shard_id"], rec["partition"]) == ("WARNING", 3, 2)
     assert (rec["correlation_id"], rec["event_id"]) == ("corr-1", "ev-1")
+
+
+def test_a_router_waiting_for_a_service_is_reported_at_once_with_the_service() -> None:
+    from cluster.watchdog import outage_stalls
+
+    stalls = outage_stalls({0: ("redis", 3.0), 1: ("", 0.0)})
+    assert [(s.kind, s.id) for s in stalls] == [("router", 0)]
+    assert "redis unavailable" in stalls[0].describe()
