@@ -33,6 +33,7 @@ from cluster._procs import (
     stop_processes,
     wait_until,
 )
+from config.settings import KafkaSecuritySettings
 
 KAFKA_VERSION = "4.1.1"
 
@@ -451,7 +452,7 @@ class LocalKafka:
             return False
         admin = AdminClient(
             {
-                "bootstrap.servers": f"{LOOPBACK}:{node.port}",
+                **KafkaSecuritySettings(bootstrap_servers=f"{LOOPBACK}:{node.port}").client_config(),
                 # Connection errors are expected while nodes boot or after a kill.
                 "log_level": 2,
             }

@@ -33,7 +33,7 @@ class App:
         self._runs: dict[int, Any] = {}
         self.restarts = 0
         self._topology = RedisTopologyStore.from_url(
-            settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+            settings.redis.client_url(), settings.redis.key_prefix, settings.redis.socket_timeout_s
         )
         self._topology_checked = 0.0
         self._rescaling = False
