@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loadtest.contenders.compare import add_compare_parser
 
     add_compare_parser(sub)
+    from cluster.security_cli import add_security_parser
+
+    add_security_parser(sub)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
     sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))

@@ -317,6 +317,30 @@ class MonitoringSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class AccessSettings(_Section):
+    """Who is who: the Kafka user (SCRAM user name or certificate CN) and Redis ACL user of each role, from
+    which ``clickcash acls`` computes least-privilege ACLs (see docs/security.md)."""
+
+    principals: dict[str, str] = Field(
+        default_factory=lambda: {
+            "app": "clickcash-app",
+            "loadgen": "clickcash-loadgen",
+            "operator": "clickcash-operator",
+            "orders": "clickcash-orders-consumer",
+            "payments": "clickcash-payments-consumer",
+            "dunning": "clickcash-dunning-consumer",
+        }
+    )
+    """role -> principal name; roles: app, loadgen, operator, orders, payments, dunning"""
+
+    @model_validator(mode="after")
+    def _every_role_named(self) -> AccessSettings:
+        roles = {"app", "loadgen", "operator", "orders", "payments", "dunning"}
+        if set(self.principals) != roles:
+            raise ValueError(f"principals must name exactly the roles {sorted(roles)}")
+        return self
+
+
 class Settings(BaseSettings):
     """All of clickcash's settings; build with :func:`load_settings`."""
 
@@ -333,6 +357,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     ray: RaySettings = RaySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    access: AccessSettings = AccessSettings()
     domain_file: Path = Path(__file__).with_name("domain.toml")
 
     @classmethod
