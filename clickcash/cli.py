@@ -111,11 +111,19 @@ def cmd_services(args: argparse.Namespace) -> int:
 
     if args.action == "start":
         ep = running_services()
+        if ep is not None and bool(ep.secure_dir) != args.secure:
+            _log("services are already running " + ("secured" if ep.secure_dir else "unsecured"))
+            return 1
         if ep is None:
-            stack = LocalStack("services", log=_log)
+            stack = LocalStack("services", secure=args.secure, log=_log)
             stack.start()
             ep = stack.detach()
         _log(f"kafka: {ep.bootstrap_servers}\nredis: {ep.redis_url}\npids: {list(ep.pids)}")
+        if ep.secure_dir:
+            _log(
+                f"secured: CA {ep.secure_dir}/ca.pem; a role's settings: "
+                f"`set -a; . {ep.secure_dir}/<role>.env; set +a` (docs/security.md)"
+            )
         _log(
             f"(recorded in {STATE_FILE}; `clickcash run --local` uses them, "
             "`clickcash services stop` stops them)"
@@ -253,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
     svc.add_argument("action", choices=["start", "stop", "status"])
+    svc.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL + ACLs on Kafka, TLS + ACL users on Redis, one principal per role (docs/security.md)",
+    )
     svc.set_defaults(func=cmd_services)
 
     run = sub.add_parser("run", help="run the app in the foreground (Ctrl-C drains and commits)")

@@ -104,7 +104,22 @@ class LocalStack:
         creds = secure.credentials
         create_scram_users(admin, {creds.principals[r]: pw for r, pw in creds.kafka_passwords.items()})
         applied = apply_acls(admin, kafka_acls(secure.acl_inputs))
+        for role, path in self.role_env_files().items():
+            path.write_text(self._role_env(role))
         self._log(f"secured: {len(creds.principals)} SCRAM users, {applied} ACLs; secrets in {secure.dir}")
+
+    def role_env_files(self) -> dict[str, Path]:
+        """``<secure dir>/<role>.env``: the role's non-secret settings and its ``CLICKCASH_SECRETS_DIR``,
+        to source in a shell (``set -a; . <file>; set +a``)."""
+        assert self.secure is not None, "not a secured stack"
+        return {role: self.secure.dir / f"{role}.env" for role in self.secure.credentials.principals}
+
+    def _role_env(self, role: str) -> str:
+        lines = [f"# clickcash role {role} on the secured local stack (no secret here)"]
+        for section, values in self.role_settings(role).items():
+            lines += [f"CLICKCASH_{section.upper()}__{key.upper()}={value}" for key, value in values.items()]
+        lines.append(f"CLICKCASH_SECRETS_DIR={self.secrets_dir(role)}")
+        return "\n".join(lines) + "\n"
 
     def role_settings(self, role: str) -> dict[str, Any]:
         """Settings overrides of ``role`` on this secured stack; its passwords are in
