@@ -306,8 +306,9 @@ class MonitoringSettings(_Section):
     """The driver's Prometheus endpoint, the stall watchdog and log output."""
 
     metrics_enabled: bool = True
-    # Every interface by default: Prometheus scrapes the driver's pod or node address, not loopback.
-    metrics_host: str = "0.0.0.0"  # noqa: S104
+    # Loopback by default: /metrics, /healthz and /status are unauthenticated. In Kubernetes the pod
+    # address (0.0.0.0, with a NetworkPolicy) lets Prometheus scrape it: cluster/deploy/kuberay/params.env.
+    metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9464
     """0 picks a free port (tests); the bound port is logged and shown by ``clickcash status``"""
     poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
