@@ -18,6 +18,19 @@ def cmd_acls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from cluster.catalog import render_catalog
+    from config.settings import load_settings
+
+    text = render_catalog(load_settings())
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", flush=True)
+    else:
+        print(text, end="", flush=True)
+    return 0
+
+
 def add_security_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     acls = sub.add_parser(
         "acls",
@@ -26,3 +39,12 @@ def add_security_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     acls.add_argument("--format", choices=["kafka-acls", "json", "terraform"], default="kafka-acls")
     acls.add_argument("--out", help="write to this file instead of stdout")
     acls.set_defaults(func=cmd_acls)
+
+    catalog = sub.add_parser(
+        "catalog",
+        help="write the event catalogue (AsyncAPI 3.0): topics, messages, producers, consumers, roles",
+    )
+    catalog.add_argument(
+        "--out", help="write to this file instead of stdout (docs/asyncapi.json: the shipped one)"
+    )
+    catalog.set_defaults(func=cmd_catalog)
