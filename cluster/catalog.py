@@ -52,7 +52,7 @@ def _version() -> str:
 def _security_schemes(settings: Settings) -> dict[str, Any]:
     k = settings.kafka
     mechanism = k.sasl_mechanism or "SCRAM-SHA-512"
-    scheme: dict[str, Any] = {
+    schemes: dict[str, dict[str, Any]] = {
         "PLAIN": {"type": "plain"},
         "SCRAM-SHA-256": {"type": "scramSha256"},
         "SCRAM-SHA-512": {"type": "scramSha512"},
@@ -66,7 +66,8 @@ def _security_schemes(settings: Settings) -> dict[str, Any]:
             },
             "scopes": [k.sasl_oauthbearer_scope or "kafka"],
         },
-    }[mechanism]
+    }
+    scheme = schemes[mechanism]
     scheme["description"] = (
         f"SASL {mechanism} over TLS, one principal per role (`clickcash acls`); see docs/security.md"
     )
