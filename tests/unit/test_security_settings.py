@@ -142,3 +142,14 @@ def test_redacted_urls_keep_no_credentials() -> None:
     assert redact_url("redis://user:hunter2@cache:6379/0") == "redis://***@cache:6379/0"
     assert redact_url("redis://:hunter2@cache:6379/0") == "redis://***@cache:6379/0"
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
+
+
+def test_compare_refuses_a_redis_password_on_its_command_line() -> None:
+    import argparse
+
+    from loadtest.contenders.compare import cmd_compare
+
+    args = argparse.Namespace(bootstrap="127.0.0.1:9", redis_url="redis://app:hunter2@127.0.0.1:6379/0")
+    with pytest.raises(ConfigError, match="CLICKCASH_REDIS__PASSWORD") as info:
+        cmd_compare(args)
+    assert "hunter2" not in str(info.value)
