@@ -86,3 +86,18 @@ def test_an_untrusted_certificate_fails_fast_with_a_clear_message(
     k = role_settings("operator").kafka.model_copy(update={"ssl_ca_location": other_ca})
     with pytest.raises(ServiceError, match=r"TLS handshake failed: the broker's certificate is not trusted"):
         check_connection(k, timeout_s=60)
+
+
+def test_the_app_refuses_to_start_with_a_wrong_password(
+    role_settings: RoleSettings, ray_session: None
+) -> None:
+    from cluster.app import App
+
+    app_settings = role_settings("app", ray={"namespace": "secure-wrong-password"})
+    wrong = app_settings.model_copy(
+        update={"kafka": app_settings.kafka.model_copy(update={"sasl_password": SecretStr("nope")})}
+    )
+    app = App(wrong)
+    with pytest.raises(ServiceError, match=r"authentication of User:clickcash-app failed"):
+        app.start()
+    assert app.shards == [] and app.routers == [], "nothing was started"
