@@ -81,3 +81,31 @@ def test_images_never_get_the_venv_the_local_ray_token_or_reports() -> None:
     assert {".venv", ".cache", "reports", ".git", "**/*.pem", "**/*.key"} <= patterns
     dockerfile = (REPO / "cluster" / "deploy" / "Dockerfile").read_text()
     assert "COPY --chown=ray:users . " in dockerfile, "the build context is the repository root"
+
+
+def _secret_env_names() -> set[str]:
+    from pydantic import BaseModel, SecretStr
+
+    from config.settings import ENV_PREFIX, Settings
+
+    names = set()
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name, field in model.model_fields.items():
+                if "SecretStr" in str(field.annotation) or field.annotation is SecretStr:
+                    names.add(f"{ENV_PREFIX}{section}__{name}".upper())
+    return names
+
+
+def test_no_secret_setting_is_inlined_in_the_deployment() -> None:
+    secrets = _secret_env_names()
+    assert {"CLICKCASH_KAFKA__SASL_PASSWORD", "CLICKCASH_REDIS__PASSWORD"} <= secrets
+    assert "CLICKCASH_KAFKA__SASL_OAUTHBEARER_CLIENT_SECRET" in secrets
+    params = {ln.split("=", 1)[0] for ln in (KUBERAY / "params.env").read_text().splitlines() if "=" in ln}
+    assert not params & secrets, "secrets belong in the Secret, not the ConfigMap"
+    for pod in _pod_specs(_docs()):
+        for c in pod["containers"]:
+            for env in c.get("env", []):
+                if env["name"] in secrets:
+                    assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
