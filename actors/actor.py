@@ -27,7 +27,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
     """A shard wired to Redis and the domain config, as the actor and single-process tools use it."""
     k, p, r = settings.kafka, settings.pipeline, settings.redis
     store = RedisStateStore.from_url(
-        r.url.get_secret_value(),
+        r.client_url(),
         r.key_prefix,
         p.idempotency_retention_s,
         p.replay_response_ttl_s,

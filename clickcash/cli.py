@@ -41,12 +41,12 @@ def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> 
     return load_settings(**overrides)
 
 
-def _start_stack(name: str) -> tuple[Any, Any]:
+def _start_stack(name: str, *, secure: bool = False) -> tuple[Any, Any]:
     """Start a local Kafka + Redis; a failure to start (no Java, no redis-server, a broker not ready in time)
     is one ``ServiceError`` line pointing at the services' logs, whose tails the original error carries."""
     from cluster.local_stack import CACHE_DIR, LocalStack
 
-    stack = LocalStack(name, log=_log)
+    stack = LocalStack(name, secure=secure, log=_log)
     try:
         return stack, stack.start()
     except (RuntimeError, TimeoutError, OSError) as exc:
@@ -153,10 +153,18 @@ def cmd_services(args: argparse.Namespace) -> int:
 
     if args.action == "start":
         ep = running_services()
+        if ep is not None and bool(ep.secure_dir) != args.secure:
+            _log("services are already running " + ("secured" if ep.secure_dir else "unsecured"))
+            return 1
         if ep is None:
-            stack, _ = _start_stack("services")
+            stack, _ = _start_stack("services", secure=args.secure)
             ep = stack.detach()
         _log(f"kafka: {ep.bootstrap_servers}\nredis: {ep.redis_url}\npids: {list(ep.pids)}")
+        if ep.secure_dir:
+            _log(
+                f"secured: CA {ep.secure_dir}/ca.pem; a role's settings: "
+                f"`set -a; . {ep.secure_dir}/<role>.env; set +a` (docs/security.md)"
+            )
         _log(
             f"(recorded in {STATE_FILE}; `clickcash run --local` uses them, "
             "`clickcash services stop` stops them)"
@@ -329,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
     svc.add_argument("action", choices=["start", "stop", "status"])
+    svc.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL + ACLs on Kafka, TLS + ACL users on Redis, one principal per role (docs/security.md)",
+    )
     svc.set_defaults(func=cmd_services)
 
     run = sub.add_parser("run", help="run the app in the foreground (Ctrl-C drains and commits)")
@@ -362,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     from loadtest.contenders.compare import add_compare_parser
 
     add_compare_parser(sub)
+    from cluster.security_cli import add_security_parser
+
+    add_security_parser(sub)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
     sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))

@@ -342,6 +342,7 @@ class DeadLetterCode(StrEnum):
     PARKED_DROPPED = "parked_dropped"
     """an operator dropped a parked customer's records (``clickcash parked drop``)"""
 
+
 class TruncatedOriginal(_Model):
     """The original did not fit in a dead letter: the record carries only its first ``prefix_bytes``
     (after masking); length and SHA-256 identify the whole original (the SHA-256 is of the masked

@@ -33,6 +33,8 @@ from cluster._procs import (
     stop_processes,
     wait_until,
 )
+from cluster._secure import BROKER_CN, TlsMaterial
+from config.settings import KafkaSecuritySettings
 
 KAFKA_VERSION = "4.1.1"
 
@@ -52,6 +54,13 @@ _BROKER_JVM_OPTS = (
     "-Dlog4j2.shutdownHookEnabled=false",
 )
 # The storage tool runs for a second; C1 only and a small heap make that second shorter.
+_LISTENER_KEYS = (
+    "listeners=",
+    "advertised.listeners=",
+    "controller.listener.names=",
+    "inter.broker.listener.name=",
+    "listener.security.protocol.map=",
+)
 _TOOL_JVM_OPTS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 
@@ -152,6 +161,8 @@ class _Node:
     port: int
     controller_port: int
     dir: Path
+    internal_port: int = 0
+    """mutual-TLS inter-broker listener (secured stack only)"""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -197,13 +208,18 @@ class LocalKafka:
         work_dir: Path,
         *,
         nodes: int = 1,
+        tls: TlsMaterial | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
+        """With ``tls``, the nodes are secured: clients reach a SASL_SSL (SCRAM-SHA-512) listener, the
+        brokers talk to each other and to the controllers over mutual TLS as their one super user, and
+        the StandardAuthorizer denies whatever no ACL allows (see docs/security.md)."""
         if nodes < 1:
             raise ValueError("nodes must be >= 1")
         self._cache_dir = Path(cache_dir)
         self._work_dir = Path(work_dir).resolve()
         self._node_count = nodes
+        self._tls = tls
         self._log = log
         self._nodes: list[_Node] = []
         self._classpath: str | None = None
@@ -232,6 +248,23 @@ class LocalKafka:
     def nodes(self) -> int:
         return self._node_count
 
+    @property
+    def secured(self) -> bool:
+        return self._tls is not None
+
+    def admin_settings(self) -> KafkaSecuritySettings:
+        """How the stack itself administers the nodes: plain on an unsecured stack; on a secured one, the
+        brokers' super user over the mutual-TLS internal listener (creating users and ACLs)."""
+        if self._tls is None:
+            return KafkaSecuritySettings(bootstrap_servers=self.bootstrap_servers)
+        return KafkaSecuritySettings(
+            bootstrap_servers=",".join(f"{LOOPBACK}:{n.internal_port}" for n in self._nodes),
+            security_protocol="SSL",
+            ssl_ca_location=self._tls.ca_cert,
+            ssl_certificate_location=self._tls.server_cert,
+            ssl_key_location=self._tls.server_key,
+        )
+
     def node_log(self, index: int) -> Path:
         """Where to look when a chaos test needs to know what a broker did."""
         return self._node(index).server_log
@@ -248,13 +281,14 @@ class LocalKafka:
         libs = fetch_kafka_jars(self._cache_dir, log=self._log)
         self._classpath = f"{libs}/*"
         self._cluster_id = _random_cluster_id()
-        ports = free_ports(2 * self._node_count)
+        ports = free_ports(3 * self._node_count)
         self._nodes = [
             _Node(
                 index=i,
-                port=ports[2 * i],
-                controller_port=ports[2 * i + 1],
+                port=ports[3 * i],
+                controller_port=ports[3 * i + 1],
                 dir=self._work_dir / f"node-{i + 1}",
+                internal_port=ports[3 * i + 2] if self._tls is not None else 0,
             )
             for i in range(self._node_count)
         ]
@@ -373,11 +407,38 @@ class LocalKafka:
             "num.io.threads=2",
             "log.cleaner.dedupe.buffer.size=16777216",
         ]
+        if self._tls is not None:
+            lines = [ln for ln in lines if not ln.startswith(_LISTENER_KEYS)] + self._secure_properties(node)
         # Fence a killed node after 3 s instead of 9 s so failover tests stay short. This also
         # matters with one node: a restarted broker cannot re-register (DUPLICATE_BROKER_
         # REGISTRATION) until its previous incarnation's session has expired.
         lines += ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500"]
         return "\n".join(lines) + "\n"
+
+    def _secure_properties(self, node: _Node) -> list[str]:
+        assert self._tls is not None
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            f"listeners=SASL_SSL://{LOOPBACK}:{node.port},INTERNAL://{LOOPBACK}:{node.internal_port},"
+            f"CONTROLLER://{LOOPBACK}:{node.controller_port}",
+            f"advertised.listeners=SASL_SSL://{LOOPBACK}:{node.port},INTERNAL://{LOOPBACK}:{node.internal_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=INTERNAL",
+            "listener.security.protocol.map=CONTROLLER:SSL,INTERNAL:SSL,SASL_SSL:SASL_SSL",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self._tls.server_keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self._tls.ca_cert}",
+            "ssl.endpoint.identification.algorithm=https",
+            "listener.name.internal.ssl.client.auth=required",
+            "listener.name.controller.ssl.client.auth=required",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            f"super.users=User:CN={BROKER_CN}",
+        ]
 
     def _java_cmd(self, jvm_opts: tuple[str, ...], node: _Node, main: str) -> list[str]:
         assert self._classpath is not None
@@ -444,14 +505,15 @@ class LocalKafka:
             interval_s=0.5,
         )
 
-    @staticmethod
-    def _node_answers(node: _Node, expected: set[int]) -> bool:
+    def _node_answers(self, node: _Node, expected: set[int]) -> bool:
         # The client port only opens once the controller has admitted the broker.
         if not port_open(node.port):
             return False
+        port = node.internal_port if self._tls is not None else node.port
+        probe = self.admin_settings().model_copy(update={"bootstrap_servers": f"{LOOPBACK}:{port}"})
         admin = AdminClient(
             {
-                "bootstrap.servers": f"{LOOPBACK}:{node.port}",
+                **probe.client_config(),
                 # Connection errors are expected while nodes boot or after a kill.
                 "log_level": 2,
             }

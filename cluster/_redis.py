@@ -19,6 +19,7 @@ from types import TracebackType
 import redis
 
 from cluster._procs import LOOPBACK, free_port, start_process, stop_process, wait_until
+from cluster._secure import REDIS_ADMIN, TlsMaterial
 
 _STOP_TIMEOUT_S = 20.0
 
@@ -47,8 +48,18 @@ class LocalRedis:
         work_dir: Path,
         *,
         appendonly: bool = True,
+        tls: TlsMaterial | None = None,
+        acl_users: dict[str, tuple[str, str]] | None = None,
+        admin_password: str | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
+        """With ``tls``: TLS only (no plain port), the ``default`` user off, and ``acl_users`` (user ->
+        (password, ACL rules)) plus the stack's own admin user (``admin_password``)."""
+        if tls is not None and admin_password is None:
+            raise ValueError("a TLS redis-server needs admin_password (its default user is off)")
+        self._tls = tls
+        self._acl_users = dict(acl_users or {})
+        self._admin_password = admin_password
         self._work_dir = Path(work_dir).resolve()
         self._appendonly = appendonly
         self._log = log
@@ -61,7 +72,24 @@ class LocalRedis:
     def url(self) -> str:
         if self._port is None:
             raise RuntimeError("LocalRedis is not started")
-        return f"redis://{LOOPBACK}:{self._port}/0"
+        scheme = "rediss" if self._tls is not None else "redis"
+        return f"{scheme}://{LOOPBACK}:{self._port}/0"
+
+    def admin_client(self, timeout_s: float = 1.0) -> redis.Redis:
+        """A client of the stack itself (readiness, flushes); on a TLS server, its admin user."""
+        if self._port is None:
+            raise RuntimeError("LocalRedis is not started")
+        if self._tls is None:
+            return redis.Redis(host=LOOPBACK, port=self._port, socket_timeout=timeout_s)
+        return redis.Redis(
+            host=LOOPBACK,
+            port=self._port,
+            socket_timeout=timeout_s,
+            ssl=True,
+            ssl_ca_certs=str(self._tls.ca_cert),
+            username=REDIS_ADMIN,
+            password=self._admin_password,
+        )
 
     @property
     def port(self) -> int | None:
@@ -88,6 +116,7 @@ class LocalRedis:
         if self._port is None:
             self._port = free_port()
         conf = self._work_dir / "redis.conf"
+        conf.touch(mode=0o600)  # holds the ACL users' passwords on a secured server
         conf.write_text(self._config(self._port))
         if not self._atexit_registered:
             atexit.register(self._stop_at_exit)
@@ -98,7 +127,7 @@ class LocalRedis:
             pid_path=self._work_dir / "redis-server.pid",
             cwd=self._work_dir,
         )
-        client = redis.Redis(host=LOOPBACK, port=self._port, socket_timeout=1.0)
+        client = self.admin_client()
         try:
             # PING answers LOADING (an error) until the AOF is replayed, so success here
             # means the data is back too.
@@ -145,10 +174,23 @@ class LocalRedis:
         if os.getpid() == self._owner_pid:
             self.stop()
 
+    def _listener_lines(self, port: int) -> list[str]:
+        if self._tls is None:
+            return [f"port {port}"]
+        return [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {self._tls.server_cert}",
+            f"tls-key-file {self._tls.server_key}",
+            f"tls-ca-cert-file {self._tls.ca_cert}",
+            "tls-auth-clients optional",
+            'tls-protocols "TLSv1.2 TLSv1.3"',
+        ]
+
     def _config(self, port: int) -> str:
         lines = [
             f"bind {LOOPBACK}",
-            f"port {port}",
+            *self._listener_lines(port),
             "protected-mode yes",
             "daemonize no",
             f'dir "{self._work_dir}"',
@@ -158,6 +200,10 @@ class LocalRedis:
             "maxmemory-policy noeviction",
             "databases 16",
         ]
+        if self._tls is not None:
+            assert self._admin_password is not None
+            lines += ["user default off", f"user {REDIS_ADMIN} on >{self._admin_password} ~* &* +@all"]
+            lines += [f"user {name} {rules} >{pw}" for name, (pw, rules) in self._acl_users.items()]
         if self._appendonly:
             lines += ["appendonly yes", "appendfsync everysec"]
         else:

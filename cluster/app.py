@@ -13,6 +13,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from actors.actor import start_shard_actor
 from clickcash._errors import ClickcashError, ConfigError, ServiceError, remote_error_reason
 from clickcash._logging import configure_logging
+from cluster.access import check_connection
 from cluster.monitor import Monitor
 from config.settings import Settings
 from router._topology import RedisTopologyStore, Topology, plan_rescale
@@ -33,7 +34,7 @@ class App:
         self._runs: dict[int, Any] = {}
         self.restarts = 0
         self._topology = RedisTopologyStore.from_url(
-            settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+            settings.redis.client_url(), settings.redis.key_prefix, settings.redis.socket_timeout_s
         )
         self._topology_checked = 0.0
         self._rescaling = False
@@ -48,6 +49,8 @@ class App:
                 f"pipeline.router_num_cpus {p.router_num_cpus:g}) but the Ray cluster has {have:g}; "
                 "lower those settings or add CPUs (ray.num_cpus for a local instance)"
             )
+        # a wrong password or an untrusted certificate: one clear error now, not routers retrying forever
+        check_connection(self.settings.kafka)
         self.shards = [start_shard_actor(i, self.settings) for i in range(p.shards)]
         ray.get([s.stats.remote() for s in self.shards])
         self._topology.set(Topology(p.shards, p.routers))

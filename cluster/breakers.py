@@ -129,6 +129,6 @@ def breaker_probe(settings: Any) -> BreakerProbe:
     r = settings.redis
     domain = load_domain_config(settings.domain_file)
     client = redis.Redis.from_url(
-        r.url.get_secret_value(), socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s
+        r.client_url(), socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s
     )
     return BreakerProbe(client, r.key_prefix, list(domain.psps), domain.routing)

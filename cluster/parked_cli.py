@@ -110,9 +110,7 @@ def cmd_parked(args: argparse.Namespace) -> int:
             raise ClickcashError("no local services running: start them with `clickcash services start`")
         overrides["redis"] = {"url": endpoints.redis_url}
     s = load_settings(**overrides)
-    store = RedisParkingStore.from_url(
-        s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
-    )
+    store = RedisParkingStore.from_url(s.redis.client_url(), s.redis.key_prefix, s.redis.socket_timeout_s)
     try:
         if args.parked_command == "list":
             lines = list_lines(store)

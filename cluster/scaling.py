@@ -23,7 +23,7 @@ from router._topology import RedisTopologyStore, Topology
 def request_scale(settings: Settings, *, shards: int | None = None, routers: int | None = None) -> Topology:
     """Write the desired topology (unchanged parts kept) and return it; the supervisor applies it."""
     store = RedisTopologyStore.from_url(
-        settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+        settings.redis.client_url(), settings.redis.key_prefix, settings.redis.socket_timeout_s
     )
     try:
         current = store.get()
@@ -88,7 +88,7 @@ def wait_for_topology(
     deadline = time.monotonic() + timeout_s
     last = ""
     store = RedisTopologyStore.from_url(
-        settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+        settings.redis.client_url(), settings.redis.key_prefix, settings.redis.socket_timeout_s
     )
     while time.monotonic() < deadline:
         wanted = store.get()

@@ -265,7 +265,7 @@ def verify(
     n_timers = sum(1 for records in inputs.values() for _, _, v, _ in records if _is_timer_command(v))
     log(f"verify: read {n_inputs:,} input records; computing expected outputs ...")
     store = RedisParkingStore.from_url(
-        settings.redis.url.get_secret_value(), settings.redis.key_prefix, settings.redis.socket_timeout_s
+        settings.redis.client_url(), settings.redis.key_prefix, settings.redis.socket_timeout_s
     )
     try:
         parked = ParkedView.load(store)

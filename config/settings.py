@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -26,6 +27,7 @@ from clickcash._timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
 
 ENV_PREFIX = "CLICKCASH_"
 CONFIG_FILE_ENV = "CLICKCASH_CONFIG_FILE"
+SECRETS_DIR_ENV = "CLICKCASH_SECRETS_DIR"
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("clickcash.toml")
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
@@ -35,8 +37,212 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class KafkaSettings(_Section):
+# --- client security --------------------------------------------------------------------------------
+# Every Kafka client (router, monitor, verifier, output reader, topic admin, load generators, benchmark
+# contenders) gets its connection and security properties from ``KafkaSecuritySettings.client_config``
+# (tests/unit/test_client_config_sources.py proves it), and every Redis client its URL from
+# ``RedisSecuritySettings.client_url``: a cluster with a private CA, mTLS, SCRAM or OAuth is configured
+# once, here, and reached by all of them.
+
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+_TYPED_KAFKA_PROPERTIES = frozenset(
+    {
+        "bootstrap.servers",
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "sasl.oauthbearer.method",
+        "sasl.oauthbearer.client.id",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.token.endpoint.url",
+        "sasl.oauthbearer.scope",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.endpoint.identification.algorithm",
+    }
+)
+"""librdkafka properties a typed setting owns: ``client_properties`` may not set them (one source each)"""
+
+_SECRET_PROPERTY_WORDS = ("password", "secret", "jaas", ".pem", "token")
+"""a ``client_properties`` key holding one of these is a secret (or inline key material), which that plain
+map would show in reprs and logs: such values go through the typed ``SecretStr`` settings or files"""
+
+
+def _existing_file(path: Path | None, name: str) -> None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"{name}: {path} is not a readable file")
+
+
+class KafkaSecuritySettings(_Section):
+    """How every Kafka client reaches and authenticates to the brokers (see docs/security.md)."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_oauthbearer_token_endpoint_url: str | None = None
+    """OIDC token endpoint: with OAUTHBEARER, librdkafka fetches and refreshes tokens itself (client
+    credentials grant)"""
+    sasl_oauthbearer_client_id: str | None = None
+    sasl_oauthbearer_client_secret: SecretStr | None = None
+    sasl_oauthbearer_scope: str | None = None
+    ssl_ca_location: Path | None = None
+    """PEM bundle of the CA(s) that signed the brokers' certificates (a private CA); unset: the system's"""
+    ssl_certificate_location: Path | None = None
+    """client certificate (PEM) for mutual TLS, with ``ssl_key_location``"""
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_endpoint_identification_algorithm: Literal["https", "none"] = "https"
+    """``https`` checks the broker's host name against its certificate; ``none`` only for test CAs"""
+    client_properties: dict[str, str] = Field(default_factory=dict)
+    """any other librdkafka property, given to every client (e.g. ``{"client.rack": "eu-west-1a"}``);
+    not for secrets nor for properties a setting above owns"""
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSecuritySettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism is set but security_protocol is {self.security_protocol}")
+        if self.sasl_mechanism == "PLAIN" and not tls:
+            raise ValueError(
+                "sasl_mechanism PLAIN sends the password in clear text: use security_protocol SASL_SSL"
+            )
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and (
+            not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password")
+        if self.sasl_mechanism == "OAUTHBEARER" and not (
+            self.sasl_oauthbearer_token_endpoint_url
+            and self.sasl_oauthbearer_client_id
+            and self.sasl_oauthbearer_client_secret is not None
+        ):
+            raise ValueError(
+                "sasl_mechanism OAUTHBEARER needs sasl_oauthbearer_token_endpoint_url, "
+                "sasl_oauthbearer_client_id and sasl_oauthbearer_client_secret"
+            )
+        tls_files = (self.ssl_ca_location, self.ssl_certificate_location, self.ssl_key_location)
+        if not tls and any(f is not None for f in tls_files):
+            raise ValueError(f"ssl_* files are set but security_protocol {self.security_protocol} has no TLS")
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("ssl_certificate_location and ssl_key_location go together (mutual TLS)")
+        _existing_file(self.ssl_ca_location, "ssl_ca_location")
+        _existing_file(self.ssl_certificate_location, "ssl_certificate_location")
+        _existing_file(self.ssl_key_location, "ssl_key_location")
+        for key in self.client_properties:
+            if key in _TYPED_KAFKA_PROPERTIES:
+                raise ValueError(f"client_properties[{key!r}]: set by its own setting, not here")
+            if any(word in key.lower() for word in _SECRET_PROPERTY_WORDS):
+                raise ValueError(f"client_properties[{key!r}]: secrets go through their SecretStr settings")
+        return self
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka connection and security properties of every client: the one place they are built."""
+        conf: dict[str, Any] = {
+            **self.client_properties,
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_mechanism == "OAUTHBEARER":
+            conf["sasl.oauthbearer.method"] = "oidc"
+            conf["sasl.oauthbearer.token.endpoint.url"] = self.sasl_oauthbearer_token_endpoint_url
+            conf["sasl.oauthbearer.client.id"] = self.sasl_oauthbearer_client_id
+            assert self.sasl_oauthbearer_client_secret is not None  # checked by the validator
+            conf["sasl.oauthbearer.client.secret"] = self.sasl_oauthbearer_client_secret.get_secret_value()
+            if self.sasl_oauthbearer_scope:
+                conf["sasl.oauthbearer.scope"] = self.sasl_oauthbearer_scope
+        elif self.sasl_mechanism is not None:
+            conf["sasl.username"] = self.sasl_username
+            assert self.sasl_password is not None  # checked by the validator
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL"):
+            conf["ssl.endpoint.identification.algorithm"] = self.ssl_endpoint_identification_algorithm
+            if self.ssl_ca_location is not None:
+                conf["ssl.ca.location"] = str(self.ssl_ca_location)
+            if self.ssl_certificate_location is not None and self.ssl_key_location is not None:
+                conf["ssl.certificate.location"] = str(self.ssl_certificate_location)
+                conf["ssl.key.location"] = str(self.ssl_key_location)
+                if self.ssl_key_password is not None:
+                    conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        return conf
+
+
+class RedisSecuritySettings(_Section):
+    """How every Redis client reaches and authenticates to Redis: TLS (``rediss://``) and an ACL user."""
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """``redis://`` or ``rediss://`` (TLS); a secret, since it may carry a password"""
+    username: str | None = None
+    """Redis ACL user (Redis 6+); with ``password``"""
+    password: SecretStr | None = None
+    ssl_ca_certs: Path | None = None
+    """PEM bundle of the CA that signed Redis's certificate (``rediss://`` only)"""
+    ssl_certfile: Path | None = None
+    """client certificate for mutual TLS, with ``ssl_keyfile``"""
+    ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> RedisSecuritySettings:
+        parts = urlsplit(self.url.get_secret_value())
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
+        tls_files = (self.ssl_ca_certs, self.ssl_certfile, self.ssl_keyfile)
+        if parts.scheme != "rediss" and any(f is not None for f in tls_files):
+            raise ValueError("ssl_* files are set but url is not rediss:// (TLS)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        if (self.username is not None or self.password is not None) and (parts.username or parts.password):
+            raise ValueError("credentials are given both in url and in username/password: give them once")
+        if self.username is not None and self.password is None:
+            raise ValueError("username needs password")
+        _existing_file(self.ssl_ca_certs, "ssl_ca_certs")
+        _existing_file(self.ssl_certfile, "ssl_certfile")
+        _existing_file(self.ssl_keyfile, "ssl_keyfile")
+        return self
+
+    def client_url(self) -> str:
+        """The URL every Redis client connects with (``redis.Redis.from_url``): ``url`` plus the ACL user
+        and TLS files. A secret: never log it."""
+        parts = urlsplit(self.url.get_secret_value())
+        netloc = parts.netloc
+        if self.password is not None:
+            user = quote(self.username or "", safe="")
+            netloc = f"{user}:{quote(self.password.get_secret_value(), safe='')}@{netloc}"
+        query = dict(parse_qsl(parts.query))
+        for key, path in (
+            ("ssl_ca_certs", self.ssl_ca_certs),
+            ("ssl_certfile", self.ssl_certfile),
+            ("ssl_keyfile", self.ssl_keyfile),
+        ):
+            if path is not None:
+                query[key] = str(path)
+        return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), parts.fragment))
+
+    def display_url(self) -> str:
+        """``url`` without credentials, for logs and reports."""
+        return redact_url(self.url.get_secret_value())
+
+
+def redact_url(url: str) -> str:
+    """A URL with any user and password replaced by ``***`` (for logs and reports)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class KafkaSettings(KafkaSecuritySettings):
     input_topic: TopicName = "clickcash.events"
     orders_topic: TopicName = "clickcash.orders"
     payments_topic: TopicName = "clickcash.payments"
@@ -62,29 +268,13 @@ class KafkaSettings(_Section):
     """the largest record clickcash writes or accepts: every client's ``message.max.bytes`` and, set by
     ``clickcash topics``/``ensure_topics`` on the topics it creates, their ``max.message.bytes``; a dead
     letter whose original does not fit carries a prefix of it (see ``DeadLetter.truncated``)"""
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
 
     def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every client (connection and security)."""
-        conf: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
-            "message.max.bytes": self.max_message_bytes,
-        }
-        if self.sasl_mechanism:
-            conf["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
-            conf["sasl.username"] = self.sasl_username
-        if self.sasl_password is not None:
-            conf["sasl.password"] = self.sasl_password.get_secret_value()
-        return conf
+        """Every Kafka client's librdkafka settings: connection and security, plus the record size limit."""
+        return {**super().client_config(), "message.max.bytes": self.max_message_bytes}
 
 
-class RedisSettings(_Section):
-    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+class RedisSettings(RedisSecuritySettings):
     key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "cc"
     socket_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
@@ -153,8 +343,9 @@ class MonitoringSettings(_Section):
     """The driver's Prometheus endpoint, the stall watchdog and log output."""
 
     metrics_enabled: bool = True
-    # Every interface by default: Prometheus scrapes the driver's pod or node address, not loopback.
-    metrics_host: str = "0.0.0.0"  # noqa: S104
+    # Loopback by default: /metrics, /healthz and /status are unauthenticated. In Kubernetes the pod
+    # address (0.0.0.0, with a NetworkPolicy) lets Prometheus scrape it: cluster/deploy/kuberay/params.env.
+    metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 9464
     """0 picks a free port (tests); the bound port is logged and shown by ``clickcash status``"""
     poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
@@ -186,6 +377,30 @@ class SecuritySettings(_Section):
         return any(k.get_secret_value() == LOCAL_STACK_TIMER_KEY for k in self.timer_command_keys)
 
 
+class AccessSettings(_Section):
+    """Who is who: the Kafka user (SCRAM user name or certificate CN) and Redis ACL user of each role, from
+    which ``clickcash acls`` computes least-privilege ACLs (see docs/security.md)."""
+
+    principals: dict[str, str] = Field(
+        default_factory=lambda: {
+            "app": "clickcash-app",
+            "loadgen": "clickcash-loadgen",
+            "operator": "clickcash-operator",
+            "orders": "clickcash-orders-consumer",
+            "payments": "clickcash-payments-consumer",
+            "dunning": "clickcash-dunning-consumer",
+        }
+    )
+    """role -> principal name; roles: app, loadgen, operator, orders, payments, dunning"""
+
+    @model_validator(mode="after")
+    def _every_role_named(self) -> AccessSettings:
+        roles = {"app", "loadgen", "operator", "orders", "payments", "dunning"}
+        if set(self.principals) != roles:
+            raise ValueError(f"principals must name exactly the roles {sorted(roles)}")
+        return self
+
+
 class Settings(BaseSettings):
     """All of clickcash's settings; build with :func:`load_settings`."""
 
@@ -203,6 +418,7 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     security: SecuritySettings = SecuritySettings()
+    access: AccessSettings = AccessSettings()
     domain_file: Path = Path(__file__).with_name("domain.toml")
 
     @classmethod
@@ -215,7 +431,35 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if SECRETS_DIR_ENV in os.environ:
+            sources.append(_SecretsDirSource(settings_cls, Path(os.environ[SECRETS_DIR_ENV])))
+        sources.append(TomlConfigSettingsSource(settings_cls, toml_file))
+        return tuple(sources)
+
+
+class _SecretsDirSource(PydanticBaseSettingsSource):
+    """Settings from a directory of files, each named like the setting's environment variable (e.g.
+    ``CLICKCASH_KAFKA__SASL_PASSWORD``) and holding its value: a Kubernetes Secret mounted as a volume,
+    so secrets reach the process through neither its environment nor its command line."""
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path) -> None:
+        super().__init__(settings_cls)
+        self._directory = directory
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole directory at once
+
+    def __call__(self) -> dict[str, Any]:
+        if not self._directory.is_dir():
+            raise ConfigError(f"{SECRETS_DIR_ENV}={self._directory} is not a directory")
+        out: dict[str, Any] = {}
+        for path in sorted(self._directory.iterdir()):
+            parts = path.name.upper().removeprefix(ENV_PREFIX).lower().split("__")
+            if not path.name.upper().startswith(ENV_PREFIX) or not path.is_file() or len(parts) != 2:
+                continue  # Kubernetes' own ..data links and unrelated files
+            out.setdefault(parts[0], {})[parts[1]] = path.read_text().strip()
+        return out
 
 
 def env_names() -> dict[str, str]:
@@ -229,6 +473,7 @@ def env_names() -> dict[str, str]:
         else:
             out[ENV_PREFIX + section.upper()] = section
     out[CONFIG_FILE_ENV] = "(the TOML settings file)"
+    out[SECRETS_DIR_ENV] = "(a directory of secret files named like these variables)"
     return out
 
 

@@ -137,19 +137,17 @@ class RouterActor:
             return asdict(RouterStats(self._index))
         s = self._settings
         topology = RedisTopologyStore.from_url(
-            s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
+            s.redis.client_url(), s.redis.key_prefix, s.redis.socket_timeout_s
         )
         try:
             desired = topology.get()
         finally:
             topology.close()
         shards = self._shards(desired.shards if desired is not None else s.pipeline.shards)
-        index = RedisTimerIndex.from_url(
-            s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
-        )
+        index = RedisTimerIndex.from_url(s.redis.client_url(), s.redis.key_prefix, s.redis.socket_timeout_s)
         pump = TimerPump(index, s.pipeline.timer_poll_interval_ms / 1000, signer=s.security.timer_mac())
         parking = RedisParkingStore.from_url(
-            s.redis.url.get_secret_value(), s.redis.key_prefix, s.redis.socket_timeout_s
+            s.redis.client_url(), s.redis.key_prefix, s.redis.socket_timeout_s
         )
         self._router = Router(s, self._index, RayShardPool(shards), timers=pump, parking=parking)
         gc.collect()

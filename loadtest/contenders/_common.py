@@ -184,3 +184,19 @@ def contender_main(run: Callable[[ContenderConfig], ContenderResult], argv: list
     cfg = ContenderConfig.read(Path(argv[0]))
     run(cfg).write(Path(cfg.result_path))
     return 0
+
+
+def kafka_client_config(bootstrap_servers: str) -> dict[str, Any]:
+    """A contender's Kafka connection and security properties: the brokers it was handed, everything else
+    (TLS, SASL) from clickcash's settings in the environment, so no secret is written into the contender's
+    config file or command line."""
+    from config.settings import load_settings
+
+    return load_settings(kafka={"bootstrap_servers": bootstrap_servers}).kafka.client_config()
+
+
+def redis_client_url(url: str) -> str:
+    """A contender's Redis URL: ``url`` (no credentials) plus the ACL user and TLS files of the settings."""
+    from config.settings import load_settings
+
+    return load_settings(redis={"url": url}).redis.client_url()

@@ -11,7 +11,7 @@ from actors._redis_state import RedisStateStore
 from actors.shard import OutputTopics, Shard, ShardResult
 from config.domain import load_domain_config
 from config.settings import PipelineSettings
-from loadtest.contenders._common import ContenderConfig
+from loadtest.contenders._common import ContenderConfig, redis_client_url
 from router._dispatch import ShardBatch
 
 
@@ -19,7 +19,7 @@ class PerEventProcessor:
     def __init__(self, cfg: ContenderConfig) -> None:
         defaults = PipelineSettings()
         store = RedisStateStore.from_url(
-            cfg.redis_url,
+            redis_client_url(cfg.redis_url),
             cfg.redis_prefix,
             defaults.idempotency_retention_s,
             defaults.replay_response_ttl_s,

@@ -26,10 +26,17 @@ import psutil
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clickcash._errors import ClickcashError, ServiceError
+from clickcash._errors import ClickcashError, ConfigError, ServiceError
 from cluster.campaign_run import send_campaign
+from config.settings import redact_url
 from loadtest.campaign import CampaignGenerator, loadtest_mix
-from loadtest.contenders._common import OUTPUT_ROLES, ContenderConfig, ContenderResult, process_cpu_s
+from loadtest.contenders._common import (
+    OUTPUT_ROLES,
+    ContenderConfig,
+    ContenderResult,
+    kafka_client_config,
+    process_cpu_s,
+)
 from loadtest.contenders._latency import paced_run
 from loadtest.contenders.results import (
     LIGHT_RATE_PER_S,
@@ -75,7 +82,7 @@ def _log(msg: str) -> None:
 
 
 def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_client_config(bootstrap))
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics], operation_timeout=30
     )
@@ -103,7 +110,7 @@ def pre_produce(
     started = time.monotonic()
     _, kinds, orders = send_campaign(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client_config(bootstrap),
             "linger.ms": 20,
             "queue.buffering.max.messages": 500000,
             "compression.type": "none",
@@ -121,7 +128,7 @@ def pre_produce(
 
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"compare-meta-{uuid.uuid4().hex[:8]}"})
+    c = Consumer({**kafka_client_config(bootstrap), "group.id": f"compare-meta-{uuid.uuid4().hex[:8]}"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(parts)}
@@ -136,7 +143,7 @@ def read_outputs(bootstrap: str, topics: list[str], *, idle_s: float = 5.0) -> O
     """Tally every committed output of ``topics`` (read_committed, from the beginning)."""
     c = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client_config(bootstrap),
             "group.id": f"compare-check-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -526,6 +533,12 @@ def build_report(
 def cmd_compare(args: argparse.Namespace) -> int:
     stack = None
     try:
+        if args.redis_url and redact_url(args.redis_url) != args.redis_url:
+            # argv is visible to every local user (ps) and the URL is written into the run's files
+            raise ConfigError(
+                "--redis-url must not carry credentials: set CLICKCASH_REDIS__USERNAME and "
+                "CLICKCASH_REDIS__PASSWORD (or CLICKCASH_SECRETS_DIR) instead"
+            )
         if args.bootstrap and args.redis_url:
             bootstrap, redis_url, pids = args.bootstrap, args.redis_url, {}
         else:

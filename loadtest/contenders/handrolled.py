@@ -19,6 +19,7 @@ from loadtest.contenders._common import (
     CpuWindow,
     EndTracker,
     contender_main,
+    kafka_client_config,
     now,
     rss_mb,
     self_cpu_s,
@@ -35,7 +36,7 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     consumer = Consumer(consumer_config(cfg))
     producer = Producer(
         {
-            "bootstrap.servers": cfg.bootstrap_servers,
+            **kafka_client_config(cfg.bootstrap_servers),
             "transactional.id": f"{cfg.group_id}-handrolled",
             "retry.backoff.ms": 5,  # as clickcash's router: no 100 ms wait per commit (router/_router.py)
             "linger.ms": 5,

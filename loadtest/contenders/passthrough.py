@@ -20,6 +20,7 @@ from loadtest.contenders._common import (
     CpuWindow,
     EndTracker,
     contender_main,
+    kafka_client_config,
     now,
     rss_mb,
     self_cpu_s,
@@ -31,7 +32,7 @@ CONSUME_BATCH = 2000
 
 def consumer_config(cfg: ContenderConfig, **extra: Any) -> dict[str, Any]:
     return {
-        "bootstrap.servers": cfg.bootstrap_servers,
+        **kafka_client_config(cfg.bootstrap_servers),
         "group.id": cfg.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -47,7 +48,7 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     consumer = Consumer(consumer_config(cfg))
     producer = Producer(
         {
-            "bootstrap.servers": cfg.bootstrap_servers,
+            **kafka_client_config(cfg.bootstrap_servers),
             "enable.idempotence": True,
             "linger.ms": 5,
             "batch.num.messages": 10000,

@@ -26,6 +26,7 @@ from loadtest.contenders._common import (
     ContenderResult,
     CpuWindow,
     EndTracker,
+    kafka_client_config,
     now,
     rss_mb,
     self_cpu_s,
@@ -59,6 +60,9 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     state_dir = tempfile.mkdtemp(prefix="clickcash-quix-")
     app = Application(
         broker_address=cfg.bootstrap_servers,
+        # TLS and SASL of the settings in the environment (broker_address only carries the brokers)
+        consumer_extra_config=kafka_client_config(cfg.bootstrap_servers),
+        producer_extra_config=kafka_client_config(cfg.bootstrap_servers),
         consumer_group=cfg.group_id,
         auto_offset_reset="earliest",
         processing_guarantee="exactly-once",

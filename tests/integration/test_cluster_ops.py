@@ -243,6 +243,8 @@ def _settings_env(settings: Settings) -> dict[str, str]:
                 v = getattr(value, name)
                 if v is not None:
                     v = v.get_secret_value() if isinstance(v, SecretStr) else v
+                    # maps (kafka.client_properties, access.principals) are JSON in the environment
+                    v = orjson.dumps(v).decode() if isinstance(v, dict) else v
                     env[f"{ENV_PREFIX}{section}__{name}".upper()] = str(v)
         else:
             env[f"{ENV_PREFIX}{section}".upper()] = str(value)

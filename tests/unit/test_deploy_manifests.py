@@ -146,6 +146,8 @@ def test_deployment_parameters_are_valid_settings(monkeypatch: pytest.MonkeyPatc
     for name, value in _env_file(env_file).items():
         if value and name.startswith("CLICKCASH_"):
             monkeypatch.setenv(name, value)
+    # the secrets come from the Secret at deploy time (the settings refuse SCRAM without a password)
+    monkeypatch.setenv("CLICKCASH_KAFKA__SASL_PASSWORD", "from-the-secret")
     settings = load_settings()
     assert settings.pipeline.shards == 16 and settings.pipeline.routers == 2
     assert settings.pipeline.required_cpus() <= 2 * 8, "fits the two minimum workers"

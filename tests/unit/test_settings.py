@@ -140,6 +140,9 @@ def test_replay_ttl_equal_to_retention_is_fine(monkeypatch: pytest.MonkeyPatch) 
 
 def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLICKCASH_REDIS__URL", "redis://:hunter2@cache:6379/0")
+    monkeypatch.setenv("CLICKCASH_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("CLICKCASH_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("CLICKCASH_KAFKA__SASL_USERNAME", "app")
     monkeypatch.setenv("CLICKCASH_KAFKA__SASL_PASSWORD", "s3cr3t-pw")
     s = load_settings()
     assert "hunter2" not in repr(s)
