@@ -519,7 +519,9 @@ class Router:
         """One round of at most ``round_cap`` records, committed before the next is consumed, so each
         round that passes is progress kept and the one that fails is the smaller suspect."""
         cap = self._failures.round_cap or 1
-        msgs = self._consumer.consume(min(cap, self._s.kafka.consume_batch_max), self._consume_timeout_s)
+        msgs = self._consumer.consume(
+            min(cap, self._s.kafka.consume_batch_max), self._s.kafka.consume_timeout_ms / 1000
+        )
         if msgs:
             self._dispatch(msgs)
         self._drain()
