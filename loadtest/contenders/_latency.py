@@ -29,6 +29,7 @@ from cluster.campaign_run import send_campaign
 from cluster.offsets import group_lag
 from config.settings import load_settings
 from loadtest.campaign import CampaignGenerator, loadtest_mix
+from loadtest.contenders._common import kafka_client_config
 from loadtest.contenders.results import cause_of, latency_summary
 
 Seen = tuple[str | None, str, float]
@@ -39,7 +40,7 @@ class LatencyReader:
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self._c = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka_client_config(bootstrap),
                 "group.id": f"latency-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
@@ -108,7 +109,11 @@ def measure(
         )
         t0 = time.time()
         sent_at, _kinds, _orders = send_campaign(
-            {"bootstrap.servers": bootstrap, "linger.ms": 5}, input_topic, gen, events, rate_per_s=rate_per_s
+            {**kafka_client_config(bootstrap), "linger.ms": 5},
+            input_topic,
+            gen,
+            events,
+            rate_per_s=rate_per_s,
         )
         produce_s = time.time() - t0
         drain_s = wait_lag_zero(bootstrap, input_topic, group, timeout_s)
@@ -149,7 +154,7 @@ def paced_run(
             gen = CampaignGenerator(
                 loadtest_mix(customers=customers), seed=5, run_id=f"w{uuid.uuid4().hex[:8]}"
             )
-            send_campaign({"bootstrap.servers": bootstrap, "linger.ms": 5}, input_topic, gen, warmup)
+            send_campaign({**kafka_client_config(bootstrap), "linger.ms": 5}, input_topic, gen, warmup)
             wait_lag_zero(bootstrap, input_topic, group, timeout_s)
             if proc.poll() is not None:
                 raise ClickcashError(f"{' '.join(command[-1:])} exited during its warm-up (see {log_path})")

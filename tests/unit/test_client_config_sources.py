@@ -140,11 +140,11 @@ def _client_configs(index: _Index) -> list[tuple[str, ast.expr | None, ast.Call]
 def test_every_kafka_client_is_built_from_the_one_config_function() -> None:
     index = _Index(_product_files())
     configs = _client_configs(index)
-    # the scan sees the clients it is meant to police (router, monitor, verifier, load generator, compare)
+    # the scan sees the clients it is meant to police (router, offsets, verifier, loadgen, compare)
     seen = {where.split(":")[0] for where, _, _ in configs}
     for expected in (
         "router/_router.py",
-        "cluster/monitor.py",
+        "cluster/offsets.py",
         "cluster/verify.py",
         "cluster/outputs.py",
         "cluster/topics.py",
