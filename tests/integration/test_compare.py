@@ -70,7 +70,9 @@ def test_passthrough_and_handrolled_outputs_are_complete(services: Services, tmp
             "dunning_topic": handrolled.topic("dunning"),
             "dlq_topic": handrolled.topic("dlq"),
             "group_id": handrolled.group_id,
-        }
+        },
+        # the verifier reads the parking store (nothing parked here) next to the contender's keys
+        redis={"url": services.redis_url, "key_prefix": handrolled.redis_prefix},
     )
     report = verify(settings, settle_s=1.0, log=lambda _m: None)
     assert report.ok, report.render()
