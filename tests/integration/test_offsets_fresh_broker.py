@@ -24,6 +24,7 @@ from cluster.offsets import GroupOffsets, group_lag
 from cluster.topics import ensure_topics
 from config.settings import Settings, load_settings
 from loadtest.cli import start_at_end
+from tests.integration.conftest import Services
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,11 +71,19 @@ def test_start_at_end_and_lag_work_as_the_first_offsets_requests_of_a_fresh_brok
     assert group_lag(settings, group_id="fresh-never-committed") is None
 
 
-def test_clickcash_verify_on_a_fresh_broker_reports_instead_of_a_traceback(fresh_kafka: LocalKafka) -> None:
+def test_clickcash_verify_on_a_fresh_broker_reports_instead_of_a_traceback(
+    fresh_kafka: LocalKafka, services: Services
+) -> None:
     bootstrap = fresh_kafka.bootstrap_servers
     ensure_topics(_settings(bootstrap, "clickcash"), partitions=2)
     assert not _offsets_topic_exists(bootstrap)
-    env = {**os.environ, "CLICKCASH_KAFKA__BOOTSTRAP_SERVERS": bootstrap}
+    env = {
+        **os.environ,
+        "CLICKCASH_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        # the verifier also reads the parking store; the session's Redis under a prefix of this test's own
+        "CLICKCASH_REDIS__URL": services.redis_url,
+        "CLICKCASH_REDIS__KEY_PREFIX": f"fresh{os.getpid()}",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "clickcash.cli", "verify"],
         cwd=REPO,
