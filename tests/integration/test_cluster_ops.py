@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -243,8 +244,11 @@ def _settings_env(settings: Settings) -> dict[str, str]:
                 v = getattr(value, name)
                 if v is not None:
                     v = v.get_secret_value() if isinstance(v, SecretStr) else v
-                    # maps (kafka.client_properties, access.principals) are JSON in the environment
-                    v = orjson.dumps(v).decode() if isinstance(v, dict) else v
+                    # maps (client_properties, principals) and lists (timer_command_keys) are JSON there
+                    # are JSON in the environment
+                    if isinstance(v, tuple | list):
+                        v = [x.get_secret_value() if isinstance(x, SecretStr) else x for x in v]
+                    v = orjson.dumps(v).decode() if isinstance(v, dict | list) else v
                     env[f"{ENV_PREFIX}{section}__{name}".upper()] = str(v)
         else:
             env[f"{ENV_PREFIX}{section}".upper()] = str(value)
@@ -271,6 +275,8 @@ def test_run_status_and_stop_as_separate_drivers(
         **_settings_env(settings),
         "CLICKCASH_MONITORING__METRICS_HOST": "127.0.0.1",
         "CLICKCASH_MONITORING__METRICS_PORT": str(port),
+        # a run against a Ray cluster refuses the local stack's published timer-command key
+        "CLICKCASH_SECURITY__TIMER_COMMAND_KEYS": orjson.dumps([uuid.uuid4().hex]).decode(),
     }
     cli = str(Path(sys.executable).with_name("clickcash"))
     out_path, err_path = tmp_path / "run.out", tmp_path / "run.err"

@@ -31,7 +31,14 @@ _SHARED_CACHE = ("kafka-4.1.1", "m2")
 
 
 def _environment(cache: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKCASH_", "RAY_"))}
+    # a suite started by make (make test ARGS=...) hands its command-line variables to every make below it
+    # through MAKEFLAGS: a block's `make demo` must run as a reader's would
+    inherited_make = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLICKCASH_", "RAY_")) and k not in inherited_make
+    }
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["CLICKCASH_CACHE_DIR"] = str(cache)
     env["PYTHONUNBUFFERED"] = "1"
