@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class Services:
     endpoints: Endpoints
     stack: LocalStack | None
-    """the local Kafka and Redis when this session started them (chaos tests restart Redis through it)"""
+    """the local Kafka and Redis when the session fixture started them (chaos tests restart Redis)"""
 
     @property
     def bootstrap_servers(self) -> str:

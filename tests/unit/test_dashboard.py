@@ -67,7 +67,7 @@ def test_queries_use_only_exported_metric_names_correctly() -> None:
                 assert arg.endswith(("_total", "_bucket")), f"{fn}() over a gauge: {expr}"
         if "histogram_quantile" in expr:
             assert "_bucket" in expr and "by (le" in expr, expr
-    # the panels: throughput, lag, latency, DLQ, shards, plus PSPs, dunning and stalls
+    # the panels operators need: throughput, lag, latency, DLQ, shards, plus PSPs, dunning and stalls
     for needed in (
         "clickcash_events_in_total",
         "clickcash_records_produced_total",
