@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from actors._psp_stats import PspStatsBook, segment_of
 from actors.dunning import CustomerProfile, assign_tier, network_limit, plan_dunning
 from actors.orders import check_order, order_quantity
 from actors.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_payment
 from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
+from clickcash.envelope import structured_event
 from clickcash.events import (
     OUTPUT_SOURCE,
     CustomerPreferencesUpdated,
@@ -123,22 +122,17 @@ class EventApplier:
         straight to JSON and spliced in as the last member, without an intermediate dict."""
         ev = a.ev
         correlationid, campaignid = a.attribution or (ev.correlationid, ev.campaignid)
-        head = orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": output_id(ev.id, role),
-                "source": OUTPUT_SOURCE,
-                "type": type_,
-                "time": a.time_text,
-                "datacontenttype": "application/json",
-                "partitionkey": ev.customer_id,
-                "causationid": ev.id,
-                "correlationid": correlationid,
-                "campaignid": campaignid,
-            }
+        value = structured_event(
+            id=output_id(ev.id, role),
+            source=OUTPUT_SOURCE,
+            type=type_,
+            time=a.time_text,
+            datacontenttype="application/json",
+            partitionkey=ev.customer_id,
+            extensions={"causationid": ev.id, "correlationid": correlationid, "campaignid": campaignid},
+            data=data.__pydantic_serializer__.to_json(data),
         )
-        body = data.__pydantic_serializer__.to_json(data)
-        a.result.add(topic, a.key, b"".join((head[:-1], b',"data":', body, b"}")))
+        a.result.add(topic, a.key, value)
         a.result.count(type_)
 
     # --- orders -----------------------------------------------------------------------------------

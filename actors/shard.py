@@ -31,6 +31,7 @@ from actors.state import (
 from clickcash._errors import StaleShardCallError, StateConflictError
 from clickcash._logging import RateLimitedLog
 from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
+from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
 from clickcash.events import (
     OUTPUT_SOURCE,
     TIMER_EVENT_TYPE,
@@ -342,14 +343,12 @@ class Shard:
         if update:
             dl = dl.model_copy(update=update)
         headers: Headers = [
-            ("ce_specversion", b"1.0"),
-            (
-                "ce_id",
-                output_id(f"{dl.source_topic}:{dl.partition}:{dl.offset}", "dead-letter").encode(),
+            *binary_headers(
+                id=output_id(f"{dl.source_topic}:{dl.partition}:{dl.offset}", "dead-letter"),
+                source=OUTPUT_SOURCE,
+                type=DEAD_LETTER_TYPE,
+                time=self._clock().isoformat(),
             ),
-            ("ce_source", OUTPUT_SOURCE.encode()),
-            ("ce_type", b"clickcash.dead_letter"),
-            ("ce_time", self._clock().isoformat().encode()),
             ("clickcash_source_topic", dl.source_topic.encode()),
             ("clickcash_source_partition", str(dl.partition).encode()),
             ("clickcash_source_offset", str(dl.offset).encode()),

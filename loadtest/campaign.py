@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from clickcash.envelope import structured_event
 
 COUNTRIES = [
     ("US", "USD", 0.55),
@@ -234,20 +234,20 @@ class CampaignGenerator:
         """``campaign``: the event's campaign id; "" for the mix's, None for none (attribute left out)."""
         self._seq += 1
         eid = f"{self._run}-e{self._seq:09d}"
-        body = {
-            "specversion": "1.0",
-            "id": eid,
-            "source": "loadtest/campaign",
-            "type": etype,
-            "time": now.isoformat(),
-            "partitionkey": customer,
-            "correlationid": f"{self._run}-corr-{self._seq}",
-            "campaignid": self._mix.campaign_id if campaign == "" else campaign,
-            "data": data,
-        }
-        if body["campaignid"] is None:
-            del body["campaignid"]
-        return GeneratedEvent(customer.encode(), orjson.dumps(body), eid, etype)
+        campaignid = self._mix.campaign_id if campaign == "" else campaign
+        extensions: dict[str, object] = {"correlationid": f"{self._run}-corr-{self._seq}"}
+        if campaignid is not None:
+            extensions["campaignid"] = campaignid
+        value = structured_event(
+            id=eid,
+            source="loadtest/campaign",
+            type=etype,
+            time=now.isoformat(),
+            partitionkey=customer,
+            extensions=extensions,
+            data=data,
+        )
+        return GeneratedEvent(customer.encode(), value, eid, etype)
 
     def _order(self, customer: str) -> tuple[str, dict[str, object]]:
         rng = self._rng

@@ -170,20 +170,16 @@ class PspSimulator:
 
 
 def _envelope(event_id: str, etype: str, customer: str, data: dict[str, Any], campaign: str | None) -> bytes:
-    import orjson
+    from clickcash.envelope import structured_event
 
-    return orjson.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": "loadtest/psp-sim",
-            "type": etype,
-            "time": datetime.now(UTC).isoformat(),
-            "partitionkey": customer,
-            "correlationid": f"{event_id}-corr",
-            "campaignid": campaign,
-            "data": data,
-        }
+    return structured_event(
+        id=event_id,
+        source="loadtest/psp-sim",
+        type=etype,
+        time=datetime.now(UTC).isoformat(),
+        partitionkey=customer,
+        extensions={"correlationid": f"{event_id}-corr", "campaignid": campaign},
+        data=data,
     )
 
 

@@ -38,6 +38,7 @@ import orjson
 import redis
 
 from clickcash._errors import map_exceptions
+from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
 from clickcash.events import OUTPUT_SOURCE, DeadLetter, DeadLetterCode, mask_card_numbers, output_id
 from router._dispatch import RawRecord
 
@@ -281,11 +282,12 @@ def dropped_dead_letter(
         redacted=redacted,
     )
     headers: Headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", output_id(f"{source_topic}:{partition}:{offset}", "dead-letter").encode()),
-        ("ce_source", OUTPUT_SOURCE.encode()),
-        ("ce_type", b"clickcash.dead_letter"),
-        ("ce_time", time_text.encode()),
+        *binary_headers(
+            id=output_id(f"{source_topic}:{partition}:{offset}", "dead-letter"),
+            source=OUTPUT_SOURCE,
+            type=DEAD_LETTER_TYPE,
+            time=time_text,
+        ),
         ("clickcash_reason", mask_card_numbers(dl.model_dump_json().encode())[0]),
         ("clickcash_source_topic", source_topic.encode()),
         ("clickcash_source_partition", str(partition).encode()),

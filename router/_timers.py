@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-import orjson
 import redis
 
 from actors.state import TIMER_SEP, timer_key
 from clickcash._errors import map_exceptions
 from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
+from clickcash.envelope import structured_event
 from clickcash.events import TIMER_EVENT_TYPE, TIMER_SOURCE
 
 
@@ -49,14 +49,13 @@ class DueTimer:
             step_index=int(step),
             due_ms=self.due_ms,
         )
-        event = {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": TIMER_SOURCE,
-            "type": TIMER_EVENT_TYPE,
-            "time": datetime.fromtimestamp(self.due_ms / 1000, UTC).isoformat(),
-            "partitionkey": customer_id,
-            "data": {
+        event = structured_event(
+            id=event_id,
+            source=TIMER_SOURCE,
+            type=TIMER_EVENT_TYPE,
+            time=datetime.fromtimestamp(self.due_ms / 1000, UTC).isoformat(),
+            partitionkey=customer_id,
+            data={
                 "customer_id": customer_id,
                 "order_id": order_id,
                 "plan_id": plan_id,
@@ -64,8 +63,8 @@ class DueTimer:
                 "due_ms": self.due_ms,
                 "mac": mac,
             },
-        }
-        return customer_id.encode(), orjson.dumps(event)
+        )
+        return customer_id.encode(), event
 
 
 class TimerIndex(Protocol):
