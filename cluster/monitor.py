@@ -17,11 +17,11 @@ from typing import Any
 import ray
 
 from clickcash._errors import ConfigError, ServiceError
+from clickcash.offset_retry import RetryBudget
 from cluster.breakers import BreakerProbe, breaker_probe
 from cluster.control import start_control_actor
 from cluster.metric_defs import MetricsModel, PartitionLag, Poll, Topics
 from cluster.metrics import MetricsServer
-from cluster.offset_retry import RetryBudget
 from cluster.offsets import GroupOffsets
 from cluster.status_view import build_status
 from cluster.watchdog import PartitionProgress, StallWatchdog, outage_stalls

@@ -31,7 +31,7 @@ import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from clickcash._errors import ServiceError
-from cluster.offset_retry import RetryBudget
+from clickcash.offset_retry import RetryBudget
 from cluster.offsets import GroupOffsets
 from config.settings import Settings
 from loadtest._spec import (

@@ -42,6 +42,8 @@ from confluent_kafka import (
 from actors.shard import ShardResult
 from clickcash._errors import ClientWedgedError, ServiceError
 from clickcash.events import mask_card_numbers
+from clickcash.group_offsets import call_with_retry
+from clickcash.offset_retry import RetryBudget
 from config.settings import Settings
 from router._bounded import BoundedCalls
 from router._cadence import Cadence, Decision
@@ -53,6 +55,10 @@ from router._timers import TimerPump
 from router.assignment import shard_for
 
 log = logging.getLogger(__name__)
+
+REWIND_BUDGET = RetryBudget(budget_s=30.0)
+"""how long a rewind keeps asking for the committed offsets while the group coordinator moves (a broker
+restart): past it the run ends with a ``ServiceError`` and the supervisor starts a new one"""
 
 
 class ShardFailedError(Exception):
@@ -913,7 +919,13 @@ class Router:
         if not self._assigned:
             return
         tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
-        committed = self._consumer.committed(tps, timeout=30)
+        committed = call_with_retry(
+            lambda timeout_s: self._consumer.committed(tps, timeout=timeout_s),
+            operation="read the committed offsets to rewind",
+            group_id=self._s.kafka.group_id,
+            bootstrap=self._s.kafka.bootstrap_servers,
+            budget=REWIND_BUDGET,
+        )
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self._consumer.seek(TopicPartition(self._topic, tp.partition, offset))

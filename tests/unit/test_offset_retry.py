@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from clickcash._errors import ServiceError
-from cluster.offset_retry import RetryBudget, failure_message, is_transient, next_delay
-from cluster.offsets import call_with_retry
+from clickcash.group_offsets import call_with_retry
+from clickcash.offset_retry import RetryBudget, failure_message, is_transient, next_delay
 
 BUDGET = RetryBudget(budget_s=10.0, first_delay_s=0.1, max_delay_s=2.0)
 
