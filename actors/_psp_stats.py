@@ -55,7 +55,8 @@ class PspStatsBook:
         """Counters outlive the window they can be read in by one bucket, then expire on their own."""
         return self.policy.bucket_ms * (self.policy.max_buckets + 1)
 
-    def _bucket_starts(self, now_ms: int) -> list[int]:
+    def bucket_starts(self, now_ms: int) -> list[int]:
+        """Starts of the ``max_buckets`` buckets that can be read at ``now_ms``, oldest first."""
         b = self.policy.bucket_ms
         newest = now_ms - now_ms % b
         return [newest - i * b for i in range(self.policy.max_buckets - 1, -1, -1)]
@@ -73,7 +74,7 @@ class PspStatsBook:
         segments retries wanted, for their eligible PSPs and live buckets."""
         due = {s for s in segments if self._stale(s, now_ms)}
         due |= self._wanted
-        starts = self._bucket_starts(now_ms)
+        starts = self.bucket_starts(now_ms)
         newest = starts[-REFRESHED_BUCKETS:]
         return [
             counter_key(psp, segment, start, what)
@@ -88,7 +89,7 @@ class PspStatsBook:
         ones as 0), keep the older cached ones still in the window. One commit script writes a bucket's
         three counters and one read returns them, so a bucket is never torn."""
         found = _parse(counters)
-        cutoff = self._bucket_starts(now_ms)[0]
+        cutoff = self.bucket_starts(now_ms)[0]
         for (psp, segment), buckets in found.items():
             cached = self._stats.get(segment, {}).get(psp, SegmentStats())
             by_start = {b[0]: (b[1], b[2], b[3]) for b in cached.buckets if b[0] >= cutoff}
@@ -99,6 +100,10 @@ class PspStatsBook:
         for segment in {segment for _, segment in found}:
             self._loaded_at_ms[segment] = now_ms
             self._wanted.discard(segment)
+
+    def segments(self) -> list[str]:
+        """The segments with cached stats."""
+        return sorted(self._stats)
 
     def stats_for(self, segment: str, now_ms: int | None = None) -> Mapping[str, SegmentStats]:
         """PSP name -> stats in ``segment`` for :func:`route_payment`; asks for the segment next batch
@@ -122,7 +127,7 @@ class PspStatsBook:
         """Add this shard's committed increments to its cache, so its next decisions see its own outcomes
         without waiting for a refresh (called only after the commit succeeded: a retried batch must not
         count twice)."""
-        cutoff = self._bucket_starts(now_ms)[0]
+        cutoff = self.bucket_starts(now_ms)[0]
         for (psp, segment), buckets in _parse(increments).items():
             current = self._stats.get(segment, {}).get(psp, SegmentStats())
             by_start = {b[0]: list(b[1:]) for b in current.buckets}

@@ -178,20 +178,6 @@ class InputEnvelope(BaseModel):
     data: dict[str, Any]
 
 
-class InputEvent(BaseModel):
-    """A validated input: its envelope attributes plus typed data."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    type: str
-    time: datetime
-    customer_id: str
-    correlationid: str | None
-    campaignid: str | None
-    data: InputData
-
-
 # --- output data ------------------------------------------------------------------------------------
 
 

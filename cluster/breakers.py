@@ -5,10 +5,12 @@ segment is open when :func:`actors.psp_routing.breaker_open` says so for that se
 reads the same counters and judges them with the same function, so the gauge shows the state routing acts on
 now, not an echo of recent routing decisions.
 
-The keys to read are computed, not scanned: PSP x eligible segment (the product of its configured countries,
-currencies and networks) x the buckets that can still hold a breaker open x (attempts, technical failures).
-That is bounded by configuration (about 2,000 keys with the shipped domain.toml) and costs one MGET however
-many idempotency keys the database holds, where a SCAN would walk the whole keyspace.
+The bucket arithmetic and the parsing of counters are the stats book's
+(:class:`actors._psp_stats.PspStatsBook`), so the gauge and routing cannot disagree on which buckets a window
+covers. The keys to read are computed, not scanned: PSP x eligible segment (the product of its configured
+countries, currencies and networks) x the buckets that can still hold a breaker open x (attempts, technical
+failures). That is bounded by configuration (about 2,000 keys with the shipped domain.toml) and costs one MGET
+however many idempotency keys the database holds, where a SCAN would walk the whole keyspace.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 
 import redis
 
-from actors._psp_stats import counter_key, segment_of
-from actors.psp_routing import SegmentStats, breaker_open
+from actors._psp_stats import PspStatsBook, counter_key, segment_of
+from actors.psp_routing import breaker_open
 from config.domain import Psp, RoutingPolicy
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,9 @@ def breaker_keys(psps: Sequence[Psp], policy: RoutingPolicy, now_ms: int) -> lis
     cooldown_ms`` and covers buckets after ``end - window_ms``: older buckets cannot matter.
     """
     b = policy.bucket_ms
-    newest = now_ms - now_ms % b
     oldest_needed = now_ms - b - policy.breaker.cooldown_ms - policy.breaker.window_ms
-    starts = [s for s in (newest - i * b for i in range(policy.max_buckets)) if s > oldest_needed - b]
+    book = PspStatsBook(policy, list(psps))
+    starts = [s for s in book.bucket_starts(now_ms) if s > oldest_needed - b]
     return [
         (p.name, segment_of(network, currency, country), start, what)
         for p in psps
@@ -55,17 +57,14 @@ def open_breakers(
 ) -> dict[str, bool]:
     """PSP name -> whether its breaker is open in any segment, from counters keyed as :func:`breaker_keys`
     (missing counters count as 0). Pure."""
-    buckets: dict[tuple[str, str], dict[int, list[int]]] = {}
-    for (psp, segment, start, what), n in counters.items():
-        if n:
-            slot = buckets.setdefault((psp, segment), {}).setdefault(start, [0, 0])
-            slot[_READ.index(what)] += int(n)
+    book = PspStatsBook(policy, list(psps))
+    # approvals are not read: the breaker judges attempts and technical failures only
+    book.absorb({counter_key(*k): int(n) for k, n in counters.items() if n}, now_ms)
     out = {p.name: False for p in psps}
-    for (psp, _segment), by_start in buckets.items():
-        if out.get(psp) is False:
-            # approvals are not read: the breaker judges attempts and technical failures only
-            stats = SegmentStats(tuple((s, a, 0, t) for s, (a, t) in sorted(by_start.items()) if a > 0))
-            out[psp] = breaker_open(stats, now_ms, policy)
+    for segment in book.segments():
+        for psp, stats in book.stats_for(segment).items():
+            if out.get(psp) is False:
+                out[psp] = breaker_open(stats, now_ms, policy)
     return out
 
 
