@@ -268,13 +268,7 @@ class Router:
         """Process until ``stop`` is set, then drain in-flight work, commit it and leave the group."""
         self._stop = stop
         try:
-            self._kafka(self._producer.init_transactions, timeout_s=self._txn_call_timeout_s)
-            self._consumer.subscribe(
-                [self._topic],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            self.start()
             while not stop.is_set():
                 self._step()
             try:
@@ -291,6 +285,21 @@ class Router:
         finally:
             self._close()
         return self.snapshot()
+
+    def start(self) -> None:
+        """Initialise the producer's transactions and join the group (what :meth:`run` does first)."""
+        self._kafka(self._producer.init_transactions, timeout_s=self._txn_call_timeout_s)
+        self._consumer.subscribe(
+            [self._topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def step(self) -> None:
+        """One turn of :meth:`run`'s loop: consume, dispatch, complete rounds, commit when due, and
+        recover from a failed round. For driving a started router by hand (``clickcash.testing``)."""
+        self._step()
 
     def snapshot(self) -> RouterStats:
         rounds = list(self._inflight)  # one C-level copy; the run thread may append meanwhile

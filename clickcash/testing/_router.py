@@ -1,0 +1,32 @@
+"""A router wired to the in-process fakes, started and ready to be stepped."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from clickcash.testing._kafka import FakeBroker
+from clickcash.testing._shards import InMemoryParkingStore, InProcessShardPool
+from config.settings import Settings
+from router._router import Router
+
+
+def router_under_test(
+    settings: Settings,
+    broker: FakeBroker,
+    pool: InProcessShardPool | None = None,
+    *,
+    parking: InMemoryParkingStore | None = None,
+    router_index: int = 0,
+) -> Router:
+    """A :class:`Router` over ``broker`` and ``pool`` (a new pool of ``settings.pipeline.shards`` shards
+    by default), started: call ``router.step()`` to run it one turn at a time."""
+    router = Router(
+        settings,
+        router_index,
+        pool if pool is not None else InProcessShardPool(settings),
+        consumer_factory=cast(Any, broker.consumer_factory()),
+        producer_factory=cast(Any, broker.producer_factory()),
+        parking=parking,
+    )
+    router.start()
+    return router
