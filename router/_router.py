@@ -45,13 +45,13 @@ from clickcash.events import mask_card_numbers
 from clickcash.group_offsets import call_with_retry
 from clickcash.offset_retry import RetryBudget
 from config.settings import Settings
-from router._bounded import BoundedCalls
 from router._cadence import Cadence, Decision
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
 from router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 from router._parking import ParkedCustomer, ParkingStore, dropped_dead_letter
 from router._timers import TimerPump
+from router._transactions import Transactions
 from router.assignment import shard_for
 
 log = logging.getLogger(__name__)
@@ -235,15 +235,16 @@ class Router:
         self._revoked_while_taking: set[int] | None = None
         """partitions revoked or lost during the second consume of :meth:`_take`"""
         self._consumer = consumer_factory(consumer_config(settings))
-        self._producer = producer_factory(producer_config(settings, router_index))
-        self._txn_call_timeout_s = settings.kafka.transaction_call_timeout_ms / 1000
-        self._txn_calls = BoundedCalls("kafka", f"router-{router_index}-txn", transaction_grace_s)
-        """every transactional call of the producer, bounded (see ``router._bounded``)"""
+        self._txn = Transactions(
+            producer_factory(producer_config(settings, router_index)),
+            name=f"router-{router_index}-txn",
+            call_timeout_s=settings.kafka.transaction_call_timeout_ms / 1000,
+            grace_s=transaction_grace_s,
+        )
+        """the transactional producer (see ``router._transactions``)"""
         self._inflight: deque[_Round] = deque()
         self._offsets = OffsetTracker()
         self._shard_cache: dict[bytes, int] = {}
-        self._txn_open = False
-        self._txn_started = 0.0
         self._assigned: set[int] = set()
         self.stats = RouterStats(router_index)
         self._lock = threading.Lock()
@@ -288,7 +289,7 @@ class Router:
 
     def start(self) -> None:
         """Initialise the producer's transactions and join the group (what :meth:`run` does first)."""
-        self._kafka(self._producer.init_transactions, timeout_s=self._txn_call_timeout_s)
+        self._txn.init()
         self._consumer.subscribe(
             [self._topic],
             on_assign=self._on_assign,
@@ -363,7 +364,7 @@ class Router:
         log.info("router %d: now dispatching to %d shards", self.stats.router_index, pool.size)
 
     def _close(self) -> None:
-        wedged = self._txn_calls.wedged
+        wedged = self._txn.wedged
         if wedged is not None:
             log.error(
                 "router %d: the producer never returned from %s; leaving it behind (the next run's "
@@ -372,7 +373,7 @@ class Router:
                 wedged,
             )
         try:
-            if self._txn_open:
+            if self._txn.open:
                 self._abort()
         except ServiceError as exc:
             # Closing anyway: the coordinator aborts the open transaction when it times out or when the
@@ -382,9 +383,7 @@ class Router:
             self._consumer.close()
         except KafkaException as exc:
             log.warning("router %d: closing consumer: %s", self.stats.router_index, exc)
-        if wedged is None:
-            self._producer.flush(10)
-        self._txn_calls.close()
+        self._txn.close()
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -414,7 +413,7 @@ class Router:
                 self._complete_oldest(timeout_s=plan.wait_s)
             if self._timers is not None and self._assigned:
                 self._fire_timers(self._timers)
-            if self._txn_open and (plan.commit or self._decide().commit):
+            if self._txn.open and (plan.commit or self._decide().commit):
                 self._commit()
             elif not self._inflight:
                 self._commit_idle_positions()
@@ -627,10 +626,10 @@ class Router:
                     "router %d: replay of a parked customer failed: %s", self.stats.router_index, masked
                 )
                 return False
-        self._begin()
+        self._txn.begin()
         for res in results:
             for topic, k, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
-                self._produce(topic, k, value, headers)
+                self._txn.produce(topic, k, value, headers)
         self._commit()
         with self._lock:
             self.stats.produced += sum(len(r) for r in results)
@@ -646,10 +645,10 @@ class Router:
         reason = self._parked.get(customer)
         detail = "dropped by an operator while parked" + (f" ({reason.reason})" if reason else "")
         time_text = datetime.now(UTC).isoformat()
-        self._begin()
+        self._txn.begin()
         for r in records:
             k, value, headers = dropped_dead_letter(self._topic, r, detail[:1000], time_text)
-            self._produce(self._s.kafka.dlq_topic, k, value, headers)
+            self._txn.produce(self._s.kafka.dlq_topic, k, value, headers)
         self._commit()
         with self._lock:
             self.stats.produced += len(records)
@@ -659,11 +658,11 @@ class Router:
         cheap_backlog = self._cadence.backlog(self._last_consumed, inflight)
         return self._cadence.decide(
             time.monotonic(),
-            txn_open=self._txn_open,
-            txn_started=self._txn_started,
+            txn_open=self._txn.open,
+            txn_started=self._txn.started,
             inflight=inflight,
             last_consumed=self._last_consumed,
-            waiting=self._waiting() if self._txn_open and not cheap_backlog else 0,
+            waiting=self._waiting() if self._txn.open and not cheap_backlog else 0,
         )
 
     def _waiting(self) -> int:
@@ -770,13 +769,13 @@ class Router:
         except ShardFailedError as exc:
             exc.shard_ids, exc.last_offsets = rnd.shards, tuple(sorted(rnd.last_offsets.items()))
             raise
-        self._begin()
+        self._txn.begin()
         produced = 0
         for res in results:
             for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
-                self._produce(topic, key, value, headers)
+                self._txn.produce(topic, key, value, headers)
             produced += len(res)
-        self._producer.poll(0)
+        self._txn.poll()
         partitions = list(rnd.last_offsets)
         self._offsets.produced(partitions, [rnd.last_offsets[p] for p in partitions])
         self._uncommitted_stamps_ms.extend(rnd.timestamps_ms)
@@ -797,31 +796,12 @@ class Router:
             due = [t for t in due if t.customer.encode() not in self._parked]
         if not due:
             return
-        self._begin()
+        self._txn.begin()
         for timer in due:
             key, value = timer.command()
-            self._produce(self._topic, key, value, None)
+            self._txn.produce(self._topic, key, value, None)
         with self._lock:
             self.stats.timers_fired += len(due)
-
-    def _begin(self) -> None:
-        if not self._txn_open:
-            self._kafka(self._producer.begin_transaction)
-            self._txn_open = True
-            self._txn_started = time.monotonic()
-
-    def _produce(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> None:
-        while True:
-            try:
-                if headers:
-                    self._producer.produce(topic, value, key, headers=cast(Any, headers))
-                else:
-                    self._producer.produce(topic, value, key)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
 
     # --- transactions -----------------------------------------------------------------------------
 
@@ -846,31 +826,23 @@ class Router:
         }
 
     def _commit_idle_positions(self) -> None:
-        if self._txn_open or time.monotonic() - self._idle_checked < self._commit_interval_s:
+        if self._txn.open or time.monotonic() - self._idle_checked < self._commit_interval_s:
             return
         self._idle_checked = time.monotonic()
         ahead = self._positions_ahead()
         if ahead:
-            self._begin()
+            self._txn.begin()
             self._commit()
 
     def _commit(self) -> None:
-        if not self._txn_open:
+        if not self._txn.open:
             return
         started = time.monotonic()
         for p, pos in self._positions_ahead().items():
             self._offsets.produced([p], [pos - 1])
         pending = self._offsets.pending()
-        if pending:
-            offsets = [TopicPartition(self._topic, p, o) for p, o in sorted(pending.items())]
-            self._kafka(
-                self._producer.send_offsets_to_transaction,
-                offsets,
-                self._consumer.consumer_group_metadata(),
-                timeout_s=self._txn_call_timeout_s,
-            )
-        self._kafka(self._producer.commit_transaction, timeout_s=self._txn_call_timeout_s)
-        self._txn_open = False
+        offsets = [TopicPartition(self._topic, p, o) for p, o in sorted(pending.items())]
+        self._txn.commit(offsets, self._consumer.consumer_group_metadata() if offsets else None)
         self._offsets.mark_committed()
         self._committed_records()
         done = time.monotonic()
@@ -878,43 +850,22 @@ class Router:
             self.stats.transactions += 1
             self.stats.last_commit_ms = (done - started) * 1000
             self._histograms["commit"].observe(done - started)
-            self._histograms["transaction"].observe(done - self._txn_started)
+            self._histograms["transaction"].observe(done - self._txn.started)
             self._histograms["end_to_end"].observe_ages(time.time() * 1000, self._uncommitted_stamps_ms)
         self._uncommitted_stamps_ms.clear()
 
     def _abort(self) -> None:
-        """Abort the open transaction, retrying until the broker side is done (an abort after delivery
-        timeouts bumps the producer epoch, which can take a while); a fatal error ends this router.
-
-        A wedged producer can make no call: its transaction is left to the next run's producer, whose
-        initialisation fences it and aborts it; here it is only forgotten."""
-        if self._txn_calls.wedged is None:
-            self._abort_on_broker()
+        """Abort the open transaction (see ``router._transactions``) and forget what it was to commit."""
+        if self._txn.abort(f"router {self.stats.router_index}"):
             with self._lock:
                 self.stats.aborts += 1
-        self._txn_open = False
         self._offsets.discard()
         self._uncommitted_stamps_ms.clear()
-
-    def _abort_on_broker(self) -> None:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                self._txn_calls.call(self._producer.abort_transaction, timeout_s=self._txn_call_timeout_s)
-                return
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if isinstance(err, KafkaError) and err.fatal():
-                    raise ServiceError("kafka", f"fatal on abort: {err}") from exc
-                if time.monotonic() > deadline:
-                    raise ServiceError("kafka", f"abort did not complete: {err}") from exc
-                log.warning("router %d: abort not done yet (%s); retrying", self.stats.router_index, exc)
-                time.sleep(1.0)
 
     def _recover(self, wait_s: float = 0.2) -> None:
         """Abort, forget in-flight rounds and rewind every owned partition to its committed offset; the
         replay starts after ``wait_s`` (or at once when the router is being stopped)."""
-        if self._txn_open:
+        if self._txn.open:
             self._abort()
         self._offsets.discard()
         self._inflight.clear()
@@ -941,20 +892,6 @@ class Router:
         with self._lock:
             self.stats.rewinds += 1
 
-    def _kafka(self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Any:
-        """Call a transactional API, retrying what librdkafka marks retriable; one that never returns
-        raises ``ClientWedgedError``, which ends the run (the supervisor starts a new one)."""
-        for attempt in range(10):
-            try:
-                return self._txn_calls.call(fn, *args, timeout_s=timeout_s)
-            except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if isinstance(err, KafkaError) and err.retriable() and attempt < 9:
-                    time.sleep(0.1 * (attempt + 1))
-                    continue
-                raise
-        raise AssertionError("unreachable")
-
     # --- rebalance callbacks (run inside consume()) ----------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -972,7 +909,7 @@ class Router:
             self._commit()
         except (KafkaException, ShardFailedError, ServiceError) as exc:
             log.warning("router %d: could not commit before revoke: %s", self.stats.router_index, exc)
-            if self._txn_open:
+            if self._txn.open:
                 self._abort()
             self._inflight.clear()
         revoked = [tp.partition for tp in partitions]
@@ -984,7 +921,7 @@ class Router:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions were taken away without a chance to commit: drop our uncommitted work."""
-        if self._txn_open:
+        if self._txn.open:
             self._abort()
         self._inflight.clear()
         lost = [tp.partition for tp in partitions]

@@ -251,7 +251,7 @@ def test_a_light_round_commits_once_its_outputs_are_produced_not_after_the_inter
     router._step()
     assert producer.calls.count("commit") == 1
     assert producer.offsets == [[(0, 2)]]
-    router._txn_calls.close()
+    router._txn.close()
 
 
 def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> None:
@@ -264,7 +264,7 @@ def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> No
     router._step()  # the queue is empty now: nothing waits, the open transaction commits
     assert producer.calls.count("commit") == 1
     assert producer.offsets == [[(0, 300)]]
-    router._txn_calls.close()
+    router._txn.close()
 
 
 def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_queue_ran_dry() -> None:
@@ -278,7 +278,7 @@ def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_que
     consumer.high = 2  # caught up
     router._step()
     assert producer.calls.count("commit") == 1
-    router._txn_calls.close()
+    router._txn.close()
 
 
 def test_records_of_a_partition_revoked_while_the_round_lingers_are_not_dispatched() -> None:
@@ -290,4 +290,4 @@ def test_records_of_a_partition_revoked_while_the_round_lingers_are_not_dispatch
     consumer.subscribe(["t"], on_revoke=router._on_revoke, on_lost=router._on_lost)
     router._step()
     assert pool.batches == [[7]]
-    router._txn_calls.close()
+    router._txn.close()
