@@ -16,6 +16,12 @@ until the oldest completes, so memory is bounded whatever the input lag.
 Latency: with no backlog waiting, a transaction commits as soon as a round's outputs are produced; the
 commit interval only bounds batching under load (``router._cadence`` decides, docs/performance-latency.md
 explains the floor).
+
+Layout: this module is the loop and the I/O (consumer, shard pool, parking store); the transactional
+producer is ``router._transactions``; the decisions are pure functions of state and time in
+``router._cadence`` (when to commit, how long to wait), ``router._failures`` (retry, isolate, park, wait out
+an outage) and ``router._decisions`` (which positions and records a commit covers, where a rewind seeks).
+``clickcash.testing`` runs it in one process.
 """
 
 from __future__ import annotations
@@ -46,6 +52,17 @@ from clickcash.group_offsets import call_with_retry
 from clickcash.offset_retry import RetryBudget
 from config.settings import Settings
 from router._cadence import Cadence, Decision
+from router._decisions import (
+    idle_check_due,
+    partitions_known_ours,
+    positions_ahead,
+    rewind_targets,
+    round_marks,
+    split_parked,
+    still_uncommitted,
+    waiting_records,
+    without_partitions,
+)
 from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
 from router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
@@ -506,15 +523,7 @@ class Router:
             self._parked_loaded = True
         if not self._parked:
             return records
-        kept: list[RawRecord] = []
-        flowing: list[RawRecord] = []
-        parked = self._parked
-        for r in records:
-            c = parked.get(r[2] if r[2] is not None else b"")
-            if c is not None and c.holds(r[0], r[1]):
-                kept.append(r)
-            else:
-                flowing.append(r)
+        kept, flowing = split_parked(records, self._parked)
         if kept:
             self._parking.keep(kept)
             with self._lock:
@@ -525,8 +534,7 @@ class Router:
         """Forget the uncommitted records a commit covered, and tell the policy how many."""
         before = len(self._uncommitted)
         if before:
-            committed = self._offsets.committed
-            self._uncommitted = [r for r in self._uncommitted if r[1] >= committed.get(r[0], 0)]
+            self._uncommitted = still_uncommitted(self._uncommitted, self._offsets.committed)
         self._failures.committed(before - len(self._uncommitted), idle=not self._uncommitted)
 
     def _isolated_step(self) -> None:
@@ -671,14 +679,15 @@ class Router:
         if not self._assigned:
             return 0
         tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
-        total = 0
+        positions: dict[int, int] = {}
+        highs: dict[int, int] = {}
         for tp in self._consumer.position(tps):
-            if tp.offset < 0:
-                continue
-            marks = self._consumer.get_watermark_offsets(tp, cached=True)
-            if marks is not None and marks[1] > tp.offset:
-                total += marks[1] - tp.offset
-        return total
+            positions[tp.partition] = tp.offset
+            if tp.offset >= 0:
+                marks = self._consumer.get_watermark_offsets(tp, cached=True)
+                if marks is not None:
+                    highs[tp.partition] = marks[1]
+        return waiting_records(positions, highs)
 
     def _take(self, wait_s: float) -> list[Message]:
         """Consume the next round: wake on the first record (``consume`` waits its whole timeout unless
@@ -734,13 +743,7 @@ class Router:
             batch = by_shard[idx]
             batch.committed = committed
             handles.append(self._pool.submit(idx, batch))
-        last: dict[int, int] = {}
-        stamps_ms: list[int] = []
-        for p, o, _, _, ts in records:
-            if o > last.get(p, -1):
-                last[p] = o
-            if ts > 0:
-                stamps_ms.append(ts)
+        last, stamps_ms = round_marks(records)
         self._inflight.append(
             _Round(handles, last, len(records), time.monotonic(), tuple(sorted(by_shard)), stamps_ms)
         )
@@ -815,18 +818,14 @@ class Router:
         if self._inflight or not self._assigned:
             return {}
         tracked = {**self._offsets.committed, **self._offsets.pending()}
-        owned = sorted(self._assigned & self._delivered_since_seek)
+        owned = partitions_known_ours(self._assigned, self._delivered_since_seek)
         if not owned:
             return {}
         tps = [TopicPartition(self._topic, p) for p in owned]
-        return {
-            tp.partition: tp.offset
-            for tp in self._consumer.position(tps)
-            if tp.offset >= 0 and tp.offset > tracked.get(tp.partition, -1)
-        }
+        return positions_ahead({tp.partition: tp.offset for tp in self._consumer.position(tps)}, tracked)
 
     def _commit_idle_positions(self) -> None:
-        if self._txn.open or time.monotonic() - self._idle_checked < self._commit_interval_s:
+        if not idle_check_due(time.monotonic(), self._idle_checked, self._commit_interval_s, self._txn.open):
             return
         self._idle_checked = time.monotonic()
         ahead = self._positions_ahead()
@@ -886,9 +885,9 @@ class Router:
             bootstrap=self._s.kafka.bootstrap_servers,
             budget=REWIND_BUDGET,
         )
-        for tp in committed:
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self._consumer.seek(TopicPartition(self._topic, tp.partition, offset))
+        targets = rewind_targets(((tp.partition, tp.offset) for tp in committed), OFFSET_BEGINNING)
+        for partition, offset in sorted(targets.items()):
+            self._consumer.seek(TopicPartition(self._topic, partition, offset))
         with self._lock:
             self.stats.rewinds += 1
 
@@ -915,7 +914,7 @@ class Router:
         revoked = [tp.partition for tp in partitions]
         if self._revoked_while_taking is not None:
             self._revoked_while_taking.update(revoked)
-        self._uncommitted = [r for r in self._uncommitted if r[0] not in revoked]
+        self._uncommitted = without_partitions(self._uncommitted, revoked)
         self._offsets.forget(revoked)
         self._assigned.difference_update(revoked)
 
@@ -927,6 +926,6 @@ class Router:
         lost = [tp.partition for tp in partitions]
         if self._revoked_while_taking is not None:
             self._revoked_while_taking.update(lost)
-        self._uncommitted = [r for r in self._uncommitted if r[0] not in lost]
+        self._uncommitted = without_partitions(self._uncommitted, lost)
         self._offsets.forget(lost)
         self._assigned.difference_update(lost)
