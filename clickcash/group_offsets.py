@@ -9,7 +9,7 @@ coordinator errors are retried with backoff within a bounded time (the pure poli
 check.
 
 It lives in the kernel (it imports nothing of the project but the error root) so the router, the cluster
-tools and the load test all use it; :mod:`cluster.offsets` builds it from the settings.
+tools and the load test all use it; :mod:`cluster.offsets` builds its clients from the settings.
 
 It reads through a consumer in the group that never subscribes (so it never joins the group or disturbs its
 members), not ``AdminClient.list_consumer_group_offsets``: librdkafka 2.x segfaults in that admin call when
@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Self, TypeVar
+from collections.abc import Callable
+from typing import Self, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -88,29 +88,25 @@ class GroupOffsets:
 
     def __init__(
         self,
-        client_config: Mapping[str, Any],
+        consumer: Consumer,
+        admin: AdminClient,
         *,
         group_id: str,
         topic: str,
+        bootstrap: str,
         budget: RetryBudget = DEFAULT_BUDGET,
         call_timeout_s: float = 10.0,
     ) -> None:
-        """``client_config``: the librdkafka connection settings (bootstrap servers, security)."""
+        """``consumer``: a client in the group that never subscribes (closed by :meth:`close`);
+        ``admin``: for the topic's partitions and end offsets; ``bootstrap`` names the cluster in errors.
+        :class:`cluster.offsets.GroupOffsets` builds both from the settings."""
         self.group_id = group_id
         self.topic = topic
-        self._bootstrap = str(client_config.get("bootstrap.servers", "?"))
+        self._bootstrap = bootstrap
         self._budget = budget
         self._call_timeout_s = call_timeout_s
-        self._c = Consumer(
-            {
-                **client_config,
-                "group.id": self.group_id,
-                "enable.auto.commit": False,
-                "logger": RDKAFKA_LOG,
-            }
-        )
-        admin_config: dict[str, Any] = {**client_config, "logger": RDKAFKA_LOG}
-        self._admin = AdminClient(admin_config)
+        self._c = consumer
+        self._admin = admin
         self._partitions: list[int] | None = None
 
     def _retry(self, operation: str, call: Callable[[float], T]) -> T:

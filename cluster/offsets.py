@@ -3,6 +3,11 @@ group on its input topic unless told otherwise."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
 from clickcash import group_offsets as _kernel
 from clickcash.group_offsets import DEFAULT_BUDGET, RDKAFKA_LOG, call_with_retry
 from clickcash.offset_retry import RetryBudget
@@ -24,10 +29,17 @@ class GroupOffsets(_kernel.GroupOffsets):
         call_timeout_s: float = 10.0,
     ) -> None:
         k = settings.kafka
+        group = group_id or k.group_id
+        consumer = Consumer(
+            {**k.client_config(), "group.id": group, "enable.auto.commit": False, "logger": RDKAFKA_LOG}
+        )
+        admin_config: dict[str, Any] = {**k.client_config(), "logger": RDKAFKA_LOG}
         super().__init__(
-            k.client_config(),
-            group_id=group_id or k.group_id,
+            consumer,
+            AdminClient(admin_config),
+            group_id=group,
             topic=topic or k.input_topic,
+            bootstrap=k.bootstrap_servers,
             budget=budget,
             call_timeout_s=call_timeout_s,
         )

@@ -77,7 +77,7 @@ class FakeBroker:
     """committed transactions"""
     aborts: int = 0
     producers: list[FakeProducer] = field(default_factory=list)
-    """every producer made by :meth:`producer_factory`, oldest first"""
+    """every producer made by :meth:`producer`, oldest first"""
 
     def topic(self, name: str) -> list[list[FakeRecord]]:
         return self.topics.setdefault(name, [[] for _ in range(self.partitions)])
@@ -114,19 +114,16 @@ class FakeBroker:
     def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
         return {p: o for (g, t, p), o in self.committed.items() if g == group and t == topic}
 
-    def consumer_factory(self) -> Callable[[dict[str, Any]], FakeConsumer]:
-        """For ``Router(consumer_factory=...)``."""
-        return lambda config: FakeConsumer(self, config)
+    def consumer(self, config: dict[str, Any]) -> FakeConsumer:
+        """A consumer of this broker: pass the method as ``Router(consumer_factory=broker.consumer)``."""
+        return FakeConsumer(self, config)
 
-    def producer_factory(self) -> Callable[[dict[str, Any]], FakeProducer]:
-        """For ``Router(producer_factory=...)``; the producer made is kept in :attr:`producers`."""
-
-        def make(config: dict[str, Any]) -> FakeProducer:
-            producer = FakeProducer(self, config)
-            self.producers.append(producer)
-            return producer
-
-        return make
+    def producer(self, config: dict[str, Any]) -> FakeProducer:
+        """A producer of this broker, kept in :attr:`producers`: pass the method as
+        ``Router(producer_factory=broker.producer)``."""
+        made = FakeProducer(self, config)
+        self.producers.append(made)
+        return made
 
 
 class FakeConsumer:

@@ -24,8 +24,8 @@ def router_under_test(
         settings,
         router_index,
         pool if pool is not None else InProcessShardPool(settings),
-        consumer_factory=cast(Any, broker.consumer_factory()),
-        producer_factory=cast(Any, broker.producer_factory()),
+        consumer_factory=cast(Any, broker.consumer),
+        producer_factory=cast(Any, broker.producer),
         parking=parking,
     )
     router.start()
