@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Self, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -81,6 +81,24 @@ def call_with_retry(
                 ) from exc
             sleep(delay)
             attempt += 1
+
+
+def partition_lags(committed: Mapping[int, int | None], ends: Mapping[int, int]) -> dict[int, int]:
+    """Records past the group's committed offset per partition of ``ends``; a partition the group never
+    committed lags by its whole end. Pure."""
+    out: dict[int, int] = {}
+    for p, end in ends.items():
+        c = committed.get(p)
+        out[p] = end if c is None else max(0, end - c)
+    return out
+
+
+def total_lag(committed: Mapping[int, int | None], ends: Mapping[int, int]) -> int | None:
+    """Records past the committed offsets over all partitions; None while some non-empty partition has no
+    commit yet (the group has not started on it: its lag is not known to be the whole partition). Pure."""
+    if any(committed.get(p) is None and end > 0 for p, end in ends.items()):
+        return None
+    return sum(partition_lags(committed, ends).values())
 
 
 class GroupOffsets:
@@ -160,16 +178,7 @@ class GroupOffsets:
     def lag(self) -> int | None:
         """Records past the committed offsets; None while some non-empty partition has no commit yet."""
         committed = self.committed()
-        ends = self.ends()
-        lag = 0
-        for p, end in ends.items():
-            c = committed.get(p)
-            if c is None:
-                if end > 0:
-                    return None
-                continue
-            lag += max(0, end - c)
-        return lag
+        return total_lag(committed, self.ends())
 
     def commit(self, offsets: dict[int, int]) -> None:
         """Commit these offsets for the group (only for a group with no live members, e.g. a fresh one)."""

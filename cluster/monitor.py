@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 from clickcash._errors import ConfigError, ServiceError
+from clickcash.group_offsets import partition_lags
 from clickcash.offset_retry import RetryBudget
 from cluster.breakers import BreakerProbe, breaker_probe
 from cluster.control import start_control_actor
@@ -97,14 +98,8 @@ class LagProbe:
         except ServiceError as exc:
             log.warning("consumer lag unknown for now: %s", exc.message)
             return []
-        out = []
-        for p, end in sorted(ends.items()):
-            c = committed.get(p)
-            if c is None:
-                out.append(PartitionLag(p, None, end if end > 0 else 0))
-            else:
-                out.append(PartitionLag(p, c, max(0, end - c)))
-        return out
+        lags = partition_lags(committed, ends)
+        return [PartitionLag(p, committed.get(p), lag) for p, lag in sorted(lags.items())]
 
     def close(self) -> None:
         self._offsets.close()

@@ -31,6 +31,7 @@ import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from clickcash._errors import ServiceError
+from clickcash.group_offsets import total_lag
 from clickcash.offset_retry import RetryBudget
 from cluster.offsets import GroupOffsets
 from config.settings import Settings
@@ -75,16 +76,9 @@ class LagSampler:
         except ServiceError as exc:
             log.debug("lag sample failed: %s", exc)
             return LagSample(at, None, None)
-        lag, total, known = 0, 0, True
-        for p, high in highs.items():
-            c = committed.get(p)
-            if c is None:
-                if high > 0:
-                    known = False
-                continue
-            lag += max(0, high - c)
-            total += c
-        return LagSample(at, lag if known else None, total if known else None)
+        lag = total_lag(committed, highs)
+        total = sum(committed.get(p) or 0 for p in highs) if lag is not None else None
+        return LagSample(at, lag, total)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from clickcash._errors import ServiceError
-from clickcash.group_offsets import call_with_retry
+from clickcash.group_offsets import call_with_retry, partition_lags, total_lag
 from clickcash.offset_retry import RetryBudget, failure_message, is_transient, next_delay
 
 BUDGET = RetryBudget(budget_s=10.0, first_delay_s=0.1, max_delay_s=2.0)
@@ -155,3 +155,12 @@ def test_an_admin_future_timeout_counts_as_transient() -> None:
         call, operation="r", group_id="g", bootstrap="b", clock=t.clock, sleep=t.sleep
     ) == ("done")
     assert t.sleeps == [0.1]
+
+
+def test_lag_per_partition_and_in_total() -> None:
+    ends = {0: 100, 1: 0, 2: 50}
+    assert partition_lags({0: 90, 1: None, 2: 50}, ends) == {0: 10, 1: 0, 2: 0}
+    assert total_lag({0: 90, 1: None, 2: 50}, ends) == 10, "an empty partition without a commit lags by 0"
+    assert partition_lags({0: 90}, ends) == {0: 10, 1: 0, 2: 50}
+    assert total_lag({0: 90}, ends) is None, "a non-empty partition never committed: lag not known yet"
+    assert total_lag({0: 120, 1: 0, 2: 50}, ends) == 0, "a commit past a stale end is no negative lag"
