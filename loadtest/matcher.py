@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 DECISION_TYPES = frozenset({"order.accepted", "order.rejected"})
-DEAD_LETTER_TYPE = "clickcash.dead_letter"
 RESENT_KIND = "duplicate"
 MALFORMED_KIND = "malformed"
 

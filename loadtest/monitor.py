@@ -31,6 +31,7 @@ import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from clickcash._errors import ServiceError
+from clickcash.envelope import DEAD_LETTER_TYPE
 from clickcash.group_offsets import total_lag
 from clickcash.offset_retry import RetryBudget
 from cluster.offsets import GroupOffsets
@@ -46,7 +47,7 @@ from loadtest._spec import (
     read_json,
     write_json_atomic,
 )
-from loadtest.matcher import DEAD_LETTER_TYPE, MALFORMED_KIND, RESENT_KIND, Matcher
+from loadtest.matcher import MALFORMED_KIND, RESENT_KIND, Matcher
 from loadtest.shapes import RateSchedule
 from loadtest.summary import LagSample, TimelineRow, build_summary, latency_stats
 

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from clickcash.envelope import DEAD_LETTER_TYPE
+
 DECISION_TYPES = frozenset({"order.accepted", "order.rejected"})
-DEAD_LETTER_TYPE = "clickcash.dead_letter"
 TIMER_SOURCE_PREFIX = "timer:"
 """causation ids of the app's own dunning timer commands: not part of the pre-produced input"""
 
