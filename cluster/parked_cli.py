@@ -37,7 +37,7 @@ def paused_lines(store: ParkingStore) -> list[str]:
         if campaign is not None:
             held[campaign] = held.get(campaign, 0) + 1
     if not paused and not held:
-        return ["no paused campaigns"]
+        return []
     lines = [f"{len(paused)} paused campaign(s):"]
     lines += [f"  {c}: {held.get(c, 0)} customer(s) held" for c in sorted(paused)]
     lines += [

@@ -65,7 +65,7 @@ def test_resume_releases_only_held_customers_of_resumed_campaigns_on_owned_parti
 
 def test_store_and_cli_pause_resume_and_list() -> None:
     store = InMemoryParkingStore()
-    assert paused_lines(store) == ["no paused campaigns"]
+    assert paused_lines(store) == []
     assert "paused" in set_paused(store, "spring", True)
     assert "already" in set_paused(store, "spring", True)
     assert store.paused() == frozenset({"spring"})
