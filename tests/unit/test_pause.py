@@ -77,3 +77,26 @@ def test_store_and_cli_pause_resume_and_list() -> None:
     assert any("being released" in line for line in list_lines(store))
     with pytest.raises(ClickcashError, match="campaign"):
         set_paused(store, 'bad"id', True)
+
+
+def test_status_shows_held_customers_per_reason() -> None:
+    from cluster.status_view import build_status, render
+
+    routers = [
+        {"router": 0, "consumed": 1, "held_customers": {"paused": 2, "parked": 0}},
+        {"router": 1, "consumed": 1, "held_customers": {"paused": 1, "parked": 1}},
+    ]
+    status = build_status(
+        at_s=1.0,
+        routers=routers,
+        shards=[],
+        partitions=[],
+        stalls=[],
+        breakers_open=[],
+        router_restarts=0,
+        meta={},
+    )
+    assert status["held_customers"] == {"paused": 3, "parked": 1}
+    assert "held customers: 3 paused (a campaign), 1 parked (a failure)" in render(status)
+    quiet = {**status, "held_customers": {"paused": 0, "parked": 0}}
+    assert "held customers" not in render(quiet)
