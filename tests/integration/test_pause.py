@@ -7,11 +7,14 @@ Real Kafka, Redis and Ray.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
+import ray
 
 from cluster.parked_cli import set_paused
 from cluster.verify import verify
@@ -102,6 +105,49 @@ def test_a_paused_campaign_holds_its_customers_and_a_resume_releases_them_exactl
         store.close()
 
     # the same outputs, ids and order as a run that was never paused
+    report = verify(settings, log=_say)
+    _say(report.render())
+    assert report.ok, report.render()
+    assert report.parked_customers == 0 and report.parked_records == 0
+
+
+def test_a_router_kill_while_paused_and_a_shard_kill_at_resume_lose_and_duplicate_nothing(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    records = _workload(212, 2_000, 1_000)
+    first_paused = _mark_paused(records)
+    settings = make_settings(
+        domain_file=_domain_without_breakers(tmp_path),
+        partitions=4,
+        pipeline={"shards": 2, "timer_poll_interval_ms": 200},
+        kafka={"consume_batch_max": 200},
+    )
+    store = _store(settings)
+    try:
+        set_paused(store, PAUSED, True)
+        produce(settings, records)
+        with running_app(settings) as app:
+            deadline = time.monotonic() + 120
+            while app.router_stats()[0].get("transactions", 0) < 2:
+                app.supervise(0.1)
+                assert time.monotonic() < deadline, "the app did not start committing"
+            ray.kill(app.routers[0], no_restart=False)  # the router dies mid-stream while X is paused
+            wait_for_drain(settings, app, timeout_s=300)
+            assert app.restarts >= 1
+            assert set(store.load()) == set(first_paused)
+
+            set_paused(store, PAUSED, False)
+            pid = app.shard_stats()[0]["pid"]
+            os.kill(pid, signal.SIGKILL)  # a shard dies as the resume is served
+            _say(f"resumed; SIGKILL shard-0 pid {pid}")
+            deadline = time.monotonic() + 240
+            while store.load():
+                app.supervise(0.5)
+                assert time.monotonic() < deadline, f"not released: {store.load()}"
+            wait_for_drain(settings, app, timeout_s=180)
+    finally:
+        store.close()
+
     report = verify(settings, log=_say)
     _say(report.render())
     assert report.ok, report.render()
