@@ -116,6 +116,7 @@ def test_a_router_kill_while_paused_and_a_shard_kill_at_resume_lose_and_duplicat
 ) -> None:
     records = _workload(212, 2_000, 1_000)
     first_paused = _mark_paused(records)
+    assert first_paused, "the workload must give the paused campaign some customers"
     settings = make_settings(
         domain_file=_domain_without_breakers(tmp_path),
         partitions=4,
