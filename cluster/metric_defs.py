@@ -120,6 +120,13 @@ _DEFS = [
         "Customers parked: their records are kept in the parking store until an operator replays or drops",
     ),
     MetricDef(
+        "clickcash_held_customers",
+        "gauge",
+        "Customers whose records are held in the parking store, by reason: parked (a failure) or paused "
+        "(a paused campaign, released by `clickcash resume`)",
+        ("reason",),
+    ),
+    MetricDef(
         "clickcash_parked_records_total",
         "counter",
         "Input records kept in the parking store (replays included)",
@@ -355,6 +362,7 @@ class MetricsModel:
         router_totals: dict[Any, float] = {}
         polled: set[str] = set()
         parked = 0
+        held = {"parked": 0, "paused": 0}
         for i, stats in enumerate(poll.routers):
             idx = int(stats.get("router", i))
             source = f"router-{idx}"
@@ -370,12 +378,16 @@ class MetricsModel:
             fam["clickcash_router_isolating"].add(int(stats.get("round_cap", 0) > 0), router=str(idx))
             fam["clickcash_router_outage_seconds"].add(stats.get("outage_for_s", 0.0), router=str(idx))
             parked += stats.get("parked_customers", 0) if up else 0
+            for reason, n in (stats.get("held_customers") or {}).items() if up else ():
+                held[reason] = held.get(reason, 0) + n
             polled.add(source)
         # a router removed by a rescale keeps what it counted, or the app-wide totals would go down
         for source in sorted(self._routers.sources() - polled):
             for k, v in self._routers.last(source).items():
                 router_totals[k] = router_totals.get(k, 0) + v
         fam["clickcash_parked_customers"].add(parked)
+        for reason, n in sorted(held.items()):
+            fam["clickcash_held_customers"].add(n, reason=reason)
         self._router_families(fam, router_totals, poll)
         self._shard_families(fam, poll)
         for p in poll.partitions:

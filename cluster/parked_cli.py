@@ -19,6 +19,7 @@ from typing import Any
 from clickcash._errors import ClickcashError
 from clickcash.events import mask_card_numbers
 from router._parking import ParkingStore
+from router._pause import paused_campaign
 
 ACTIONS = ("replay", "drop")
 
@@ -27,12 +28,50 @@ def _text(customer: bytes) -> str:
     return customer.decode(errors="replace") if customer else "(no key)"
 
 
+def paused_lines(store: ParkingStore) -> list[str]:
+    """The paused campaigns and how many customers each holds."""
+    paused = store.paused()
+    held: dict[str, int] = {}
+    for c in store.load().values():
+        campaign = paused_campaign(c.reason)
+        if campaign is not None:
+            held[campaign] = held.get(campaign, 0) + 1
+    if not paused and not held:
+        return []
+    lines = [f"{len(paused)} paused campaign(s):"]
+    lines += [f"  {c}: {held.get(c, 0)} customer(s) held" for c in sorted(paused)]
+    lines += [
+        f"  {c} (resumed, being released): {n} customer(s) held"
+        for c, n in sorted(held.items())
+        if c not in paused
+    ]
+    return lines
+
+
+def set_paused(store: ParkingStore, campaign: str, paused: bool) -> str:
+    """Pause or resume a campaign; the routers see it within ``timer_poll_interval_ms``."""
+    if not campaign or len(campaign) > 256 or '"' in campaign or "\\" in campaign:
+        raise ClickcashError(f"campaign: {campaign!r} is not a campaign id (1-256 characters, no quotes)")
+    changed = store.set_paused(campaign, paused)
+    if paused:
+        return (
+            f"campaign {campaign} "
+            + ("paused" if changed else "was already paused")
+            + (": its customers' records are held from their next event of it on")
+        )
+    return (
+        f"campaign {campaign} "
+        + ("resumed" if changed else "was not paused")
+        + (": its held customers are replayed in order by their routers")
+    )
+
+
 def list_lines(store: ParkingStore) -> list[str]:
     parked = store.load()
     if not parked:
-        return ["no parked customers"]
+        return ["no parked customers", *paused_lines(store)]
     requests, outcomes = store.requests(), store.outcomes()
-    lines = [f"{len(parked)} parked customer(s):"]
+    lines = [*paused_lines(store), f"{len(parked)} parked customer(s):"]
     for customer, c in sorted(parked.items()):
         at = datetime.fromtimestamp(c.parked_at_ms / 1000, UTC).isoformat(timespec="seconds")
         line = (
@@ -112,7 +151,9 @@ def cmd_parked(args: argparse.Namespace) -> int:
     s = load_settings(**overrides)
     store = RedisParkingStore.from_url(s.redis.client_url(), s.redis.key_prefix, s.redis.socket_timeout_s)
     try:
-        if args.parked_command == "list":
+        if args.parked_command in ("pause", "resume"):
+            lines = [set_paused(store, args.campaign, args.parked_command == "pause")]
+        elif args.parked_command == "list":
             lines = list_lines(store)
         elif args.parked_command == "show":
             lines = show_lines(store, args.customer.encode(), full=args.full)
@@ -144,3 +185,11 @@ def add_parked_parser(sub: argparse._SubParsersAction) -> None:
         a.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the router's answer")
         a.add_argument("--no-wait", action="store_true", help="leave the request and return at once")
     pk.set_defaults(func=cmd_parked)
+    for action, text in (
+        ("pause", "hold every customer's events of a campaign (and their later events) until resume"),
+        ("resume", "release the customers a paused campaign holds, in order, as if never paused"),
+    ):
+        a = sub.add_parser(action, help=text + " (see docs/pause.md)")
+        a.add_argument("--campaign", required=True, help="the campaign id (the envelope's campaignid)")
+        a.add_argument("--local", action="store_true", help="use the Redis of `clickcash services start`")
+        a.set_defaults(func=cmd_parked, parked_command=action)

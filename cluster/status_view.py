@@ -99,7 +99,12 @@ def build_status(
             }
         )
     every_up = all(r["up"] for r in router_rows) and all(s["up"] for s in shard_rows)
+    held: dict[str, int] = {}
+    for r in routers:
+        for reason, n in (r.get("held_customers") or {}).items():
+            held[reason] = held.get(reason, 0) + int(n)
     return {
+        "held_customers": held,
         **meta,
         "at": at_s,
         "healthy": not stalls and every_up,
@@ -133,6 +138,12 @@ def render(status: Mapping[str, Any]) -> str:
         f"metrics {status.get('metrics_url') or '-'}  router restarts {status.get('router_restarts', 0)}  "
         f"breakers open: {', '.join(status.get('breakers_open') or []) or 'none'}",
     ]
+    held = status.get("held_customers") or {}
+    if any(held.values()):
+        lines.append(
+            f"held customers: {held.get('paused', 0)} paused (a campaign), {held.get('parked', 0)} parked (a "
+            "failure); `clickcash parked list` shows them"
+        )
     if status.get("stop_requested"):
         lines.append(f"stop requested: {status['stop_requested']}")
     lines += [f"STALL: {s}" for s in status.get("stalls") or []]

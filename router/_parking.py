@@ -22,7 +22,9 @@ Keys (``<prefix>`` is ``redis.key_prefix``):
   ms>|<original value>``: the kept records; the key of each is the customer key;
 * ``<prefix>:parked:requests`` hash: customer key -> ``replay`` or ``drop``, for the owning router;
 * ``<prefix>:parked:outcomes`` hash: customer key -> the last request's outcome, for the operator;
-* ``<prefix>:parked:dropped`` set: ``<partition>:<offset>`` of every dropped record, for the verifier.
+* ``<prefix>:parked:dropped`` set: ``<partition>:<offset>`` of every dropped record, for the verifier;
+* ``<prefix>:paused`` set: the paused campaign ids (``clickcash pause``); a customer with a record of a
+  paused campaign is parked with reason ``campaign paused: <id>`` (see ``router._pause``).
 
 Nothing expires: a parked customer waits for an operator. Records hold the input as it was written to
 the input topic (card numbers included if the input held any: they are dead-lettered when replayed).
@@ -94,6 +96,14 @@ class ParkingStore(Protocol):
         """Positions of every record an operator dropped."""
         ...
 
+    def paused(self) -> frozenset[str]:
+        """The paused campaigns."""
+        ...
+
+    def set_paused(self, campaign: str, paused: bool) -> bool:
+        """Pause or resume a campaign; whether that changed anything."""
+        ...
+
 
 def _field(partition: int, offset: int) -> bytes:
     return f"{partition:05d}:{offset:020d}".encode()
@@ -107,6 +117,7 @@ class RedisParkingStore:
         self._requests = f"{prefix}:parked:requests"
         self._outcomes = f"{prefix}:parked:outcomes"
         self._dropped = f"{prefix}:parked:dropped"
+        self._paused = f"{prefix}:paused"
 
     @classmethod
     def from_url(cls, url: str, prefix: str, socket_timeout_s: float) -> RedisParkingStore:
@@ -207,6 +218,17 @@ class RedisParkingStore:
             raw = cast(set[bytes], self._r.smembers(self._dropped))
         return {(int(p), int(o)) for p, o in (m.split(b":") for m in raw)}
 
+    def paused(self) -> frozenset[str]:
+        with map_exceptions("redis", redis.RedisError):
+            raw = cast(set[bytes], self._r.smembers(self._paused))
+        return frozenset(m.decode(errors="replace") for m in raw)
+
+    def set_paused(self, campaign: str, paused: bool) -> bool:
+        with map_exceptions("redis", redis.RedisError):
+            if paused:
+                return bool(self._r.sadd(self._paused, campaign))
+            return bool(self._r.srem(self._paused, campaign))
+
 
 def _decode_parked(customer: bytes, doc: bytes) -> ParkedCustomer:
     d = orjson.loads(doc)
@@ -224,6 +246,7 @@ class InMemoryParkingStore:
         self._requests: dict[bytes, str] = {}
         self._outcomes: dict[bytes, str] = {}
         self.dropped_positions: set[tuple[int, int]] = set()
+        self.paused_campaigns: set[str] = set()
 
     def load(self) -> dict[bytes, ParkedCustomer]:
         return dict(self.index)
@@ -263,6 +286,17 @@ class InMemoryParkingStore:
 
     def dropped(self) -> set[tuple[int, int]]:
         return set(self.dropped_positions)
+
+    def paused(self) -> frozenset[str]:
+        return frozenset(self.paused_campaigns)
+
+    def set_paused(self, campaign: str, paused: bool) -> bool:
+        changed = (campaign in self.paused_campaigns) != paused
+        if paused:
+            self.paused_campaigns.add(campaign)
+        else:
+            self.paused_campaigns.discard(campaign)
+        return changed
 
 
 def dropped_dead_letter(

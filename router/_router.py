@@ -51,6 +51,7 @@ from clickcash.events import mask_card_numbers
 from clickcash.group_offsets import call_with_retry
 from clickcash.offset_retry import RetryBudget
 from config.settings import Settings
+from router import _pause
 from router._cadence import Cadence, Decision
 from router._decisions import (
     idle_check_due,
@@ -161,6 +162,8 @@ class RouterStats:
     """customers this router parked since it started"""
     parked_customers: int = 0
     """parked customers of the partitions this router owns (summed over routers: all parked customers)"""
+    held_customers: dict[str, int] = field(default_factory=dict)
+    """held customers of the owned partitions per reason: ``parked`` (a failure), ``paused`` (a campaign)"""
     outage_service: str = ""
     """the service this router is waiting for ("" when none)"""
     outage_for_s: float = 0.0
@@ -229,6 +232,8 @@ class Router:
         """parked customers (key -> where parking began), reloaded at every assignment"""
         self._parking_checked = 0.0
         self._parked_loaded = True
+        self._paused: frozenset[str] = parking.paused() if parking is not None else frozenset()
+        """paused campaigns, reread with the parking requests (every ``timer_poll_interval_ms``)"""
         self._uncommitted: list[RawRecord] = []
         """records consumed and not committed: the failing round when one fails"""
         self._stop = threading.Event()
@@ -354,6 +359,7 @@ class Router:
                 round_cap=self._failures.round_cap or 0,
                 parked=self._failures.parked,
                 parked_customers=sum(1 for c in list(self._parked.values()) if c.partition in self._assigned),
+                held_customers=_pause.held_counts(dict(self._parked), set(self._assigned)),
                 outage_service=self._failures.outage_service,
                 outage_for_s=self._failures.outage_for_s(now),
             )
@@ -521,6 +527,8 @@ class Router:
         if not self._parked_loaded:
             self._parked = self._parking.load()
             self._parked_loaded = True
+        for hold in _pause.new_holds(records, self._parked, self._paused, int(time.time() * 1000)):
+            self._parked[hold.customer] = self._parking.park(hold)
         if not self._parked:
             return records
         kept, flowing = split_parked(records, self._parked)
@@ -565,7 +573,9 @@ class Router:
         now = time.monotonic()
         if now - self._parking_checked < self._s.pipeline.timer_poll_interval_ms / 1000:
             return
-        requests = self._parking.requests()
+        self._paused = self._parking.paused()
+        # a resumed campaign's held customers are released by the parking replay
+        requests = {**_pause.releases(self._parked, self._paused, self._assigned), **self._parking.requests()}
         if not requests:
             self._parking_checked = now
             return
