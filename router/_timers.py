@@ -19,7 +19,8 @@ from typing import Protocol
 import orjson
 import redis
 
-from actors.state import TIMER_SEP, timer_key
+from actors.keyspace import TIMER_SEP
+from actors.state import timer_key
 from clickcash._errors import map_exceptions
 from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 from clickcash.events import TIMER_EVENT_TYPE, TIMER_SOURCE
