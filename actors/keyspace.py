@@ -171,3 +171,29 @@ def parse_timer_member(member: str) -> tuple[str, str, str, int]:
     """(customer, order, plan, step) of a timer member; ValueError when it is not one."""
     customer_id, order_id, plan_id, step = member.split(TIMER_SEP)
     return customer_id, order_id, plan_id, int(step)
+
+
+_CLASS_BY_HEAD = {
+    "cust": "customer",
+    "idem": "idempotency",
+    "resp": "response",
+    "timers": "timers",
+    "psp": "psp_counter",
+    "topology": "topology",
+}
+_PARKED = {"requests": "parked_requests", "outcomes": "parked_outcomes", "dropped": "parked_dropped"}
+
+
+def classify(prefix: str, key: str) -> str | None:
+    """The :class:`KeyClass` name of a key under ``prefix``, or None when it is not one of clickcash's."""
+    if not key.startswith(prefix + ":"):
+        return None
+    rest = key[len(prefix) + 1 :]
+    if rest == "parked":
+        return "parked_index"
+    if rest.startswith("parked:r:"):
+        return "parked_records"
+    if rest.startswith("parked:"):
+        return _PARKED.get(rest[len("parked:") :])
+    head = rest.split(":", 1)[0].split("|", 1)[0]
+    return _CLASS_BY_HEAD.get(head)

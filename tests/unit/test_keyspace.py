@@ -85,3 +85,24 @@ def test_no_module_outside_the_keyspace_spells_a_redis_key() -> None:
                 if _SPELLED.search(line) or re.search(r"""f["']\{self\._p\}:""", line):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_classify_names_the_class_of_every_builder_key() -> None:
+    built = {
+        "customer": keyspace.customer("cc", "c:1"),
+        "idempotency": keyspace.idempotency("cc", "e:1"),
+        "response": keyspace.response("cc", "e:1"),
+        "timers": keyspace.timers("cc", 0),
+        "psp_counter": keyspace.below("cc", keyspace.psp_counter_suffix("p", "visa|EUR|DE", 0, "o")),
+        "topology": keyspace.topology("cc"),
+        "parked_index": keyspace.parked_index("cc"),
+        "parked_records": keyspace.parked_records("cc", "c:1"),
+        "parked_requests": keyspace.parked_requests("cc"),
+        "parked_outcomes": keyspace.parked_outcomes("cc"),
+        "parked_dropped": keyspace.parked_dropped("cc"),
+    }
+    assert set(built) == {k.name for k in keyspace.KEY_CLASSES}
+    for name, key in built.items():
+        assert keyspace.classify("cc", key) == name, key
+    assert keyspace.classify("cc", "other:cust:c1") is None
+    assert keyspace.classify("cc", "cc:unknown") is None
