@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from actors import keyspace
 from actors.psp_routing import RouteRequest, SegmentStats, eligible
 from config.domain import Psp, RoutingPolicy
 
@@ -37,7 +38,7 @@ def segment_of(network: str, currency: str, country: str) -> str:
 
 def counter_key(psp: str, segment: str, bucket_start_ms: int, what: str) -> str:
     """Store key (below the store's prefix) of one counter: ``psp:<psp>|<segment>|<bucket>|<a|o|t>``."""
-    return f"psp:{psp}|{segment}|{bucket_start_ms}|{what}"
+    return keyspace.psp_counter_suffix(psp, segment, bucket_start_ms, what)
 
 
 @dataclass

@@ -4,9 +4,10 @@ The same two round trips carry the shared PSP outcome counters: read with the ba
 by its commit, so an outcome of a replayed batch is never counted twice.
 
 Customer documents are stored as ``<version>|<json>`` so the commit script can check versions without
-decoding JSON. Idempotency records expire after the retention; first responses expire after the (shorter)
-replay TTL and are deleted earlier, once the router reports their offsets committed. Keys of one batch span
-many customers, so this needs standalone Redis (with replicas or Sentinel), not Redis Cluster.
+decoding JSON; every write sets the document's expiry afresh (``pipeline.customer_ttl_s`` since the
+customer's last activity). Idempotency records expire after the retention; first responses expire after
+the (shorter) replay TTL and are deleted earlier, once the router reports their offsets committed. Keys of
+one batch span many customers, so this needs standalone Redis (with replicas or Sentinel), not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import cast
 
 import redis
 
+from actors import keyspace
 from actors.state import BatchWrite, IdempotencyRecord, LoadedBatch, timer_key
 from clickcash._errors import map_exceptions
 
@@ -25,7 +27,8 @@ local ni = tonumber(ARGV[2])
 local nr = tonumber(ARGV[3])
 local retention = ARGV[4]
 local resp_ttl = ARGV[5]
-local a = 6
+local cust_ttl = tonumber(ARGV[6])
+local a = 7
 for i = 1, nc do
   local cur = redis.call('GET', KEYS[i])
   local v = 0
@@ -37,7 +40,11 @@ for i = 1, ni do
 end
 for i = 1, nc do
   local v = tonumber(ARGV[a + i - 1]) + 1
-  redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1])
+  if cust_ttl > 0 then
+    redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1], 'EX', cust_ttl)
+  else
+    redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1])
+  end
 end
 local b = a + 2 * nc
 for i = 1, ni do
@@ -79,11 +86,14 @@ class RedisStateStore:
         key_prefix: str,
         retention_s: int,
         response_ttl_s: int,
+        customer_ttl_s: int = 0,
     ) -> None:
         self._r = client
         self._p = key_prefix
         self._retention_s = retention_s
         self._response_ttl_s = response_ttl_s
+        self._customer_ttl_s = customer_ttl_s
+        """a customer's state expires this long after its last write (0: never)"""
         with map_exceptions("redis", redis.RedisError):
             self._commit = self._r.register_script(_COMMIT_LUA)
         self.round_trips = 0
@@ -96,21 +106,22 @@ class RedisStateStore:
         retention_s: int,
         response_ttl_s: int,
         timeout_s: float = 5.0,
+        customer_ttl_s: int = 0,
     ) -> RedisStateStore:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        return cls(client, key_prefix, retention_s, response_ttl_s)
+        return cls(client, key_prefix, retention_s, response_ttl_s, customer_ttl_s)
 
     def _idem(self, eid: str) -> str:
-        return f"{self._p}:idem:{eid}"
+        return keyspace.idempotency(self._p, eid)
 
     def _resp(self, eid: str) -> str:
-        return f"{self._p}:resp:{eid}"
+        return keyspace.response(self._p, eid)
 
     def _cust(self, cid: str) -> str:
-        return f"{self._p}:cust:{cid}"
+        return keyspace.customer(self._p, cid)
 
     def _counter(self, key: str) -> str:
-        return f"{self._p}:{key}"
+        return keyspace.below(self._p, key)
 
     def load(
         self, event_ids: Sequence[str], customer_ids: Sequence[str], counter_keys: Sequence[str] = ()
@@ -167,6 +178,7 @@ class RedisStateStore:
             len(write.release_responses),
             self._retention_s,
             self._response_ttl_s,
+            self._customer_ttl_s,
         ]
         args += [write.expected_versions.get(c, 0) for c in cids]
         args += [write.customers[c] for c in cids]

@@ -32,6 +32,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         p.idempotency_retention_s,
         p.replay_response_ttl_s,
         r.socket_timeout_s,
+        p.customer_ttl_s,
     )
     return Shard(
         shard_id,

@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors import keyspace
 from config.domain import MAX_NETWORK_RETRY_CAP
 
 
@@ -40,16 +41,8 @@ class IdempotencyRecord:
         return cls(fp, int(p), int(o))
 
 
-TIMER_SEP = "\x1f"
-
-
-def timer_key(key_prefix: str, partition: int) -> str:
-    """The sorted set of dunning timers of one input partition (score = due time in ms).
-
-    Timers live with the partition their customer's events use, so the router that owns the partition is
-    the one that fires them, and firing goes through the same ordered, transactional path as events.
-    """
-    return f"{key_prefix}:timers:{partition}"
+timer_key = keyspace.timers
+"""The sorted set of dunning timers of one input partition (see :func:`actors.keyspace.timers`)."""
 
 
 class PendingStep(BaseModel):
@@ -80,7 +73,7 @@ class OpenDunning(BaseModel):
         """The timer's member in the partition's sorted set, or None when no step is left."""
         if self.next_index >= len(self.steps):
             return None
-        return TIMER_SEP.join([customer_id, order_id, self.plan_id, str(self.next_index)])
+        return keyspace.timer_member(customer_id, order_id, self.plan_id, self.next_index)
 
 
 class OrderSummary(BaseModel):

@@ -126,6 +126,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _log("")
             _log(f"== paced at {args.paced_rate:,.0f} events/s: {args.paced_events:,} events ==")
             _log(paced.render_latency())
+        if getattr(args, "memory", False):
+            import redis
+
+            from cluster.memory import measure
+
+            client = redis.Redis.from_url(settings.redis.client_url())
+            try:
+                events = args.warmup + args.events + (args.paced_events if paced is not None else 0)
+                _log("")
+                _log(measure(client, settings.redis.key_prefix).render(events))
+            finally:
+                client.close()
         if args.json:
             out = {**report.__dict__, "mix": args.mix, "paced": paced.__dict__ if paced else None}
             Path(args.json).write_text(json.dumps(out, indent=2))
@@ -327,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-cpus", type=int, default=4)
     bench.add_argument("--warmup", type=int, default=5_000)
     bench.add_argument("--json", help="write the report as JSON to this file")
+    bench.add_argument(
+        "--memory",
+        action="store_true",
+        help="after the run, report Redis memory per customer and per 1M events",
+    )
     bench.add_argument(
         "--mix", choices=MIX_NAMES, default="campaign", help="traffic mix (abuse: most rejected)"
     )

@@ -22,6 +22,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from actors import keyspace
+
 if TYPE_CHECKING:
     from config.settings import Settings
 
@@ -121,7 +123,7 @@ def redis_acl_rules(inp: AclInputs) -> dict[str, str]:
     """Redis ``ACL SETUSER`` rules (without the password) per role that uses Redis: key prefix and
     command categories only. The app runs its state scripts (EVALSHA, SCRIPT LOAD) on its own keys; the
     operator (status, breakers) only reads them."""
-    keys = f"~{inp.redis_key_prefix}:*"
+    keys = "~" + keyspace.all_keys(inp.redis_key_prefix)
     return {
         "app": f"on {keys} resetchannels -@all +@connection +@read +@write +@scripting -@dangerous",
         "operator": f"on {keys} resetchannels -@all +@connection +@read -@dangerous",

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from actors import keyspace
 from actors._psp_stats import PspStatsBook, counter_key, segment_of
 from actors.psp_routing import breaker_open
 from config.domain import Psp, RoutingPolicy
@@ -107,7 +108,8 @@ class BreakerProbe:
     def _read(self, now_ms: int) -> None:
         keys = breaker_keys(self._psps, self._policy, now_ms)
         try:
-            values = self._client.mget([f"{self._prefix}:{counter_key(*k)}" for k in keys]) if keys else []
+            names = [keyspace.below(self._prefix, counter_key(*k)) for k in keys]
+            values = self._client.mget(names) if keys else []
         except (redis.RedisError, OSError) as exc:
             if not self._failing:
                 log.warning("breaker state unknown for now (PSP stats not readable: %s)", exc)

@@ -286,6 +286,9 @@ class PipelineSettings(_Section):
     max_event_bytes: Annotated[int, Field(ge=256, le=8 * 1024 * 1024)] = 64 * 1024
     idempotency_retention_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
     replay_response_ttl_s: Annotated[int, Field(ge=60)] = 24 * 3600
+    customer_ttl_s: Annotated[int, Field(ge=0)] = 400 * 24 * 3600
+    """a customer's state (``<prefix>:cust:<customer>``) expires this long after the customer's last event
+    (every write sets it afresh); 400 days outlives a yearly customer and any dunning plan. 0: never"""
     shard_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
     router_num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.5
     timer_poll_interval_ms: Annotated[int, Field(ge=10, le=600_000)] = 1000

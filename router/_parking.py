@@ -39,6 +39,7 @@ from typing import Any, Protocol, cast
 import orjson
 import redis
 
+from actors import keyspace
 from clickcash._errors import map_exceptions
 from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
 from clickcash.events import OUTPUT_SOURCE, DeadLetter, DeadLetterCode, mask_card_numbers, output_id
@@ -112,12 +113,12 @@ def _field(partition: int, offset: int) -> bytes:
 class RedisParkingStore:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._r = client
-        self._index = f"{prefix}:parked"
-        self._records_prefix = f"{prefix}:parked:r:".encode()
-        self._requests = f"{prefix}:parked:requests"
-        self._outcomes = f"{prefix}:parked:outcomes"
-        self._dropped = f"{prefix}:parked:dropped"
-        self._paused = f"{prefix}:paused"
+        self._index = keyspace.parked_index(prefix)
+        self._records_prefix = keyspace.parked_records_prefix(prefix).encode()
+        self._requests = keyspace.parked_requests(prefix)
+        self._outcomes = keyspace.parked_outcomes(prefix)
+        self._dropped = keyspace.parked_dropped(prefix)
+        self._paused = keyspace.paused_campaigns(prefix)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, socket_timeout_s: float) -> RedisParkingStore:

@@ -18,7 +18,8 @@ from typing import Protocol
 
 import redis
 
-from actors.state import TIMER_SEP, timer_key
+from actors.keyspace import TIMER_SEP
+from actors.state import timer_key
 from clickcash._errors import map_exceptions
 from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 from clickcash.envelope import structured_event

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import orjson
 import redis
 
+from actors import keyspace
 from clickcash._errors import map_exceptions
 
 
@@ -64,7 +65,7 @@ def plan_rescale(current: Topology, desired: Topology) -> RescalePlan:
 
 
 def topology_key(key_prefix: str) -> str:
-    return f"{key_prefix}:topology"
+    return keyspace.topology(key_prefix)
 
 
 class RedisTopologyStore:
