@@ -21,6 +21,8 @@ from actors.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_
 from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
 from clickcash.events import (
     OUTPUT_SOURCE,
+    SYNTHETIC_HEADER,
+    SYNTHETIC_HEADER_VALUE,
     CustomerPreferencesUpdated,
     DunningClosed,
     DunningScheduled,
@@ -59,6 +61,8 @@ class Apply:
     attribution: tuple[str | None, str | None] | None = None
     """(correlationid, campaignid) for outputs when not the event's own: a timer command acts for the
     plan, so its outputs carry the attribution of the decline that opened the plan"""
+    synthetic: bool | None = None
+    """whether outputs are marked synthetic when not the event's own (a timer command acts for its plan)"""
     now_ms: int = 0
     """the event's decision time: its record's timestamp (0: none, read the clock). Every rule applied to
     the event, and every output's ``time``, sees this one instant, and a replay or the verifier's reference
@@ -138,7 +142,17 @@ class EventApplier:
             }
         )
         body = data.__pydantic_serializer__.to_json(data)
-        a.result.add(topic, a.key, b"".join((head[:-1], b',"data":', body, b"}")))
+        synthetic = ev.synthetic if a.synthetic is None else a.synthetic
+        if synthetic:
+            head = head[:-1] + b',"synthetic":true}'
+            a.result.add(
+                topic,
+                a.key,
+                b"".join((head[:-1], b',"data":', body, b"}")),
+                [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)],
+            )
+        else:
+            a.result.add(topic, a.key, b"".join((head[:-1], b',"data":', body, b"}")))
         a.result.count(type_)
 
     # --- orders -----------------------------------------------------------------------------------
@@ -309,6 +323,7 @@ class EventApplier:
             plan_id=plan_id,
             correlationid=a.ev.correlationid,
             campaignid=a.ev.campaignid,
+            synthetic=a.ev.synthetic,
             steps=[
                 PendingStep(kind=s.kind, due_ms=int(s.due_at.timestamp() * 1000), channel=s.channel)
                 for s in plan.steps
@@ -343,6 +358,7 @@ class EventApplier:
             return
         self._cancel_timer(a, fired.order_id, plan)
         a.attribution = (plan.correlationid, plan.campaignid)
+        a.synthetic = plan.synthetic or a.ev.synthetic
         step = plan.steps[plan.next_index]
         attempt = None
         if step.kind == "retry":

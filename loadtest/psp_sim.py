@@ -182,6 +182,7 @@ def _envelope(event_id: str, etype: str, customer: str, data: dict[str, Any], ca
             "partitionkey": customer,
             "correlationid": f"{event_id}-corr",
             "campaignid": campaign,
+            "synthetic": True,
             "data": data,
         }
     )
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     import orjson
     from confluent_kafka import Consumer, Producer, TopicPartition
 
+    from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE
     from loadtest._spec import KIND_HEADER, RUN_INFO_FILE, RunSpec, read_json
 
     p = argparse.ArgumentParser(prog="python -m loadtest.psp_sim", description=__doc__)
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 k.input_topic,
                 _envelope(eid, etype, customer, data, campaign),
                 customer.encode(),
-                headers=[(KIND_HEADER, etype.encode())],
+                headers=[(KIND_HEADER, etype.encode()), (SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)],
             )
             answered[etype] = answered.get(etype, 0) + 1
         producer.poll(0)
