@@ -26,7 +26,7 @@ from cluster.outputs import OutputReader
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix, decisions_line
 
-SYNTHETIC_HEADERS = [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)]
+SYNTHETIC_HEADERS: list[tuple[str, str | bytes | None]] = [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)]
 """the generated campaign is synthetic traffic: marked on the record as in its envelope"""
 
 
