@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from actors.shard import OutputTopics, ShardResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SYNTHETIC_COUNT_PREFIX = "synthetic|"
+"""count key prefix of the synthetic share of a count (``synthetic|<output type>``, ``synthetic|in:<type>``,
+``synthetic|clickcash.dead_letter``): the metrics split their counters by a ``synthetic`` label with it"""
 
 
 @dataclass(slots=True)
@@ -144,6 +147,7 @@ class EventApplier:
         body = data.__pydantic_serializer__.to_json(data)
         synthetic = ev.synthetic if a.synthetic is None else a.synthetic
         if synthetic:
+            a.result.count(SYNTHETIC_COUNT_PREFIX + type_)
             head = head[:-1] + b',"synthetic":true}'
             a.result.add(
                 topic,

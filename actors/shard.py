@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from actors._apply import Apply, EventApplier
+from actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
 from actors._decode import InputEvent, decode_record, synthetic_value
 from actors._psp_stats import PspStatsBook, segment_of
 from actors.state import (
@@ -254,6 +254,8 @@ class Shard:
         for i, item in enumerate(decoded):
             partition, offset, key = batch.partitions[i], batch.offsets[i], batch.keys[i]
             result.count("in:invalid" if isinstance(item, DeadLetter) else f"in:{item.type}")
+            if isinstance(item, InputEvent) and item.synthetic:
+                result.count(f"{SYNTHETIC_COUNT_PREFIX}in:{item.type}")
             if isinstance(item, DeadLetter):
                 self._dead_letter(
                     result, item, key, batch.values[i], None, synthetic=synthetic_value(batch.values[i])
@@ -400,6 +402,8 @@ class Shard:
 
         result.add(self._topics.dlq, key, body, headers)
         result.count(f"dead_letter.{dl.code}")
+        if synthetic:
+            result.count(f"{SYNTHETIC_COUNT_PREFIX}clickcash.dead_letter")
         ids = {"event_id": event_id, "correlation_id": correlation_id, "field": dl.field}
         self.dead_letter_log.warning(
             "dead letter: %s",
