@@ -79,7 +79,7 @@ def add_loadtest_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--preflight",
         action="store_true",
-        help="send a short synthetic spike at --campaign-peak instead of a Locust run; judge it against the SLOs",
+        help="a short synthetic spike at --campaign-peak instead of a Locust run, judged against the SLOs",
     )
     g.add_argument("--campaign-peak", type=float, help="the campaign's expected peak, events/s")
     g.add_argument("--preflight-seconds", type=float, default=10.0, help="how long the spike lasts")
