@@ -198,6 +198,16 @@ def _preflight(args: argparse.Namespace, settings: Any) -> int:
     _log(f"kafka {settings.kafka.bootstrap_servers}: {events:,} synthetic events at {peak:,.0f}/s")
     app = _start_app(settings) if args.with_app else None
     try:
+        # a warm-up the decision does not see: the first batches of an app that has been idle pay for
+        # connections and caches once, which a live deployment already has behind it
+        run_campaign(
+            settings,
+            max(1, int(peak)),
+            mix=CampaignMix(malformed_rate=0.0),
+            rate_per_s=peak,
+            timeout_s=args.drain_timeout,
+            log=lambda _m: None,
+        )
         # well-formed traffic only: the dead-letter SLO judges what the deployment does with real input
         report = run_campaign(
             settings,
