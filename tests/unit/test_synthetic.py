@@ -14,7 +14,7 @@ from clickcash.events import SYNTHETIC_HEADER, InputEnvelope, OutputEnvelope
 from config.domain import DomainConfig
 from loadtest.campaign import CampaignGenerator, loadtest_mix
 from router._dispatch import ShardBatch
-from tests.unit.test_shard import START, TOPICS, Rec, make_shard
+from tests.unit.test_shard import START, TOPICS, Rec, _fire, _only_timer, make_shard
 
 BatchFactory = Callable[..., ShardBatch]
 
@@ -119,3 +119,17 @@ def test_generated_traffic_is_synthetic_end_to_end(domain: DomainConfig, shard_b
             raw = value
             assert not raw.startswith(b"{") or b'"synthetic"' not in raw
     assert len(result) > 400 and marked > 0
+
+
+def test_a_dunning_step_of_a_plan_opened_by_a_synthetic_decline_is_marked(
+    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
+) -> None:
+    """The router's timer command is not synthetic itself: the plan remembers its decline was."""
+    shard, store = make_shard(domain, clock=lambda: START)
+    shard.apply(
+        shard_batch([_synthetic(rec("order.placed")), _synthetic(rec("payment.declined", decline_code="51"))])
+    )
+    fired = shard.apply(shard_batch([_fire(_only_timer(store), 10)]))
+    rows = _rows(fired)
+    assert [orjson.loads(v)["type"] for _, _, v in rows] == ["dunning.step_due"]
+    assert rows[0][1].get(SYNTHETIC_HEADER) == b"true" and orjson.loads(rows[0][2])["synthetic"] is True
