@@ -53,12 +53,21 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server comes from Debian.
+PROMTOOL := .cache/prometheus-deb/root/usr/bin/promtool
+
 system-deps:
 	@command -v java >/dev/null || { echo "Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required (apt-get install maven)"; exit 1; }
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server from Debian's packages ..."; \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
+	@# promtool (SLO rule checks) from Debian's prometheus package, extracted into .cache/: installing the
+	@# package would start a prometheus daemon (its postinst), and only the promtool binary is needed
+	@command -v promtool >/dev/null || test -x $(PROMTOOL) || { \
+		echo "extracting promtool from Debian's prometheus package into .cache/prometheus-deb ..."; \
+		mkdir -p .cache/prometheus-deb && cd .cache/prometheus-deb && \
+		{ apt-get download prometheus >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download prometheus >/dev/null; }; } && \
+		dpkg -x prometheus_*.deb root; }
 
 clean:
 	rm -rf $(VENV) .cache/run .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,8 @@ from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, P
 from clickcash.envelope import structured_event
 from clickcash.events import (
     OUTPUT_SOURCE,
+    SYNTHETIC_HEADER,
+    SYNTHETIC_HEADER_VALUE,
     CustomerPreferencesUpdated,
     DunningClosed,
     DunningScheduled,
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from actors.shard import OutputTopics, ShardResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SYNTHETIC_COUNT_PREFIX = "synthetic|"
+"""count key prefix of the synthetic share of a count (``synthetic|<output type>``, ``synthetic|in:<type>``,
+``synthetic|clickcash.dead_letter``): the metrics split their counters by a ``synthetic`` label with it"""
 
 
 @dataclass(slots=True)
@@ -58,6 +63,8 @@ class Apply:
     attribution: tuple[str | None, str | None] | None = None
     """(correlationid, campaignid) for outputs when not the event's own: a timer command acts for the
     plan, so its outputs carry the attribution of the decline that opened the plan"""
+    synthetic: bool | None = None
+    """whether outputs are marked synthetic when not the event's own (a timer command acts for its plan)"""
     now_ms: int = 0
     """the event's decision time: its record's timestamp (0: none, read the clock). Every rule applied to
     the event, and every output's ``time``, sees this one instant, and a replay or the verifier's reference
@@ -122,6 +129,14 @@ class EventApplier:
         straight to JSON and spliced in as the last member, without an intermediate dict."""
         ev = a.ev
         correlationid, campaignid = a.attribution or (ev.correlationid, ev.campaignid)
+        synthetic = ev.synthetic if a.synthetic is None else a.synthetic
+        extensions: dict[str, object] = {
+            "causationid": ev.id,
+            "correlationid": correlationid,
+            "campaignid": campaignid,
+        }
+        if synthetic:
+            extensions["synthetic"] = True
         value = structured_event(
             id=output_id(ev.id, role),
             source=OUTPUT_SOURCE,
@@ -129,10 +144,14 @@ class EventApplier:
             time=a.time_text,
             datacontenttype="application/json",
             partitionkey=ev.customer_id,
-            extensions={"causationid": ev.id, "correlationid": correlationid, "campaignid": campaignid},
+            extensions=extensions,
             data=data.__pydantic_serializer__.to_json(data),
         )
-        a.result.add(topic, a.key, value)
+        if synthetic:
+            a.result.count(SYNTHETIC_COUNT_PREFIX + type_)
+            a.result.add(topic, a.key, value, [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)])
+        else:
+            a.result.add(topic, a.key, value)
         a.result.count(type_)
 
     # --- orders -----------------------------------------------------------------------------------
@@ -303,6 +322,7 @@ class EventApplier:
             plan_id=plan_id,
             correlationid=a.ev.correlationid,
             campaignid=a.ev.campaignid,
+            synthetic=a.ev.synthetic,
             steps=[
                 PendingStep(kind=s.kind, due_ms=int(s.due_at.timestamp() * 1000), channel=s.channel)
                 for s in plan.steps
@@ -337,6 +357,7 @@ class EventApplier:
             return
         self._cancel_timer(a, fired.order_id, plan)
         a.attribution = (plan.correlationid, plan.campaignid)
+        a.synthetic = plan.synthetic or a.ev.synthetic
         step = plan.steps[plan.next_index]
         attempt = None
         if step.kind == "retry":

@@ -34,6 +34,8 @@ class InputEvent:
     campaignid: str | None
     data: InputData
     fingerprint: str
+    synthetic: bool = False
+    """the envelope said ``synthetic: true``: its outputs and dead letters are marked the same way"""
     """digest of (type, partitionkey, data): what makes a re-send 'the same event'"""
 
 
@@ -49,6 +51,7 @@ class _EnvelopeHead(TypedDict):
     partitionkey: Id
     correlationid: NotRequired[Id | None]
     campaignid: NotRequired[Id | None]
+    synthetic: NotRequired[bool | None]
 
 
 _HEAD = TypeAdapter(_EnvelopeHead)
@@ -63,6 +66,7 @@ class _Envelope:
     correlationid: str | None
     campaignid: str | None
     data: dict[str, Any]
+    synthetic: bool | None = None
 
 
 def _validate_envelope(raw: dict[str, Any]) -> _Envelope | InputEnvelope:
@@ -83,6 +87,7 @@ def _validate_envelope(raw: dict[str, Any]) -> _Envelope | InputEnvelope:
                 head.get("correlationid"),
                 head.get("campaignid"),
                 data,
+                head.get("synthetic"),
             )
     return InputEnvelope.model_validate(raw)
 
@@ -183,4 +188,19 @@ def decode_record(
         campaignid=env.campaignid,
         data=data,  # type: ignore[arg-type]
         fingerprint=fingerprint,
+        synthetic=env.synthetic is True,
     )
+
+
+def synthetic_value(value: bytes | None) -> bool:
+    """Whether a record that became a dead letter still says ``synthetic: true`` in a JSON object envelope.
+
+    Only on the dead-letter path (rare): a record that is not a JSON object cannot say, and counts as real
+    traffic."""
+    if not value:
+        return False
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(raw, dict) and raw.get("synthetic") is True

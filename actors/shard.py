@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from actors._apply import Apply, EventApplier
-from actors._decode import InputEvent, decode_record
+from actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
+from actors._decode import InputEvent, decode_record, synthetic_value
 from actors._psp_stats import PspStatsBook, segment_of
 from actors.state import (
     BatchWrite,
@@ -34,6 +34,8 @@ from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
 from clickcash.events import (
     OUTPUT_SOURCE,
+    SYNTHETIC_HEADER,
+    SYNTHETIC_HEADER_VALUE,
     TIMER_EVENT_TYPE,
     DeadLetter,
     DeadLetterCode,
@@ -253,8 +255,12 @@ class Shard:
         for i, item in enumerate(decoded):
             partition, offset, key = batch.partitions[i], batch.offsets[i], batch.keys[i]
             result.count("in:invalid" if isinstance(item, DeadLetter) else f"in:{item.type}")
+            if isinstance(item, InputEvent) and item.synthetic:
+                result.count(f"{SYNTHETIC_COUNT_PREFIX}in:{item.type}")
             if isinstance(item, DeadLetter):
-                self._dead_letter(result, item, key, batch.values[i], None)
+                self._dead_letter(
+                    result, item, key, batch.values[i], None, synthetic=synthetic_value(batch.values[i])
+                )
                 continue
             ev = item
             prior = seen.get(ev.id) or loaded.records.get(ev.id)
@@ -278,7 +284,9 @@ class Shard:
                         partition=partition,
                         offset=offset,
                     )
-                    self._dead_letter(result, dl, key, batch.values[i], ev.id, ev.correlationid)
+                    self._dead_letter(
+                        result, dl, key, batch.values[i], ev.id, ev.correlationid, synthetic=ev.synthetic
+                    )
                 continue
             state = states.get(ev.customer_id)
             if state is None:
@@ -291,8 +299,14 @@ class Shard:
             start = len(result)
             stamp_ms = batch.timestamps_ms[i] if i < len(batch.timestamps_ms) else 0
             self._applier.apply(Apply(ev, state, result, write, key, partition, now_ms=stamp_ms))
+            # a third member marks a synthetic output, so a replay restores its ``ce_synthetic`` header
             response = orjson.dumps(
-                [[result.topics[j], result.values[j].decode()] for j in range(start, len(result))]
+                [
+                    [result.topics[j], result.values[j].decode(), 1]
+                    if result.headers[j]
+                    else [result.topics[j], result.values[j].decode()]
+                    for j in range(start, len(result))
+                ]
             )
             record = IdempotencyRecord(ev.fingerprint, partition, offset)
             write.claims.append((ev.id, record, response))
@@ -302,8 +316,13 @@ class Shard:
         return result, write
 
     def _replay(self, result: ShardResult, key: bytes | None, stored: bytes) -> None:
-        for topic, value in orjson.loads(stored):
-            result.add(topic, key, value.encode())
+        for topic, value, *synthetic in orjson.loads(stored):
+            result.add(
+                topic,
+                key,
+                value.encode(),
+                [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)] if synthetic else None,
+            )
 
     # --- outputs ----------------------------------------------------------------------------------
 
@@ -315,6 +334,8 @@ class Shard:
         value: bytes | None,
         event_id: str | None,
         correlation_id: str | None = None,
+        *,
+        synthetic: bool = False,
     ) -> None:
         """Write the original bytes (card numbers masked) with the reason in CloudEvents binary mode.
 
@@ -357,6 +378,8 @@ class Shard:
             headers.append(("ce_partitionkey", key))
         if event_id is not None:
             headers.append(("ce_causationid", mask_card_numbers(event_id.encode())[0]))
+        if synthetic:
+            headers.append((SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE))
         fixed = len(key or b"") + sum(len(k) + len(v) for k, v in headers) + len("clickcash_reason")
         reason = mask_card_numbers(dl.model_dump_json().encode())[0]
         if fixed + len(reason) + len(body) > self._dead_letter_bytes:
@@ -378,6 +401,8 @@ class Shard:
 
         result.add(self._topics.dlq, key, body, headers)
         result.count(f"dead_letter.{dl.code}")
+        if synthetic:
+            result.count(f"{SYNTHETIC_COUNT_PREFIX}clickcash.dead_letter")
         ids = {"event_id": event_id, "correlation_id": correlation_id, "field": dl.field}
         self.dead_letter_log.warning(
             "dead letter: %s",

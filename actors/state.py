@@ -65,6 +65,8 @@ class OpenDunning(BaseModel):
     plan_id: str = ""
     correlationid: str | None = None
     campaignid: str | None = None
+    synthetic: bool = False
+    """the decline that opened the plan was synthetic: the plan's step outputs are marked too"""
     steps: list[PendingStep] = Field(default_factory=list)
     next_index: int = 0
     timer_partition: int | None = None

@@ -22,6 +22,10 @@ from clickcash._card_data import mask_card_numbers as mask_card_numbers
 
 SPEC_VERSION = "1.0"
 OUTPUT_SOURCE = "clickcash"
+SYNTHETIC_HEADER = "ce_synthetic"
+"""Kafka header of every output and dead letter of a synthetic input (value ``true``): a consumer that acts
+on real orders (a PSP, a CRM) drops synthetic traffic with this one header check, without parsing."""
+SYNTHETIC_HEADER_VALUE = b"true"
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b2a8e-3c2d-4f5e-9a7b-1c0d2e3f4a5b")
 _OUTPUT_ID_NAMESPACE_BYTES = _OUTPUT_ID_NAMESPACE.bytes
 
@@ -175,6 +179,9 @@ class InputEnvelope(BaseModel):
     partitionkey: Id
     correlationid: Id | None = None
     campaignid: Id | None = None
+    synthetic: bool | None = None
+    """CloudEvents extension: ``true`` on events of load tests, demos, benchmarks and the PSP simulator;
+    every output and dead letter of such an event carries it too (attribute and ``ce_synthetic`` header)"""
     data: dict[str, Any]
 
 
@@ -304,6 +311,9 @@ class OutputEnvelope(BaseModel):
     causationid: str
     correlationid: str | None = None
     campaignid: str | None = None
+    synthetic: Literal[True] | None = None
+    """present (``true``) only when the input was synthetic (load test, demo, benchmark, PSP simulator);
+    the record then also carries the Kafka header ``ce_synthetic: true``"""
     data: dict[str, Any]
 
 

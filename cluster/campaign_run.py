@@ -20,10 +20,14 @@ import orjson
 from confluent_kafka import Producer
 
 from clickcash._errors import ClickcashError, ServiceError
+from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE
 from cluster.offsets import RDKAFKA_LOG, GroupOffsets
 from cluster.outputs import OutputReader
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix, decisions_line
+
+SYNTHETIC_HEADERS: list[tuple[str, str | bytes | None]] = [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)]
+"""the generated campaign is synthetic traffic: marked on the record as in its envelope"""
 
 
 @dataclass
@@ -125,7 +129,7 @@ def send_campaign(
                 orders.append(ev.event_id)
         while True:
             try:
-                producer.produce(topic, ev.value, ev.key, on_delivery=on_delivery)
+                producer.produce(topic, ev.value, ev.key, headers=SYNTHETIC_HEADERS, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.05)

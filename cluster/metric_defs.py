@@ -27,6 +27,10 @@ from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_
 
 Kind = Literal["counter", "gauge", "histogram"]
 
+SYNTHETIC_COUNT_PREFIX = "synthetic|"
+"""the shards' count key prefix of the synthetic share (``actors._apply.SYNTHETIC_COUNT_PREFIX``; not
+imported: this module stays free of the actors)"""
+
 HANDLING_OUTCOMES = ("processed", "duplicate", "replayed", "replay_without_response", "timer_stale")
 IDEMPOTENCY_HITS = {
     "duplicate": "duplicate",
@@ -58,13 +62,13 @@ _DEFS = [
         "clickcash_input_events_total",
         "counter",
         "Input records the shards handled, by input type (invalid: failed decoding; replays included)",
-        ("type",),
+        ("type", "synthetic"),
     ),
     MetricDef(
         "clickcash_events_out_total",
         "counter",
         "Outputs by topic and CloudEvents type, first responses (replays are in records_produced)",
-        ("topic", "type"),
+        ("topic", "type", "synthetic"),
     ),
     MetricDef(
         "clickcash_records_produced_total",
@@ -415,7 +419,14 @@ class MetricsModel:
         decisions: dict[str, float] = {}
         reasons: dict[tuple[str, str], float] = {}
         inputs = dict.fromkeys(INPUT_TYPE_LABELS, 0.0)
+        synthetic = {
+            k.removeprefix(SYNTHETIC_COUNT_PREFIX): v
+            for k, v in counts.items()
+            if k.startswith(SYNTHETIC_COUNT_PREFIX)
+        }
         for key, v in counts.items():
+            if key.startswith(SYNTHETIC_COUNT_PREFIX):
+                continue
             if key.startswith("in:"):
                 type_ = key.removeprefix("in:")
                 inputs[type_ if type_ in inputs else INVALID_INPUT] += v
@@ -432,10 +443,15 @@ class MetricsModel:
         if dead_letters:
             out_by_type[(topics.dlq, "clickcash.dead_letter")] = sum(dead_letters.values())
         out_by_type[(topics.input, TIMER_COMMAND_TYPE)] = t.get(("timers_fired",), 0)
+        # both values of ``synthetic`` for every series: a fixed label set, and a rate() over either exists
         for type_, v in inputs.items():
-            fam["clickcash_input_events_total"].add(v, type=type_)
+            marked = synthetic.get(f"in:{type_}", 0)
+            fam["clickcash_input_events_total"].add(v - marked, type=type_, synthetic="false")
+            fam["clickcash_input_events_total"].add(marked, type=type_, synthetic="true")
         for (topic, type_), v in sorted(out_by_type.items()):
-            fam["clickcash_events_out_total"].add(v, topic=topic, type=type_)
+            marked = synthetic.get(type_, 0)
+            fam["clickcash_events_out_total"].add(v - marked, topic=topic, type=type_, synthetic="false")
+            fam["clickcash_events_out_total"].add(marked, topic=topic, type=type_, synthetic="true")
         for topic_key, v in sorted((k[1], v) for k, v in t.items() if k[0] == "produced"):
             fam["clickcash_records_produced_total"].add(v, topic=topic_key)
         for outcome in HANDLING_OUTCOMES:

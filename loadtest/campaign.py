@@ -33,10 +33,12 @@ MALFORMED = [
     b"{not json",
     b"\xff\xfe\xfa",
     b"[1, 2, 3]",
-    b'{"specversion": "1.0", "id": "x", "type": "order.placed"}',
+    b'{"specversion": "1.0", "id": "x", "type": "order.placed", "synthetic": true}',
     b'{"specversion": "1.0", "id": "bad-type", "source": "s", "type": "coupon.redeemed", '
-    b'"time": "2026-01-01T00:00:00Z", "partitionkey": "c", "data": {}}',
+    b'"time": "2026-01-01T00:00:00Z", "partitionkey": "c", "synthetic": true, "data": {}}',
 ]
+"""Bad records of the mix; those that are JSON objects say ``synthetic: true`` like every generated event
+(their dead letters are marked); the others cannot carry an attribute."""
 
 
 # Decline codes of the per-PSP outcome model (``CampaignMix.psps``), weighted as seen in card payments:
@@ -238,6 +240,7 @@ class CampaignGenerator:
         extensions: dict[str, object] = {"correlationid": f"{self._run}-corr-{self._seq}"}
         if campaignid is not None:
             extensions["campaignid"] = campaignid
+        extensions["synthetic"] = True
         value = structured_event(
             id=eid,
             source="loadtest/campaign",

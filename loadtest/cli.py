@@ -75,6 +75,19 @@ def add_loadtest_parser(sub: argparse._SubParsersAction) -> None:
         "--drain-timeout", type=float, default=120.0, help="seconds to wait for lag 0 after the load"
     )
     g.add_argument("--no-verify", action="store_true", help="skip the independent recount of the topics")
+    g = p.add_argument_group("pre-launch check (--preflight: GO / NO-GO per SLO, exit 0 / 1)")
+    g.add_argument(
+        "--preflight",
+        action="store_true",
+        help="a short synthetic spike at --campaign-peak instead of a Locust run, judged against the SLOs",
+    )
+    g.add_argument("--campaign-peak", type=float, help="the campaign's expected peak, events/s")
+    g.add_argument("--preflight-seconds", type=float, default=10.0, help="how long the spike lasts")
+    g.add_argument(
+        "--slo-p99-latency-ms", type=float, default=1_000.0, help="latency SLO: p99 send -> output"
+    )
+    g.add_argument("--slo-dead-letter-ratio", type=float, default=0.005, help="dead-letter SLO: per input")
+    g.add_argument("--slo-freshness-s", type=float, default=60.0, help="freshness SLO: seconds to drain")
     p.set_defaults(func=cmd_loadtest, closed_loop=False)
 
 
@@ -131,6 +144,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             raise ClickcashError(f"--config: {exc}") from exc
     run_id = new_run_id()
     settings = resolve_settings(args, run_id)
+    if args.preflight:
+        return _preflight(args, settings)
     folder = Path(args.out or f"reports/loadtest-{datetime.now():%Y%m%d-%H%M%S}-{args.shape}")
     _log(f"kafka {settings.kafka.bootstrap_servers}, input {settings.kafka.input_topic}")
     if args.create_topics or args.with_app:
@@ -161,6 +176,59 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             _stop_app(app, app_log)
         elif app_log is not None:
             _log(app_log.finish().render(app_log.path))
+
+
+def _preflight(args: argparse.Namespace, settings: Any) -> int:
+    """The spike, then the decision (:mod:`loadtest.preflight`); the app runs elsewhere unless --with-app."""
+    from cluster.campaign_run import run_campaign
+    from loadtest.campaign import CampaignMix
+    from loadtest.preflight import PreflightFigures, SloThresholds, decide, go, render
+
+    peak = args.campaign_peak
+    if peak is None or peak <= 0 or args.preflight_seconds <= 0:
+        raise ClickcashError(
+            "--preflight needs --campaign-peak N (events/s, > 0) and --preflight-seconds > 0"
+        )
+    slo = SloThresholds(
+        p99_latency_ms=args.slo_p99_latency_ms,
+        dead_letter_ratio=args.slo_dead_letter_ratio,
+        freshness_s=args.slo_freshness_s,
+    )
+    events = max(1, int(peak * args.preflight_seconds))
+    _log(f"kafka {settings.kafka.bootstrap_servers}: {events:,} synthetic events at {peak:,.0f}/s")
+    app = _start_app(settings) if args.with_app else None
+    try:
+        # a warm-up the decision does not see: the first batches of an app that has been idle pay for
+        # connections and caches once, which a live deployment already has behind it
+        run_campaign(
+            settings,
+            max(1, int(peak)),
+            mix=CampaignMix(malformed_rate=0.0),
+            rate_per_s=peak,
+            timeout_s=args.drain_timeout,
+            log=lambda _m: None,
+        )
+        # well-formed traffic only: the dead-letter SLO judges what the deployment does with real input
+        report = run_campaign(
+            settings,
+            events,
+            mix=CampaignMix(malformed_rate=0.0),
+            rate_per_s=peak,
+            timeout_s=args.preflight_seconds + args.drain_timeout,
+            log=lambda _m: None,
+        )
+    finally:
+        if app is not None:
+            _stop_app(app, None)
+    figures = PreflightFigures(
+        events=events,
+        p99_latency_ms=report.latency_ms.get("p99"),
+        dead_letters=sum(report.dead_letters_by_reason.values()),
+        drain_s=max(0.0, report.elapsed_s - report.produce_s),
+    )
+    verdicts = decide(figures, slo)
+    _log(render(verdicts, peak))
+    return 0 if go(verdicts) else 1
 
 
 def _start_app(settings: Any) -> Any:

@@ -31,6 +31,7 @@ from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE
 from config.settings import load_settings
 from loadtest._spec import KIND_HEADER, LOCUST_TOTALS_FILE, write_json_atomic
 from loadtest.campaign import CampaignGenerator
@@ -121,7 +122,7 @@ class Publisher:
                         self.topic,
                         ev.value,
                         ev.key,
-                        headers=[(KIND_HEADER, kind.encode())],
+                        headers=[(KIND_HEADER, kind.encode()), (SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)],
                         on_delivery=on_delivery,
                     )
                     break

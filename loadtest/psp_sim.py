@@ -178,7 +178,7 @@ def _envelope(event_id: str, etype: str, customer: str, data: dict[str, Any], ca
         type=etype,
         time=datetime.now(UTC).isoformat(),
         partitionkey=customer,
-        extensions={"correlationid": f"{event_id}-corr", "campaignid": campaign},
+        extensions={"correlationid": f"{event_id}-corr", "campaignid": campaign, "synthetic": True},
         data=data,
     )
 
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     import orjson
     from confluent_kafka import Consumer, Producer, TopicPartition
 
+    from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE
     from loadtest._spec import KIND_HEADER, RUN_INFO_FILE, RunSpec, read_json
 
     p = argparse.ArgumentParser(prog="python -m loadtest.psp_sim", description=__doc__)
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                 k.input_topic,
                 _envelope(eid, etype, customer, data, campaign),
                 customer.encode(),
-                headers=[(KIND_HEADER, etype.encode())],
+                headers=[(KIND_HEADER, etype.encode()), (SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)],
             )
             answered[etype] = answered.get(etype, 0) + 1
         producer.poll(0)

@@ -86,10 +86,23 @@ def test_counts_map_to_bounded_families() -> None:
     poll = Poll([_router()], [_shard(0), _shard(1)], [PartitionLag(0, 40, 3)])
     s = _samples(poll)
     assert _value(s, "clickcash_events_in_total", topic="in") == 10
-    assert _value(s, "clickcash_events_out_total", topic="orders", type="order.accepted") == 4
-    assert _value(s, "clickcash_events_out_total", topic="payments", type="payment.route_decided") == 4
-    assert _value(s, "clickcash_events_out_total", topic="dlq", type="clickcash.dead_letter") == 2
-    assert _value(s, "clickcash_events_out_total", topic="in", type="dunning.timer_fired") == 1
+    assert (
+        _value(s, "clickcash_events_out_total", topic="orders", type="order.accepted", synthetic="false") == 4
+    )
+    assert (
+        _value(
+            s, "clickcash_events_out_total", topic="payments", type="payment.route_decided", synthetic="false"
+        )
+        == 4
+    )
+    assert (
+        _value(s, "clickcash_events_out_total", topic="dlq", type="clickcash.dead_letter", synthetic="false")
+        == 2
+    )
+    assert (
+        _value(s, "clickcash_events_out_total", topic="in", type="dunning.timer_fired", synthetic="false")
+        == 1
+    )
     assert _value(s, "clickcash_records_produced_total", topic="payments") == 4
     assert _value(s, "clickcash_events_handled_total", outcome="dead_lettered") == 2
     assert _value(s, "clickcash_dead_letters_total", reason="malformed_json") == 2
@@ -104,7 +117,7 @@ def test_counts_map_to_bounded_families() -> None:
     assert _value(s, "clickcash_healthy") == 1
     label_names = {k for _, labels in s for k, _ in labels}
     assert label_names <= {"topic", "type", "outcome", "reason", "kind", "psp", "shard", "node", "router",
-                           "partition"}  # fmt: skip
+                           "partition", "synthetic"}  # fmt: skip
     assert {name for name, _ in s} <= set(METRICS)
 
 
@@ -193,13 +206,16 @@ def test_a_router_removed_by_a_rescale_keeps_its_counts_in_the_totals() -> None:
 def test_input_events_per_type_are_bounded_and_sum_to_the_inputs() -> None:
     counts = {"in:order.placed": 6, "in:payment.declined": 2, "in:invalid": 1, "in:surprise.type": 1}
     s = _samples(Poll([_router(counts={**_router()["counts"], **counts})], []))
-    assert _value(s, "clickcash_input_events_total", type="order.placed") == 6
-    assert _value(s, "clickcash_input_events_total", type="payment.declined") == 2
-    assert _value(s, "clickcash_input_events_total", type="invalid") == 2  # unknown types count as invalid
-    assert _value(s, "clickcash_input_events_total", type="dunning.timer_fired") == 0
-    per_type = {
-        dict(labels)["type"]: v for (name, labels), v in s.items() if name == "clickcash_input_events_total"
-    }
+    assert _value(s, "clickcash_input_events_total", type="order.placed", synthetic="false") == 6
+    assert _value(s, "clickcash_input_events_total", type="payment.declined", synthetic="false") == 2
+    assert (
+        _value(s, "clickcash_input_events_total", type="invalid", synthetic="false") == 2
+    )  # unknown types count as invalid
+    assert _value(s, "clickcash_input_events_total", type="dunning.timer_fired", synthetic="false") == 0
+    per_type: dict[str, float] = {}
+    for (name, labels), v in s.items():
+        if name == "clickcash_input_events_total":
+            per_type[dict(labels)["type"]] = per_type.get(dict(labels)["type"], 0) + v
     assert sum(per_type.values()) == 10 == _value(s, "clickcash_events_in_total", topic="in")
     assert len(per_type) == 7
     # in:<type> keys are not mistaken for routing reasons about a PSP
@@ -232,3 +248,35 @@ def test_parked_customers_isolation_and_outages_show_in_gauges() -> None:
     assert _value(s, "clickcash_router_outage_seconds", router="1") == 12.5
     assert _value(s, "clickcash_failed_rounds_total") == 5
     assert _value(s, "clickcash_parked_records_total") == 7
+
+
+def test_synthetic_traffic_is_counted_apart_with_a_fixed_label_set() -> None:
+    counts = {
+        "in:order.placed": 6,
+        "synthetic|in:order.placed": 4,
+        "order.accepted": 5,
+        "synthetic|order.accepted": 3,
+        "dead_letter.malformed_json": 2,
+        "synthetic|clickcash.dead_letter": 1,
+    }
+    s = _samples(Poll([_router(counts=counts)], []))
+    assert _value(s, "clickcash_input_events_total", type="order.placed", synthetic="true") == 4
+    assert _value(s, "clickcash_input_events_total", type="order.placed", synthetic="false") == 2
+    assert _value(s, "clickcash_input_events_total", type="payment.declined", synthetic="true") == 0
+    assert (
+        _value(s, "clickcash_events_out_total", topic="orders", type="order.accepted", synthetic="true") == 3
+    )
+    assert (
+        _value(s, "clickcash_events_out_total", topic="orders", type="order.accepted", synthetic="false") == 2
+    )
+    assert (
+        _value(s, "clickcash_events_out_total", topic="dlq", type="clickcash.dead_letter", synthetic="true")
+        == 1
+    )
+    assert {dict(labels).get("synthetic") for name, labels in s if name.endswith("events_out_total")} == {
+        "true",
+        "false",
+    }
+    # synthetic|... keys are neither output types of their own nor routing reasons
+    assert not any(dict(labels).get("type", "").startswith("synthetic") for _, labels in s)
+    assert not any(name == "clickcash_psp_route_reasons_total" for name, _ in s)

@@ -1,0 +1,47 @@
+"""``clickcash loadtest --preflight`` against a running pipeline on the test stack: GO with the default SLOs,
+NO-GO (exit 1, the deciding figure printed) when the latency SLO is set impossibly tight."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from loadtest.cli import _preflight, add_loadtest_parser
+from tests.integration._harness import SettingsFactory, running_app
+
+
+def _args(extra: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_loadtest_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["loadtest", "--preflight", *extra])
+
+
+def test_preflight_is_go_with_default_slos_and_no_go_when_a_threshold_is_impossible(
+    make_settings: SettingsFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(partitions=2, pipeline={"shards": 2})
+    with running_app(settings):
+        go = _preflight(
+            _args(["--campaign-peak=30", "--preflight-seconds=5", "--drain-timeout=120"]), settings
+        )
+        first = capsys.readouterr().out
+        no_go = _preflight(
+            _args(
+                [
+                    "--campaign-peak=30",
+                    "--preflight-seconds=3",
+                    "--drain-timeout=120",
+                    "--slo-p99-latency-ms=0.001",
+                ]
+            ),
+            settings,
+        )
+        second = capsys.readouterr().out
+    assert go == 0, first
+    assert first.rstrip().splitlines()[-1] == "GO"
+    assert "GO     end-to-end latency: p99" in first
+    assert no_go == 1, second
+    assert second.rstrip().splitlines()[-1] == "NO-GO"
+    assert "NO-GO  end-to-end latency: p99" in second and "SLO p99 <= 0.0 ms" in second
+    assert "GO     dead-letter rate" in second
