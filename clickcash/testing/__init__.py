@@ -13,7 +13,8 @@ See docs/testing.md for examples.
 
 from clickcash.testing._kafka import FakeBroker, FakeConsumer, FakeMessage, FakeProducer, FakeRecord
 from clickcash.testing._router import router_under_test
-from clickcash.testing._shards import InMemoryParkingStore, InProcessShardPool, fail_customer
+from clickcash.testing._shards import InProcessShardPool, fail_customer
+from router._parking import InMemoryParkingStore
 
 __all__ = [
     "FakeBroker",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from clickcash.testing._kafka import FakeBroker
-from clickcash.testing._shards import InMemoryParkingStore, InProcessShardPool
+from clickcash.testing._shards import InProcessShardPool
 from config.settings import Settings
+from router._parking import InMemoryParkingStore
 from router._router import Router
 
 

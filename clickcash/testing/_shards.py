@@ -16,8 +16,7 @@ from actors.shard import OutputTopics, Shard, ShardResult
 from actors.state import InMemoryStateStore
 from config.domain import DomainConfig, load_domain_config
 from config.settings import Settings
-from router._dispatch import RawRecord, ShardBatch
-from router._parking import ParkedCustomer
+from router._dispatch import ShardBatch
 from router._router import ShardFailedError
 
 
@@ -100,51 +99,3 @@ def fail_customer(customers: Iterable[bytes]) -> Callable[[int, ShardBatch], str
         return None if hit is None else f"engine failed on customer {hit.decode(errors='replace')}"
 
     return check
-
-
-class InMemoryParkingStore:
-    """The router's parking store (``router._parking.ParkingStore``) in dicts."""
-
-    def __init__(self) -> None:
-        self.parked: dict[bytes, ParkedCustomer] = {}
-        self.kept: dict[bytes, dict[tuple[int, int], RawRecord]] = {}
-        self._requests: dict[bytes, str] = {}
-        self._outcomes: dict[bytes, str] = {}
-        self._dropped: set[tuple[int, int]] = set()
-
-    def load(self) -> dict[bytes, ParkedCustomer]:
-        return dict(self.parked)
-
-    def park(self, customer: ParkedCustomer) -> ParkedCustomer:
-        return self.parked.setdefault(customer.customer, customer)
-
-    def keep(self, records: Iterable[RawRecord]) -> None:
-        for r in records:
-            self.kept.setdefault(r[2] or b"", {})[(r[0], r[1])] = r
-
-    def records(self, customer: bytes) -> list[RawRecord]:
-        return [r for _, r in sorted(self.kept.get(customer, {}).items())]
-
-    def request(self, customer: bytes, action: str) -> None:
-        self._requests[customer] = action
-
-    def requests(self) -> dict[bytes, str]:
-        return dict(self._requests)
-
-    def outcome(self, customer: bytes, text: str) -> None:
-        self._outcomes[customer] = text
-        self._requests.pop(customer, None)
-
-    def outcomes(self) -> dict[bytes, str]:
-        return dict(self._outcomes)
-
-    def forget_outcome(self, customer: bytes) -> None:
-        self._outcomes.pop(customer, None)
-
-    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
-        self._dropped.update((r[0], r[1]) for r in dropped)
-        self.parked.pop(customer, None)
-        self.kept.pop(customer, None)
-
-    def dropped(self) -> set[tuple[int, int]]:
-        return set(self._dropped)

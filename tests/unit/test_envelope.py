@@ -82,6 +82,7 @@ def test_psp_simulator_layout_is_unchanged(campaign: str | None) -> None:
         "partitionkey": "c-9",
         "correlationid": "e-9-corr",
         "campaignid": campaign,
+        "synthetic": True,
         "data": {"order_id": "o"},
     }
     assert value == orjson.dumps(expected)

@@ -25,6 +25,7 @@ EXPECTED_CLASSES = {
     "parked_requests",
     "parked_outcomes",
     "parked_dropped",
+    "paused_campaigns",
 }
 
 
@@ -54,6 +55,7 @@ def _glob(pattern: str) -> str:
         ("parked_requests", keyspace.parked_requests("cc")),
         ("parked_outcomes", keyspace.parked_outcomes("cc")),
         ("parked_dropped", keyspace.parked_dropped("cc")),
+        ("paused_campaigns", keyspace.paused_campaigns("cc")),
     ],
 )
 def test_each_builder_makes_a_key_of_its_class_under_the_prefix(name: str, key: str) -> None:
@@ -100,6 +102,7 @@ def test_classify_names_the_class_of_every_builder_key() -> None:
         "parked_requests": keyspace.parked_requests("cc"),
         "parked_outcomes": keyspace.parked_outcomes("cc"),
         "parked_dropped": keyspace.parked_dropped("cc"),
+        "paused_campaigns": keyspace.paused_campaigns("cc"),
     }
     assert set(built) == {k.name for k in keyspace.KEY_CLASSES}
     for name, key in built.items():

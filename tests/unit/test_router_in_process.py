@@ -107,7 +107,7 @@ def test_a_poison_record_is_isolated_and_its_customer_parked() -> None:
     _run_until_caught_up(router, broker, settings)
 
     stats = router.snapshot()
-    assert set(parking.parked) == {b"c-3"}
+    assert set(parking.index) == {b"c-3"}
     assert [r[1] for r in parking.records(b"c-3")] == sorted(r[1] for r in parking.records(b"c-3"))
     assert len(parking.records(b"c-3")) == 3
     assert stats.parked == 1 and stats.isolations == 1
