@@ -293,6 +293,13 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schemas_dir() -> Path:
+    from clickcash._paths import checkout_root
+
+    root = checkout_root()
+    return root / "config" / "schemas" if root is not None else Path("schemas")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from loadtest.campaign import MIX_NAMES
 
@@ -392,7 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_security_parser(sub)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
-    sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))
+    sch.add_argument(
+        "--out",
+        default=str(_schemas_dir()),
+        help="folder for the JSON Schema files (the checkout's config/schemas, else ./schemas)",
+    )
     sch.set_defaults(func=cmd_schemas)
     finish_help(p)
     return p
