@@ -32,7 +32,7 @@ from loadtest.contenders._common import (
     self_cpu_s,
 )
 from loadtest.contenders.results import stage_seconds
-from router._router import Router, ShardFailedError
+from router import Router, ShardFailedError
 
 
 class InProcessShardPool:
