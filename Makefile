@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layers.py  # imports point one way
 
 # clickcash side by side with a passthrough loop, a hand-rolled loop and Quix Streams (report in reports/)
 bench: $(STAMP) $(QUIX_STAMP) system-deps
