@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_layers.py  # imports point one way
 
 # clickcash side by side with a passthrough loop, a hand-rolled loop and Quix Streams (report in reports/)
 bench: $(STAMP) $(QUIX_STAMP) system-deps
@@ -49,18 +50,24 @@ services-stop: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,loadtest]"
 	touch $@
 
-# Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server comes from Debian.
+# Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server comes from Debian. Each is
+# installed from Debian's packages when missing, so `make demo` and `make test` need nothing done by hand.
+APT_INSTALL := apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 PROMTOOL := .cache/prometheus-deb/root/usr/bin/promtool
 
 system-deps:
-	@command -v java >/dev/null || { echo "Java 17+ is required (apt-get install openjdk-17-jre-headless)"; exit 1; }
-	@command -v mvn >/dev/null || { echo "Maven is required (apt-get install maven)"; exit 1; }
+	@command -v java >/dev/null || { \
+		echo "installing Java 17 from Debian's packages ..."; \
+		$(APT_INSTALL) openjdk-17-jre-headless >/dev/null; }
+	@command -v mvn >/dev/null || { \
+		echo "installing Maven from Debian's packages ..."; \
+		$(APT_INSTALL) maven >/dev/null; }
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server from Debian's packages ..."; \
-		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
+		$(APT_INSTALL) redis-server >/dev/null; }
 	@# promtool (SLO rule checks) from Debian's prometheus package, extracted into .cache/: installing the
 	@# package would start a prometheus daemon (its postinst), and only the promtool binary is needed
 	@command -v promtool >/dev/null || test -x $(PROMTOOL) || { \

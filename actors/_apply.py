@@ -42,7 +42,7 @@ from config.domain import DomainConfig
 
 if TYPE_CHECKING:
     from actors._decode import InputEvent
-    from actors.shard import OutputTopics, ShardResult
+    from actors.contract import OutputTopics, ShardResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SYNTHETIC_COUNT_PREFIX = "synthetic|"

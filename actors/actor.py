@@ -14,12 +14,12 @@ from typing import Any
 import ray
 
 from actors._redis_state import RedisStateStore
-from actors.shard import OutputTopics, Shard, ShardResult, tune_collector
+from actors.contract import OutputTopics, ShardBatch, ShardResult
+from actors.shard import Shard, tune_collector
 from clickcash._errors import ClickcashError, StaleShardCallError
 from clickcash._logging import configure_logging
 from config.domain import load_domain_config
 from config.settings import Settings
-from router._dispatch import ShardBatch
 from router._histogram import BATCH_BOUNDS_S, Histogram
 
 

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -20,6 +19,7 @@ import orjson
 from actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
 from actors._decode import InputEvent, decode_record, synthetic_value
 from actors._psp_stats import PspStatsBook, segment_of
+from actors.contract import Headers, OutputTopics, ShardBatch, ShardResult
 from actors.state import (
     BatchWrite,
     CustomerState,
@@ -46,11 +46,9 @@ from clickcash.events import (
     output_id,
 )
 from config.domain import DomainConfig
-from router._dispatch import ShardBatch
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[str, bytes]]
 MAX_COMMIT_ATTEMPTS = 5
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 RECORD_FRAMING_RESERVE_BYTES = 1_024
@@ -60,37 +58,6 @@ MAX_REASON_TEXT_CHARS = 1_000
 """a dead letter's ``field`` and ``detail`` are cut to this (a field name can quote a huge JSON key)"""
 MAX_DEAD_LETTER_KEY_BYTES = 1_024
 """a longer key (not a customer id: those are at most 255 characters) is replaced by its digest"""
-
-
-@dataclass(frozen=True, slots=True)
-class OutputTopics:
-    orders: str
-    payments: str
-    dunning: str
-    dlq: str
-
-
-@dataclass(slots=True)
-class ShardResult:
-    """Outputs of one batch in input order (columnar), and what happened to its events."""
-
-    topics: list[str] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
-    headers: list[Headers | None] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None) -> None:
-        self.topics.append(topic)
-        self.keys.append(key)
-        self.values.append(value)
-        self.headers.append(headers)
-
-    def count(self, what: str, n: int = 1) -> None:
-        self.counts[what] = self.counts.get(what, 0) + n
-
-    def __len__(self) -> int:
-        return len(self.values)
 
 
 GC_YOUNG_THRESHOLD = 50_000

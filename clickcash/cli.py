@@ -13,7 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clickcash._cli_help import finish_help
 from clickcash._errors import ClickcashError, ConfigError, ServiceError
+
+
+def _version() -> str:
+    """The installed distribution's version (one source of truth: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clickcash")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _log(msg: str) -> None:
@@ -294,10 +305,18 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schemas_dir() -> Path:
+    from clickcash._paths import checkout_root
+
+    root = checkout_root()
+    return root / "config" / "schemas" if root is not None else Path("schemas")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from loadtest.campaign import MIX_NAMES
 
     p = argparse.ArgumentParser(prog="clickcash", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run a campaign through the app on the embedded local stack")
@@ -353,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench, paced_events=0, paced_rate=0.0)
 
     svc = sub.add_parser("services", help="start/stop/status of the local Kafka and Redis")
-    svc.add_argument("action", choices=["start", "stop", "status"])
+    svc.add_argument("action", choices=["start", "stop", "status"], help="what to do with the services")
     svc.add_argument(
         "--secure",
         action="store_true",
@@ -397,8 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_security_parser(sub)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
-    sch.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "config" / "schemas"))
+    sch.add_argument(
+        "--out",
+        default=str(_schemas_dir()),
+        help="folder for the JSON Schema files (the checkout's config/schemas, else ./schemas)",
+    )
     sch.set_defaults(func=cmd_schemas)
+    finish_help(p)
     return p
 
 

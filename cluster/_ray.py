@@ -12,9 +12,10 @@ from pathlib import Path
 import ray
 from ray._raylet import Config  # type: ignore[attr-defined]
 
+from clickcash._paths import cache_dir
 from config.settings import Settings
 
-_CACHE_DIR = Path(os.environ.get("CLICKCASH_CACHE_DIR", Path(__file__).resolve().parents[1] / ".cache"))
+_CACHE_DIR = cache_dir()
 
 
 _LOCAL_ADDRESS_FILE = _CACHE_DIR / "run" / "local-ray-address"

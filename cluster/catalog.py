@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import config
 from clickcash._schemas import contract_schemas
 from clickcash.events import INPUT_TYPES, OUTPUT_TYPES, TIMER_EVENT_TYPE
 from cluster.acls import DOWNSTREAM_KINDS, acl_inputs
@@ -22,7 +23,7 @@ from cluster.acls import DOWNSTREAM_KINDS, acl_inputs
 if TYPE_CHECKING:
     from config.settings import Settings
 
-ASYNCAPI_SCHEMA = Path(__file__).resolve().parents[1] / "config" / "asyncapi" / "asyncapi-3.0.0.schema.json"
+ASYNCAPI_SCHEMA = Path(config.__file__).resolve().parent / "asyncapi" / "asyncapi-3.0.0.schema.json"
 _KIND_OF_PREFIX = {"order": "orders", "payment": "payments", "dunning": "dunning"}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from clickcash._paths import cache_dir
 from cluster._kafka import LocalKafka
 from cluster._procs import pid_alive
 from cluster._redis import LocalRedis
@@ -27,8 +28,7 @@ from cluster._secure import Credentials, TlsMaterial, make_tls, role_settings
 from cluster.acl_apply import apply_acls, create_scram_users
 from cluster.acls import AclInputs, acl_inputs, kafka_acls, redis_acl_rules
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CACHE_DIR = Path(os.environ.get("CLICKCASH_CACHE_DIR", REPO_ROOT / ".cache"))
+CACHE_DIR = cache_dir()
 STATE_FILE = CACHE_DIR / "services.json"
 
 

@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from actors.shard import OutputTopics, Shard
+from actors.contract import OutputTopics, ShardBatch
+from actors.shard import Shard
 from actors.state import InMemoryStateStore
 from clickcash.events import TIMER_SOURCE, output_id
 from cluster.offsets import group_positions
 from cluster.outputs import OutputReader
 from config.domain import load_domain_config
 from config.settings import Settings
-from router._dispatch import ShardBatch
 from router._parking import ParkedCustomer, ParkingStore, RedisParkingStore
 
 Stream = tuple[str, bytes | None]

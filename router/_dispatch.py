@@ -8,30 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from actors.contract import ShardBatch
 from router.assignment import shard_for
-
-
-@dataclass(slots=True)
-class ShardBatch:
-    """One call's worth of input for one shard, columnar so it pickles compactly.
-
-    ``committed`` carries the router's committed watermarks (partition -> next offset) so the shard can
-    drop first responses it stored for events that can no longer be replayed. ``incarnation`` names the
-    shard instance the router last fenced (empty: not fenced); another instance refuses the batch.
-    """
-
-    topic: str
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes | None] = field(default_factory=list)
-    timestamps_ms: list[int] = field(default_factory=list)
-    committed: dict[int, int] = field(default_factory=dict)
-    incarnation: str = ""
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
 
 RawRecord = tuple[int, int, bytes | None, bytes | None, int]
 """(partition, offset, key, value, timestamp_ms) of one consumed record."""

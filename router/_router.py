@@ -45,7 +45,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from actors.shard import ShardResult
+from actors.contract import ShardBatch, ShardResult
 from clickcash._errors import ClientWedgedError, ServiceError
 from clickcash.events import mask_card_numbers
 from clickcash.group_offsets import call_with_retry
@@ -64,7 +64,7 @@ from router._decisions import (
     waiting_records,
     without_partitions,
 )
-from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
+from router._dispatch import OffsetTracker, RawRecord, split_by_shard
 from router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
 from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 from router._parking import ParkedCustomer, ParkingStore, dropped_dead_letter

@@ -18,11 +18,10 @@ import ray
 from ray.exceptions import RayError
 
 from actors.actor import shard_actor_name
-from actors.shard import ShardResult
+from actors.contract import ShardBatch, ShardResult
 from clickcash._errors import ServiceError, StaleShardCallError, remote_error_reason
 from clickcash._logging import configure_logging
 from config.settings import Settings
-from router._dispatch import ShardBatch
 from router._failures import FailureKind
 from router._parking import RedisParkingStore
 from router._router import Router, RouterStats, ShardFailedError

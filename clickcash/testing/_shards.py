@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from actors.shard import OutputTopics, Shard, ShardResult
+from actors.contract import OutputTopics, ShardBatch, ShardResult
+from actors.shard import Shard
 from actors.state import InMemoryStateStore
 from config.domain import DomainConfig, load_domain_config
 from config.settings import Settings
-from router._dispatch import ShardBatch
 from router._router import ShardFailedError
 
 

@@ -8,11 +8,11 @@ trips (one MGET to load, one Lua call to commit): the straightforward way to wri
 from __future__ import annotations
 
 from actors._redis_state import RedisStateStore
-from actors.shard import OutputTopics, Shard, ShardResult
+from actors.contract import OutputTopics, ShardBatch, ShardResult
+from actors.shard import Shard
 from config.domain import load_domain_config
 from config.settings import PipelineSettings
 from loadtest.contenders._common import ContenderConfig, redis_client_url
-from router._dispatch import ShardBatch
 
 
 class PerEventProcessor:

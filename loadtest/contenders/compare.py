@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clickcash._errors import ClickcashError, ConfigError, ServiceError
+from clickcash._paths import checkout_root
 from cluster.campaign_run import send_campaign
 from config.settings import redact_url
 from loadtest.campaign import CampaignGenerator, loadtest_mix
@@ -55,7 +56,7 @@ from loadtest.contenders.results import (
     targets,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = checkout_root() or Path.cwd()
 QUIX_PYTHON = REPO_ROOT / ".cache" / "venv-quix" / "bin" / "python"
 CONTENDERS = ("passthrough", "handrolled", "quix", "clickcash")
 MODULES = {

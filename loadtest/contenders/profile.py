@@ -20,7 +20,8 @@ from typing import Any, cast
 from pyinstrument import Profiler
 
 from actors.actor import build_shard
-from actors.shard import Shard, ShardResult
+from actors.contract import ShardBatch, ShardResult
+from actors.shard import Shard
 from config.settings import load_settings
 from loadtest.contenders._common import (
     ContenderConfig,
@@ -31,8 +32,7 @@ from loadtest.contenders._common import (
     self_cpu_s,
 )
 from loadtest.contenders.results import stage_seconds
-from router._dispatch import ShardBatch
-from router._router import Router, ShardFailedError
+from router import Router, ShardFailedError
 
 
 class InProcessShardPool:

@@ -32,13 +32,13 @@ import redis
 import actors._apply as apply_mod
 import actors.shard as shard_mod
 from actors._redis_state import RedisStateStore
-from actors.shard import OutputTopics, Shard, tune_collector
+from actors.contract import OutputTopics, ShardBatch
+from actors.shard import Shard, tune_collector
 from actors.state import CustomerState, InMemoryStateStore, StateStore
 from cluster._redis import LocalRedis
 from config.domain import load_domain_config
 from config.settings import load_settings
 from loadtest.campaign import CampaignGenerator, loadtest_mix
-from router._dispatch import ShardBatch
 
 _T0_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: the record timestamps start here and advance 1 ms per event"""

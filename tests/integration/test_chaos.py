@@ -21,6 +21,7 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from actors.actor import start_shard_actor
+from actors.contract import ShardBatch
 from clickcash._errors import StaleShardCallError
 from cluster._kafka import LocalKafka
 from cluster._ray_nodes import LocalRayCluster
@@ -29,7 +30,6 @@ from cluster.local_stack import CACHE_DIR
 from cluster.verify import verify
 from config.settings import Settings
 from loadtest.campaign import CampaignGenerator, CampaignMix
-from router._dispatch import ShardBatch
 from router._parking import RedisParkingStore
 from router._router import ShardFailedError
 from router.actor import RayShardPool, start_router_actor

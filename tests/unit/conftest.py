@@ -24,8 +24,8 @@ import redis
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from actors.contract import ShardBatch
 from config.domain import DomainConfig, load_domain_config
-from router._dispatch import ShardBatch
 
 SERVICE_GUARD_MESSAGE = "unit tests must not use real services; put this test under tests/integration"
 

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from actors.shard import ShardResult
+from actors.contract import ShardBatch, ShardResult
 from clickcash._errors import ClientWedgedError
 from config.settings import load_settings
 from router._bounded import BoundedCalls
-from router._dispatch import ShardBatch
 from router._router import Router
 
 

@@ -10,10 +10,9 @@ from confluent_kafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.shard import ShardResult
+from actors.contract import ShardBatch, ShardResult
 from config.settings import load_settings
 from router._cadence import FULL_WAIT_S, Cadence
-from router._dispatch import ShardBatch
 from router._router import Router
 
 CADENCE = Cadence(

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router._dispatch import OffsetTracker, RawRecord, ShardBatch, split_by_shard
+from actors.contract import ShardBatch
+from router._dispatch import OffsetTracker, RawRecord, split_by_shard
 from router.assignment import shard_for
 
 TOPIC = "clickcash.events"

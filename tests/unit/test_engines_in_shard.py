@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors._psp_stats import REFRESHED_BUCKETS, PspStatsBook, counter_key, segment_of
+from actors.contract import OutputTopics, ShardBatch, ShardResult
 from actors.dunning import assign_tier
-from actors.shard import OutputTopics, Shard, ShardResult
+from actors.shard import Shard
 from actors.state import CustomerState, InMemoryStateStore
 from config.domain import DomainConfig, TierRule
-from router._dispatch import ShardBatch
 from tests.unit.conftest import build_cloud_event, build_event_data, build_shard_batch
 
 TOPICS = OutputTopics("orders", "payments", "dunning", "dlq")

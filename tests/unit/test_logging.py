@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.shard import OutputTopics, Shard
+from actors.contract import OutputTopics, ShardBatch
+from actors.shard import Shard
 from actors.state import InMemoryStateStore
 from clickcash._logging import JsonFormatter, RateLimitedLog, RateLimiter, _ProcessFields
 from clickcash.events import looks_like_card_number
 from config.domain import DomainConfig
-from router._dispatch import ShardBatch
 from tests.unit._strategies import VISA_TEST_PAN
 
 TOPICS = OutputTopics("clickcash.orders", "clickcash.payments", "clickcash.dunning", "clickcash.dlq")

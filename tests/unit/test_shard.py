@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.shard import MAX_COMMIT_ATTEMPTS, RECORD_FRAMING_RESERVE_BYTES, OutputTopics, Shard, ShardResult
+from actors.contract import OutputTopics, ShardBatch, ShardResult
+from actors.shard import MAX_COMMIT_ATTEMPTS, RECORD_FRAMING_RESERVE_BYTES, Shard
 from actors.state import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch
 from clickcash._errors import StaleShardCallError, StateConflictError
 from clickcash._timer_mac import TimerMac
@@ -27,7 +28,6 @@ from clickcash.events import (
 )
 from config.domain import DomainConfig
 from loadtest.campaign import CampaignGenerator, loadtest_mix
-from router._dispatch import ShardBatch
 from router._timers import DueTimer
 from tests.unit._strategies import VISA_TEST_PAN
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.shard import OutputTopics, Shard
+from actors.contract import OutputTopics, ShardBatch
+from actors.shard import Shard
 from actors.state import (
     BatchWrite,
     CustomerState,
@@ -20,7 +21,6 @@ from actors.state import (
     OrderSummary,
 )
 from config.domain import DomainConfig
-from router._dispatch import ShardBatch
 
 SUMMARY = OrderSummary(amount_cents=1000, currency="USD", country="US", network="visa")
 

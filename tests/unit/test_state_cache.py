@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actors.shard import OutputTopics, Shard, ShardResult
+from actors.contract import OutputTopics, ShardBatch, ShardResult
+from actors.shard import Shard
 from actors.state import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch, StateCache
 from config.domain import DomainConfig
 from loadtest.campaign import CampaignGenerator, loadtest_mix
-from router._dispatch import ShardBatch
 
 TOPICS = OutputTopics("clickcash.orders", "clickcash.payments", "clickcash.dunning", "clickcash.dlq")
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

@@ -9,11 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.shard import ShardResult
+from actors.contract import ShardBatch, ShardResult
 from clickcash.events import SYNTHETIC_HEADER, InputEnvelope, OutputEnvelope
 from config.domain import DomainConfig
 from loadtest.campaign import CampaignGenerator, loadtest_mix
-from router._dispatch import ShardBatch
 from tests.unit.test_shard import START, TOPICS, Rec, _fire, _only_timer, make_shard
 
 BatchFactory = Callable[..., ShardBatch]
