@@ -1,6 +1,7 @@
 """Applying one validated event to one customer's state: the domain engines wired to outputs and timers.
 
-Called by :class:`actors.shard.Shard` for each new (non-duplicate) event, in the customer's order. Pure
+Called by :class:`clickcash.actors.shard.Shard` for each new (non-duplicate) event, in the customer's order.
+Pure
 with respect to services: it reads and mutates the loaded ``CustomerState``, appends outputs to the batch's
 result and timer operations to the batch's write, all committed atomically by the shard.
 """
@@ -12,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from actors._psp_stats import PspStatsBook, segment_of
-from actors.dunning import CustomerProfile, assign_tier, network_limit, plan_dunning
-from actors.orders import check_order, order_quantity
-from actors.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_payment
-from actors.state import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
+from clickcash.actors.engines.dunning import CustomerProfile, assign_tier, network_limit, plan_dunning
+from clickcash.actors.engines.orders import check_order, order_quantity
+from clickcash.actors.engines.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_payment
+from clickcash.actors.engines.psp_stats import PspStatsBook, segment_of
+from clickcash.actors.state.base import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
+from clickcash.config.domain import DomainConfig
 from clickcash.envelope import structured_event
 from clickcash.events import (
     OUTPUT_SOURCE,
@@ -38,11 +40,10 @@ from clickcash.events import (
     RouteDecided,
     output_id,
 )
-from config.domain import DomainConfig
 
 if TYPE_CHECKING:
-    from actors._decode import InputEvent
-    from actors.contract import OutputTopics, ShardResult
+    from clickcash.actors._decode import InputEvent
+    from clickcash.actors.contract import OutputTopics, ShardResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SYNTHETIC_COUNT_PREFIX = "synthetic|"

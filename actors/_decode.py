@@ -11,7 +11,7 @@ import orjson
 from pydantic import AwareDatetime, BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from clickcash._card_data import CARD_DATA_DETAIL, card_data_field
+from clickcash.card_data import CARD_DATA_DETAIL, card_data_field
 from clickcash.events import (
     INPUT_TYPES,
     DeadLetter,

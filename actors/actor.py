@@ -1,4 +1,4 @@
-"""The shard as a Ray actor: a thin, synchronous shell over :class:`actors.shard.Shard`.
+"""The shard as a Ray actor: a thin, synchronous shell over :class:`clickcash.actors.shard.Shard`.
 
 Synchronous on purpose: Ray runs a sync actor's calls from one caller in submission order, which is what
 keeps each customer's events in order. Restarts are Ray's (``max_restarts=-1``); retries are not
@@ -13,14 +13,14 @@ from typing import Any
 
 import ray
 
-from actors._redis_state import RedisStateStore
-from actors.contract import OutputTopics, ShardBatch, ShardResult
-from actors.shard import Shard, tune_collector
-from clickcash._errors import ClickcashError, StaleShardCallError
-from clickcash._logging import configure_logging
-from config.domain import load_domain_config
-from config.settings import Settings
-from router._histogram import BATCH_BOUNDS_S, Histogram
+from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.shard import Shard, tune_collector
+from clickcash.actors.state.redis import RedisStateStore
+from clickcash.config.domain import load_domain_config
+from clickcash.config.settings import Settings
+from clickcash.errors import ClickcashError, StaleShardCallError
+from clickcash.histogram import BATCH_BOUNDS_S, Histogram
+from clickcash.logs import configure_logging
 
 
 def build_shard(shard_id: int, settings: Settings) -> Shard:

@@ -1,6 +1,7 @@
 """The shard: applies one batch of a shard's customers' events, in order, exactly once per event id.
 
-A plain class (no Ray): the Ray actor in ``actors.actor`` is a thin shell over it, and tests build it
+A plain class (no Ray): the Ray actor in ``clickcash.actors.actor`` is a thin shell over it, and tests build
+it
 directly with an in-memory store. Each ``apply`` makes one load round trip and one atomic commit to the
 state store, however many events the batch holds.
 """
@@ -16,11 +17,11 @@ from datetime import UTC, datetime
 
 import orjson
 
-from actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
-from actors._decode import InputEvent, decode_record, synthetic_value
-from actors._psp_stats import PspStatsBook, segment_of
-from actors.contract import Headers, OutputTopics, ShardBatch, ShardResult
-from actors.state import (
+from clickcash.actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
+from clickcash.actors._decode import InputEvent, decode_record, synthetic_value
+from clickcash.actors.contract import Headers, OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.engines.psp_stats import PspStatsBook, segment_of
+from clickcash.actors.state.base import (
     BatchWrite,
     CustomerState,
     IdempotencyRecord,
@@ -28,10 +29,9 @@ from actors.state import (
     StateCache,
     StateStore,
 )
-from clickcash._errors import StaleShardCallError, StateConflictError
-from clickcash._logging import RateLimitedLog
-from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
+from clickcash.config.domain import DomainConfig
 from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
+from clickcash.errors import StaleShardCallError, StateConflictError
 from clickcash.events import (
     OUTPUT_SOURCE,
     SYNTHETIC_HEADER,
@@ -45,7 +45,8 @@ from clickcash.events import (
     mask_card_numbers,
     output_id,
 )
-from config.domain import DomainConfig
+from clickcash.logs import RateLimitedLog
+from clickcash.timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class Shard:
         return result
 
     def _authentic(self, ev: InputEvent) -> bool:
-        """Whether a timer command carries a MAC of the configured keys (see ``clickcash._timer_mac``)."""
+        """Whether a timer command carries a MAC of the configured keys (see ``clickcash.timer_mac``)."""
         data = ev.data
         assert isinstance(data, DunningTimerFired)
         return self._timer_mac.verify(

@@ -5,7 +5,7 @@ The public surface is small: the event contract, the settings loader and the err
 (running it: local services, Ray, the app).
 """
 
-from clickcash._errors import ClickcashError, ConfigError, ServiceError, StateConflictError
+from clickcash.errors import ClickcashError, ConfigError, ServiceError, StateConflictError
 from clickcash.events import (
     INPUT_TYPES,
     OUTPUT_TYPES,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clickcash._cli_help import finish_help
-from clickcash._errors import ClickcashError, ConfigError, ServiceError
+from clickcash.errors import ClickcashError, ConfigError, ServiceError
 
 
 def _version() -> str:
@@ -32,7 +32,7 @@ def _log(msg: str) -> None:
 
 
 def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> Any:
-    from config.settings import load_settings
+    from clickcash.config.settings import load_settings
 
     overrides: dict[str, Any] = {}
     if endpoints is not None:
@@ -55,7 +55,7 @@ def _settings(args: argparse.Namespace, endpoints: Any = None, **extra: Any) -> 
 def _start_stack(name: str, *, secure: bool = False) -> tuple[Any, Any]:
     """Start a local Kafka + Redis; a failure to start (no Java, no redis-server, a broker not ready in time)
     is one ``ServiceError`` line pointing at the services' logs, whose tails the original error carries."""
-    from cluster.local_stack import CACHE_DIR, LocalStack
+    from clickcash.cluster.local.stack import CACHE_DIR, LocalStack
 
     stack = LocalStack(name, secure=secure, log=_log)
     try:
@@ -74,13 +74,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     records go to a file (path printed), counted at the end, so the console shows only progress and report."""
     import ray
 
-    from cluster._ray import init_ray
-    from cluster.app import App
-    from cluster.app_logs import AppLog
-    from cluster.campaign_run import run_campaign
-    from cluster.local_stack import CACHE_DIR, LocalStack, running_services
-    from cluster.topics import ensure_topics
-    from loadtest.campaign import named_mix
+    from clickcash.cluster.app import App
+    from clickcash.cluster.local.stack import CACHE_DIR, LocalStack, running_services
+    from clickcash.cluster.observability.app_logs import AppLog
+    from clickcash.cluster.ray_runtime import init_ray
+    from clickcash.cluster.topics import ensure_topics
+    from clickcash.loadtest.traffic.campaign import named_mix
+    from clickcash.loadtest.traffic.campaign_run import run_campaign
 
     stack: LocalStack | None = None
     app: App | None = None
@@ -140,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if getattr(args, "memory", False):
             import redis
 
-            from cluster.memory import measure
+            from clickcash.cluster.memory import measure
 
             client = redis.Redis.from_url(settings.redis.client_url())
             try:
@@ -172,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from cluster.local_stack import STATE_FILE, running_services, stop_services
+    from clickcash.cluster.local.stack import STATE_FILE, running_services, stop_services
 
     if args.action == "start":
         ep = running_services()
@@ -204,10 +204,10 @@ def cmd_services(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the app in the foreground until Ctrl-C or SIGTERM, then drain, commit and stop."""
-    from cluster._ray import forget_local_address, init_ray, publish_local_address
-    from cluster.app import App
-    from cluster.local_stack import running_services
-    from cluster.topics import ensure_topics
+    from clickcash.cluster.app import App
+    from clickcash.cluster.local.stack import running_services
+    from clickcash.cluster.ray_runtime import forget_local_address, init_ray, publish_local_address
+    from clickcash.cluster.topics import ensure_topics
 
     endpoints = None
     if args.local:
@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ClickcashError("no local services running: start them with `clickcash services start`")
     settings = _settings(args, endpoints)
     if settings.ray.address is not None and settings.security.uses_local_stack_key():
-        from clickcash._errors import ConfigError
+        from clickcash.errors import ConfigError
 
         raise ConfigError(
             "security.timer_command_keys (env CLICKCASH_SECURITY__TIMER_COMMAND_KEYS) holds the published "
@@ -274,9 +274,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a deployment's committed outputs against its input (run once the input has drained)."""
-    from cluster.local_stack import running_services
-    from cluster.offsets import group_lag
-    from cluster.verify import verify
+    from clickcash.cluster.local.stack import running_services
+    from clickcash.cluster.offsets import group_lag
+    from clickcash.cluster.verify import verify
 
     endpoints = running_services() if args.local else None
     settings = _settings(args, endpoints)
@@ -291,14 +291,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """The end-to-end benchmark, or with ``--stages`` the shard's batch path stage by stage."""
     if args.stages:
-        from loadtest.contenders.stages import run_stages
+        from clickcash.loadtest.contenders.stages import run_stages
 
         return run_stages(args)
     return cmd_demo(args)
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    from clickcash._schemas import write_schemas
+    from clickcash.schemas import write_schemas
 
     for path in write_schemas(Path(args.out)):
         _log(f"wrote {path}")
@@ -306,14 +306,14 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def _schemas_dir() -> Path:
-    from clickcash._paths import checkout_root
+    from clickcash.paths import checkout_root
 
     root = checkout_root()
     return root / "config" / "schemas" if root is not None else Path("schemas")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loadtest.campaign import MIX_NAMES
+    from clickcash.loadtest.traffic.campaign import MIX_NAMES
 
     p = argparse.ArgumentParser(prog="clickcash", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--mix", choices=MIX_NAMES, default="campaign", help="traffic mix (abuse: most rejected)"
     )
-    from loadtest.contenders.stages import add_stage_arguments
+    from clickcash.loadtest.contenders.stages import add_stage_arguments
 
     add_stage_arguments(bench)
     bench.set_defaults(func=cmd_bench, paced_events=0, paced_rate=0.0)
@@ -396,22 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--local", action="store_true", help="use the services from `clickcash services start`")
     ver.set_defaults(func=cmd_verify)
 
-    from loadtest.cli import add_loadtest_parser
+    from clickcash.loadtest.locust_run.cli import add_loadtest_parser
 
     add_loadtest_parser(sub)
-    from cluster.scaling import add_scale_parser
+    from clickcash.cluster.ops.scaling import add_scale_parser
 
     add_scale_parser(sub)
-    from cluster.ops_cli import add_ops_parser
+    from clickcash.cluster.ops.status import add_ops_parser
 
     add_ops_parser(sub)
-    from cluster.parked_cli import add_parked_parser
+    from clickcash.cluster.ops.parked import add_parked_parser
 
     add_parked_parser(sub)
-    from loadtest.contenders.compare import add_compare_parser
+    from clickcash.loadtest.contenders.compare import add_compare_parser
 
     add_compare_parser(sub)
-    from cluster.security_cli import add_security_parser
+    from clickcash.cluster.ops.security import add_security_parser
 
     add_security_parser(sub)
 

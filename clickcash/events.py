@@ -17,8 +17,8 @@ from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from clickcash._card_data import holds_card_number
-from clickcash._card_data import mask_card_numbers as mask_card_numbers
+from clickcash.card_data import holds_card_number
+from clickcash.card_data import mask_card_numbers as mask_card_numbers
 
 SPEC_VERSION = "1.0"
 OUTPUT_SOURCE = "clickcash"
@@ -131,7 +131,7 @@ class DunningTimerFired(_Model):
     due_ms: int
     mac: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     """HMAC-SHA256 (hex) of the router that fired it, over id, customer, order, plan, step and due time
-    (``clickcash._timer_mac``); a command without a valid one is dead-lettered as ``forged_command``."""
+    (``clickcash.timer_mac``); a command without a valid one is dead-lettered as ``forged_command``."""
 
 
 InputData = (
@@ -373,6 +373,6 @@ class DeadLetter(_Model):
 
 
 def looks_like_card_number(text: str) -> bool:
-    """True when ``text`` holds a probable card number, in any of the forms :mod:`clickcash._card_data`
+    """True when ``text`` holds a probable card number, in any of the forms :mod:`clickcash.card_data`
     finds (separators, Unicode digits, JSON escapes)."""
     return holds_card_number(text.encode("utf-8", "surrogateescape"))

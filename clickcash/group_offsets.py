@@ -9,7 +9,7 @@ coordinator errors are retried with backoff within a bounded time (the pure poli
 check.
 
 It lives in the kernel (it imports nothing of the project but the error root) so the router, the cluster
-tools and the load test all use it; :mod:`cluster.offsets` builds its clients from the settings.
+tools and the load test all use it; :mod:`clickcash.cluster.offsets` builds its clients from the settings.
 
 It reads through a consumer in the group that never subscribes (so it never joins the group or disturbs its
 members), not ``AdminClient.list_consumer_group_offsets``: librdkafka 2.x segfaults in that admin call when
@@ -27,7 +27,7 @@ from typing import Self, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from clickcash._errors import ServiceError
+from clickcash.errors import ServiceError
 from clickcash.offset_retry import RetryBudget, failure_message, next_delay
 
 T = TypeVar("T")
@@ -117,7 +117,7 @@ class GroupOffsets:
     ) -> None:
         """``consumer``: a client in the group that never subscribes (closed by :meth:`close`);
         ``admin``: for the topic's partitions and end offsets; ``bootstrap`` names the cluster in errors.
-        :class:`cluster.offsets.GroupOffsets` builds both from the settings."""
+        :class:`clickcash.cluster.offsets.GroupOffsets` builds both from the settings."""
         self.group_id = group_id
         self.topic = topic
         self._bootstrap = bootstrap

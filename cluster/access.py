@@ -16,8 +16,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clickcash._errors import ServiceError
-from config.settings import KafkaSecuritySettings
+from clickcash.config.settings import KafkaSecuritySettings
+from clickcash.errors import ServiceError
 
 _REFUSALS = {
     KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",

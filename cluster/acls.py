@@ -22,10 +22,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
-from actors import keyspace
+from clickcash.actors import keyspace
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from clickcash.config.settings import Settings
 
 ResourceType = Literal["Topic", "Group", "TransactionalId", "Cluster"]
 PatternType = Literal["Literal", "Prefixed"]
@@ -78,7 +78,8 @@ class AclInputs:
 
 
 def transactional_id_pattern(inp: AclInputs) -> str:
-    """The routers' transactional ids are ``<prefix>-<group>-router-<i>`` (router._router.producer_config):
+    """The routers' transactional ids are ``<prefix>-<group>-router-<i>``
+    (clickcash.router._router.producer_config):
     the ACL's prefix is exactly that, so another app's ids under the same prefix stay out of reach."""
     return f"{inp.transactional_id_prefix}-{inp.group_id}-router-"
 

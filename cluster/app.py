@@ -10,14 +10,14 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from actors.actor import start_shard_actor
-from clickcash._errors import ClickcashError, ConfigError, ServiceError, remote_error_reason
-from clickcash._logging import configure_logging
-from cluster.access import check_connection
-from cluster.monitor import Monitor
-from config.settings import Settings
-from router._topology import RedisTopologyStore, Topology, plan_rescale
-from router.actor import start_router_actor
+from clickcash.actors.actor import start_shard_actor
+from clickcash.cluster.access import check_connection
+from clickcash.cluster.observability.monitor import Monitor
+from clickcash.config.settings import Settings
+from clickcash.errors import ClickcashError, ConfigError, ServiceError, remote_error_reason
+from clickcash.logs import configure_logging
+from clickcash.router.actor import start_router_actor
+from clickcash.router.topology import RedisTopologyStore, Topology, plan_rescale
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ class App:
     def rescale(self, desired: Topology, timeout_s: float = 300.0) -> None:
         """Change the shard and router counts while processing, losing, duplicating and reordering
         nothing: new shards start first, every router drains and switches at a round boundary (see
-        ``router._topology``), and only then are removed shards stopped; removed routers drain, commit
+        ``clickcash.router.topology``), and only then are removed shards stopped; removed routers drain,
+        commit
         and leave the group, and their partitions move to the others."""
         plan = plan_rescale(self.topology, desired)
         if plan.empty:

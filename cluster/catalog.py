@@ -1,7 +1,8 @@
 """The event catalogue: an AsyncAPI 3.0 document of every topic, message, producer, consumer and ACL role.
 
-Built from the same sources as the product (the pydantic event models through ``clickcash._schemas``, the
-topic names of the settings, the roles of ``cluster.acls``), so it cannot drift from what runs. A new
+Built from the same sources as the product (the pydantic event models through ``clickcash.schemas``, the
+topic names of the settings, the roles of ``clickcash.cluster.acls``), so it cannot drift from what runs. A
+new
 consumer team starts here: which topic carries what, the schema of each message, who writes it, which
 role may read it and with which security scheme. ``tests/unit/test_catalog.py`` validates it against the
 AsyncAPI 3.0.0 JSON Schema (vendored in ``config/asyncapi/``, from ``@asyncapi/specs``).
@@ -15,13 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import config
-from clickcash._schemas import contract_schemas
+from clickcash import config
+from clickcash.cluster.acls import DOWNSTREAM_KINDS, acl_inputs
 from clickcash.events import INPUT_TYPES, OUTPUT_TYPES, TIMER_EVENT_TYPE
-from cluster.acls import DOWNSTREAM_KINDS, acl_inputs
+from clickcash.schemas import contract_schemas
 
 if TYPE_CHECKING:
-    from config.settings import Settings
+    from clickcash.config.settings import Settings
 
 ASYNCAPI_SCHEMA = Path(config.__file__).resolve().parent / "asyncapi" / "asyncapi-3.0.0.schema.json"
 _KIND_OF_PREFIX = {"order": "orders", "payment": "payments", "dunning": "dunning"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from actors import keyspace
+from clickcash.actors import keyspace
 
 
 @dataclass(frozen=True)

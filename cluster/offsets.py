@@ -9,9 +9,9 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from clickcash import group_offsets as _kernel
+from clickcash.config.settings import Settings
 from clickcash.group_offsets import DEFAULT_BUDGET, RDKAFKA_LOG, call_with_retry
 from clickcash.offset_retry import RetryBudget
-from config.settings import Settings
 
 __all__ = ["DEFAULT_BUDGET", "RDKAFKA_LOG", "GroupOffsets", "call_with_retry", "group_lag", "group_positions"]
 

@@ -1,4 +1,5 @@
-"""Reading what clickcash wrote: committed output records (how far the group lags is ``cluster.offsets``).
+"""Reading what clickcash wrote: committed output records (how far the group lags is
+``clickcash.cluster.offsets``).
 
 Used by the demo, the benchmark and the integration tests; it reads with ``read_committed`` as downstream
 services should, so it sees exactly what they would.
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer
 
-from config.settings import Settings
+from clickcash.config.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from clickcash._errors import ServiceError, map_exceptions
-from config.settings import Settings
+from clickcash.config.settings import Settings
+from clickcash.errors import ServiceError, map_exceptions
 
 
 def all_topics(settings: Settings) -> list[str]:

@@ -7,7 +7,8 @@ topics ``read_committed`` and compares, per output topic and customer, the seque
 comparison catches loss (an expected id missing), duplicates (an id twice), strays (an id not expected) and
 reordering (the same ids in another order). It runs as ``clickcash verify`` against a live deployment.
 
-Parked customers (``router._parking``): their records from the park position on are not processed until
+Parked customers (``clickcash.router.parking``): their records from the park position on are not processed
+until
 an operator releases them, so the reference leaves out exactly the records the parking store holds, and
 checks that every committed record of a parked customer from its park position on is held there (one
 that is neither processed nor kept is lost). A dropped record is expected as a ``parked_dropped`` dead
@@ -26,15 +27,15 @@ from datetime import UTC, datetime
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from actors.contract import OutputTopics, ShardBatch
-from actors.shard import Shard
-from actors.state import InMemoryStateStore
+from clickcash.actors.contract import OutputTopics, ShardBatch
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import InMemoryStateStore
+from clickcash.cluster.offsets import group_positions
+from clickcash.cluster.outputs import OutputReader
+from clickcash.config.domain import load_domain_config
+from clickcash.config.settings import Settings
 from clickcash.events import TIMER_SOURCE, output_id
-from cluster.offsets import group_positions
-from cluster.outputs import OutputReader
-from config.domain import load_domain_config
-from config.settings import Settings
-from router._parking import ParkedCustomer, ParkingStore, RedisParkingStore
+from clickcash.router.parking import ParkedCustomer, ParkingStore, RedisParkingStore
 
 Stream = tuple[str, bytes | None]
 """(output topic, Kafka key)"""

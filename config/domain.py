@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clickcash._errors import ConfigError
+from clickcash.errors import ConfigError
 
 DEFAULT_DOMAIN_FILE = Path(__file__).with_name("domain.toml")
 

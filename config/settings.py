@@ -22,8 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from clickcash._errors import ConfigError
-from clickcash._timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
+from clickcash.errors import ConfigError
+from clickcash.timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
 
 ENV_PREFIX = "CLICKCASH_"
 CONFIG_FILE_ENV = "CLICKCASH_CONFIG_FILE"
@@ -259,11 +259,11 @@ class KafkaSettings(KafkaSecuritySettings):
     """with rounds in flight, how often the router looks for finished shard calls and new input"""
     commit_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
     """the oldest an open transaction gets while a backlog is waiting; with none waiting, a transaction
-    commits as soon as its outputs are produced (see ``router._cadence``)"""
+    commits as soon as its outputs are produced (see ``clickcash.router._cadence``)"""
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
     transaction_call_timeout_ms: Annotated[int, Field(ge=100, le=300_000)] = 30_000
     """how long one transactional call (init, send offsets, commit, abort) may take; a call still running
-    30 s past it means a wedged producer, and the router's run ends (see ``router._bounded``)"""
+    30 s past it means a wedged producer, and the router's run ends (see ``clickcash.router._bounded``)"""
     max_message_bytes: Annotated[int, Field(ge=65_536, le=8 * 1024 * 1024)] = 1_048_576
     """the largest record clickcash writes or accepts: every client's ``message.max.bytes`` and, set by
     ``clickcash topics``/``ensure_topics`` on the topics it creates, their ``max.message.bytes``; a dead
@@ -300,7 +300,7 @@ class PipelineSettings(_Section):
     loaded version and document are the ones the shard committed."""
     round_max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     """times a failing round is tried before the router isolates the failing record (and times that one
-    record is tried before its customer is parked); see ``router._failures``"""
+    record is tried before its customer is parked); see ``clickcash.router._failures``"""
     round_retry_backoff_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
     """wait before the first retry of a failed round; each next retry waits twice as long"""
     round_retry_backoff_max_ms: Annotated[int, Field(ge=1, le=600_000)] = 5_000

@@ -2,6 +2,7 @@
 transaction. Its public face is :class:`Router` (and the error a failed shard call raises); the modules with
 a leading underscore are its internals."""
 
-from router._router import Router, ShardFailedError
+from clickcash.router._pause import paused_campaign
+from clickcash.router._router import Router, ShardFailedError
 
-__all__ = ["Router", "ShardFailedError"]
+__all__ = ["Router", "ShardFailedError", "paused_campaign"]

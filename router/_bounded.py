@@ -16,7 +16,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
-from clickcash._errors import ClientWedgedError
+from clickcash.errors import ClientWedgedError
 
 
 class BoundedCalls:

@@ -1,10 +1,11 @@
 """The router's bookkeeping decisions, as pure functions: state in, decision out, time as an input.
 
-``router._cadence`` decides when to commit and how long to wait, ``router._failures`` what to do after a
+``clickcash.router._cadence`` decides when to commit and how long to wait, ``clickcash.router._failures`` what
+to do after a
 failed round; the functions here decide the rest of what the router's loop needs: which consumer positions
 may be committed with no round in flight, which records a commit covered, how much input waits at the
 broker, which records of a round belong to parked customers, where a rewind seeks to, and when an idle
-router looks for positions to commit. No Kafka, Ray or Redis here; ``router._router`` does the I/O.
+router looks for positions to commit. No Kafka, Ray or Redis here; ``clickcash.router._router`` does the I/O.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
-from router._dispatch import RawRecord
+from clickcash.router._dispatch import RawRecord
 
 
 class HoldsRecords(Protocol):
-    """A parked customer's park position (``router._parking.ParkedCustomer``)."""
+    """A parked customer's park position (``clickcash.router.parking.ParkedCustomer``)."""
 
     def holds(self, partition: int, offset: int) -> bool: ...
 

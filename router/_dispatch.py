@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from actors.contract import ShardBatch
-from router.assignment import shard_for
+from clickcash.actors.contract import ShardBatch
+from clickcash.router.assignment import shard_for
 
 RawRecord = tuple[int, int, bytes | None, bytes | None, int]
 """(partition, offset, key, value, timestamp_ms) of one consumed record."""

@@ -12,7 +12,7 @@ tells two kinds of failure apart:
   race passes); if it keeps failing the router *isolates*: it replays with rounds capped to half the
   failed round, one round at a time, committing each round that succeeds, and halves the cap again on
   each failure. A round of one record that still fails ``max_attempts`` times is the poison record: the
-  router parks its customer (``router._parking``) and goes back to full rounds.
+  router parks its customer (``clickcash.router.parking``) and goes back to full rounds.
 
 Isolation ends too once as many records as the failed round held have committed: the failure was not
 deterministic after all, and full rounds resume.

@@ -1,5 +1,5 @@
 """The campaign pause switch: which records a paused campaign holds, and which held customers a resume
-releases. Pure decisions; the store is ``router._parking`` (the paused set lives beside the parked
+releases. Pure decisions; the store is ``clickcash.router.parking`` (the paused set lives beside the parked
 customers) and the router applies them.
 
 A pause is parking with a second trigger: the first record of campaign X a router sees for customer C
@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from router._dispatch import RawRecord
-from router._parking import ParkedCustomer
+from clickcash.router._dispatch import RawRecord
+from clickcash.router.parking import ParkedCustomer
 
 PAUSE_REASON_PREFIX = "campaign paused: "
 _CAMPAIGN = re.compile(rb'"campaignid"\s*:\s*"((?:[^"\\]|\\.){1,256})"')

@@ -14,13 +14,16 @@ Backpressure: at most ``max_inflight_batches_per_shard`` rounds are in flight; t
 until the oldest completes, so memory is bounded whatever the input lag.
 
 Latency: with no backlog waiting, a transaction commits as soon as a round's outputs are produced; the
-commit interval only bounds batching under load (``router._cadence`` decides, docs/performance-latency.md
+commit interval only bounds batching under load (``clickcash.router._cadence`` decides,
+docs/performance-latency.md
 explains the floor).
 
 Layout: this module is the loop and the I/O (consumer, shard pool, parking store); the transactional
-producer is ``router._transactions``; the decisions are pure functions of state and time in
-``router._cadence`` (when to commit, how long to wait), ``router._failures`` (retry, isolate, park, wait out
-an outage) and ``router._decisions`` (which positions and records a commit covers, where a rewind seeks).
+producer is ``clickcash.router._transactions``; the decisions are pure functions of state and time in
+``clickcash.router._cadence`` (when to commit, how long to wait), ``clickcash.router._failures`` (retry,
+isolate, park, wait out
+an outage) and ``clickcash.router._decisions`` (which positions and records a commit covers, where a rewind
+seeks).
 ``clickcash.testing`` runs it in one process.
 """
 
@@ -45,15 +48,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from actors.contract import ShardBatch, ShardResult
-from clickcash._errors import ClientWedgedError, ServiceError
+from clickcash.actors.contract import ShardBatch, ShardResult
+from clickcash.config.settings import Settings
+from clickcash.errors import ClientWedgedError, ServiceError
 from clickcash.events import mask_card_numbers
 from clickcash.group_offsets import call_with_retry
+from clickcash.histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
 from clickcash.offset_retry import RetryBudget
-from config.settings import Settings
-from router import _pause
-from router._cadence import Cadence, Decision
-from router._decisions import (
+from clickcash.router import _pause
+from clickcash.router._cadence import Cadence, Decision
+from clickcash.router._decisions import (
     idle_check_due,
     partitions_known_ours,
     positions_ahead,
@@ -64,13 +68,12 @@ from router._decisions import (
     waiting_records,
     without_partitions,
 )
-from router._dispatch import OffsetTracker, RawRecord, split_by_shard
-from router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
-from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, KAFKA_BOUNDS_S, Histogram
-from router._parking import ParkedCustomer, ParkingStore, dropped_dead_letter
-from router._timers import TimerPump
-from router._transactions import Transactions
-from router.assignment import shard_for
+from clickcash.router._dispatch import OffsetTracker, RawRecord, split_by_shard
+from clickcash.router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
+from clickcash.router._timers import TimerPump
+from clickcash.router._transactions import Transactions
+from clickcash.router.assignment import shard_for
+from clickcash.router.parking import ParkedCustomer, ParkingStore, dropped_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +229,7 @@ class Router:
             p.round_retry_backoff_max_ms / 1000,
             p.outage_backoff_max_ms / 1000,
         )
-        """what to do after a failed round (see ``router._failures``)"""
+        """what to do after a failed round (see ``clickcash.router._failures``)"""
         self._parking = parking
         self._parked: dict[bytes, ParkedCustomer] = parking.load() if parking is not None else {}
         """parked customers (key -> where parking began), reloaded at every assignment"""
@@ -250,7 +253,7 @@ class Router:
             batch_max=settings.kafka.consume_batch_max,
             max_inflight=self._max_inflight,
         )
-        """when to commit and how long to wait (see ``router._cadence``)"""
+        """when to commit and how long to wait (see ``clickcash.router._cadence``)"""
         self._linger_s = settings.kafka.consume_linger_ms / 1000
         self._last_consumed = 0
         """records the last consume returned: a full batch means a backlog is waiting"""
@@ -263,7 +266,7 @@ class Router:
             call_timeout_s=settings.kafka.transaction_call_timeout_ms / 1000,
             grace_s=transaction_grace_s,
         )
-        """the transactional producer (see ``router._transactions``)"""
+        """the transactional producer (see ``clickcash.router._transactions``)"""
         self._inflight: deque[_Round] = deque()
         self._offsets = OffsetTracker()
         self._shard_cache: dict[bytes, int] = {}
@@ -466,7 +469,8 @@ class Router:
             log.warning("router %d: %s; rewinding", self.stats.router_index, exc)
             self._failed(FailureKind.OUTAGE, exc.service, str(exc))
 
-    # --- failures, isolation and parking (policy in router._failures, store in router._parking) ----
+    # --- failures, isolation and parking (policy in clickcash.router._failures, store in
+    # clickcash.router.parking) ----
 
     def _failed(self, kind: FailureKind, service: str, reason: str) -> None:
         """A round failed: ask the policy, park the poison record if it is found, rewind and wait."""
@@ -864,7 +868,8 @@ class Router:
         self._uncommitted_stamps_ms.clear()
 
     def _abort(self) -> None:
-        """Abort the open transaction (see ``router._transactions``) and forget what it was to commit."""
+        """Abort the open transaction (see ``clickcash.router._transactions``) and forget what it was to
+        commit."""
         if self._txn.abort(f"router {self.stats.router_index}"):
             with self._lock:
                 self.stats.aborts += 1

@@ -1,6 +1,7 @@
 """Firing due dunning timers: the router turns each into a ``dunning.timer_fired`` event on the input topic.
 
-Timers are members of a per-partition sorted set (``actors.state.timer_key``) scored by due time. The router
+Timers are members of a per-partition sorted set (``clickcash.actors.state.base.timer_key``) scored by due
+time. The router
 that owns a partition polls its sets (one pipelined round trip for all owned partitions) and produces a
 command event per due member inside its open transaction, keyed by the customer so it lands in the
 customer's partition behind the events already there. The shard removes the member when it applies the
@@ -18,12 +19,12 @@ from typing import Protocol
 
 import redis
 
-from actors.keyspace import TIMER_SEP
-from actors.state import timer_key
-from clickcash._errors import map_exceptions
-from clickcash._timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
+from clickcash.actors.keyspace import TIMER_SEP
+from clickcash.actors.state.base import timer_key
 from clickcash.envelope import structured_event
+from clickcash.errors import map_exceptions
 from clickcash.events import TIMER_EVENT_TYPE, TIMER_SOURCE
+from clickcash.timer_mac import LOCAL_STACK_TIMER_MAC, TimerMac
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
 """The router's transactional producer: begin, produce, send the consumed offsets, commit, abort; every
-transactional call bounded (``router._bounded``) and retried while librdkafka calls its error retriable.
+transactional call bounded (``clickcash.router._bounded``) and retried while librdkafka calls its error
+retriable.
 
-This is the mechanism only. *When* to commit is ``router._cadence``'s decision, what to do after a failed
-round ``router._failures``'s, which offsets to send ``router._decisions``' and the router's offset tracker's.
+This is the mechanism only. *When* to commit is ``clickcash.router._cadence``'s decision, what to do after a
+failed
+round ``clickcash.router._failures``'s, which offsets to send ``clickcash.router._decisions``' and the
+router's offset tracker's.
 
 Outputs and offsets commit atomically: ``send_offsets_to_transaction`` carries the consumer's group
 metadata, which also fences a zombie router after a rebalance. An abort retries until the broker side is
@@ -20,8 +23,8 @@ from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from clickcash._errors import ServiceError
-from router._bounded import BoundedCalls
+from clickcash.errors import ServiceError
+from clickcash.router._bounded import BoundedCalls
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ class Transactions:
         self._producer = cast(TransactionalProducer, producer)
         self._call_timeout_s = call_timeout_s
         self._calls = BoundedCalls("kafka", name, grace_s)
-        """every transactional call of the producer, bounded (see ``router._bounded``)"""
+        """every transactional call of the producer, bounded (see ``clickcash.router._bounded``)"""
         self.open = False
         self.started = 0.0
         """monotonic time the open transaction began"""

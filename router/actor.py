@@ -17,16 +17,16 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from actors.actor import shard_actor_name
-from actors.contract import ShardBatch, ShardResult
-from clickcash._errors import ServiceError, StaleShardCallError, remote_error_reason
-from clickcash._logging import configure_logging
-from config.settings import Settings
-from router._failures import FailureKind
-from router._parking import RedisParkingStore
-from router._router import Router, RouterStats, ShardFailedError
-from router._timers import RedisTimerIndex, TimerPump
-from router._topology import RedisTopologyStore
+from clickcash.actors.actor import shard_actor_name
+from clickcash.actors.contract import ShardBatch, ShardResult
+from clickcash.config.settings import Settings
+from clickcash.errors import ServiceError, StaleShardCallError, remote_error_reason
+from clickcash.logs import configure_logging
+from clickcash.router._failures import FailureKind
+from clickcash.router._router import Router, RouterStats, ShardFailedError
+from clickcash.router._timers import RedisTimerIndex, TimerPump
+from clickcash.router.parking import RedisParkingStore
+from clickcash.router.topology import RedisTopologyStore
 
 
 def classify_shard_error(exc: BaseException) -> tuple[FailureKind, str]:

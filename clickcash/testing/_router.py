@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from clickcash.config.settings import Settings
+from clickcash.router._router import Router
+from clickcash.router.parking import InMemoryParkingStore
 from clickcash.testing._kafka import FakeBroker
 from clickcash.testing._shards import InProcessShardPool
-from config.settings import Settings
-from router._parking import InMemoryParkingStore
-from router._router import Router
 
 
 def router_under_test(

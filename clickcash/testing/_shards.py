@@ -1,5 +1,5 @@
-"""An in-process shard pool: the router's :class:`~router._router.ShardPool` over plain
-:class:`~actors.shard.Shard` objects with the in-memory state store, called synchronously.
+"""An in-process shard pool: the router's :class:`~clickcash.router._router.ShardPool` over plain
+:class:`~clickcash.actors.shard.Shard` objects with the in-memory state store, called synchronously.
 
 A call runs when it is submitted, so its result is ready at once; a shard that raises fails the round the
 way a Ray actor's error does (``ShardFailedError``), and :attr:`InProcessShardPool.fail_when` makes a
@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from actors.contract import OutputTopics, ShardBatch, ShardResult
-from actors.shard import Shard
-from actors.state import InMemoryStateStore
-from config.domain import DomainConfig, load_domain_config
-from config.settings import Settings
-from router._router import ShardFailedError
+from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import InMemoryStateStore
+from clickcash.config.domain import DomainConfig, load_domain_config
+from clickcash.config.settings import Settings
+from clickcash.router._router import ShardFailedError
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """What the orchestrator hands a contender process, what the process hands back, and shared helpers.
 
-A contender runs as ``python -m loadtest.contenders.<name> <config.json>`` and writes its result JSON to
+A contender runs as ``python -m clickcash.loadtest.contenders.<name> <config.json>`` and writes its result
+JSON to
 ``ContenderConfig.result_path``. The Quix contender runs from its own virtualenv (Quix Streams pins an older
 confluent-kafka than clickcash), so nothing here imports Ray or confluent-kafka.
 """
@@ -190,13 +191,13 @@ def kafka_client_config(bootstrap_servers: str) -> dict[str, Any]:
     """A contender's Kafka connection and security properties: the brokers it was handed, everything else
     (TLS, SASL) from clickcash's settings in the environment, so no secret is written into the contender's
     config file or command line."""
-    from config.settings import load_settings
+    from clickcash.config.settings import load_settings
 
     return load_settings(kafka={"bootstrap_servers": bootstrap_servers}).kafka.client_config()
 
 
 def redis_client_url(url: str) -> str:
     """A contender's Redis URL: ``url`` (no credentials) plus the ACL user and TLS files of the settings."""
-    from config.settings import load_settings
+    from clickcash.config.settings import load_settings
 
     return load_settings(redis={"url": url}).redis.client_url()

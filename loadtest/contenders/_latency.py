@@ -24,13 +24,13 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, TopicPartition
 
-from clickcash._errors import ClickcashError
-from cluster.campaign_run import send_campaign
-from cluster.offsets import group_lag
-from config.settings import load_settings
-from loadtest.campaign import CampaignGenerator, loadtest_mix
-from loadtest.contenders._common import kafka_client_config
-from loadtest.contenders.results import cause_of, latency_summary
+from clickcash.cluster.offsets import group_lag
+from clickcash.config.settings import load_settings
+from clickcash.errors import ClickcashError
+from clickcash.loadtest.contenders._common import kafka_client_config
+from clickcash.loadtest.contenders.results import cause_of, latency_summary
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
+from clickcash.loadtest.traffic.campaign_run import send_campaign
 
 Seen = tuple[str | None, str, float]
 """(causation id, output type, seconds when seen)"""

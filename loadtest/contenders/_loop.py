@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from loadtest.contenders._common import EndTracker
+from clickcash.loadtest.contenders._common import EndTracker
 
 
 def run_records(

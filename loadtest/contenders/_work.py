@@ -1,18 +1,19 @@
 """clickcash's own batch path applied one event at a time: the work of the hand-rolled and Quix contenders.
 
-Each event goes through :meth:`actors.shard.Shard.apply` as a batch of one, so validation, idempotency,
+Each event goes through :meth:`clickcash.actors.shard.Shard.apply` as a batch of one, so validation,
+idempotency,
 the domain engines and the outputs are clickcash's, byte for byte, and each event costs its own Redis round
 trips (one MGET to load, one Lua call to commit): the straightforward way to write it without batching.
 """
 
 from __future__ import annotations
 
-from actors._redis_state import RedisStateStore
-from actors.contract import OutputTopics, ShardBatch, ShardResult
-from actors.shard import Shard
-from config.domain import load_domain_config
-from config.settings import PipelineSettings
-from loadtest.contenders._common import ContenderConfig, redis_client_url
+from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.redis import RedisStateStore
+from clickcash.config.domain import load_domain_config
+from clickcash.config.settings import PipelineSettings
+from clickcash.loadtest.contenders._common import ContenderConfig, redis_client_url
 
 
 class PerEventProcessor:

@@ -29,13 +29,11 @@ import psutil
 import ray
 from confluent_kafka import Consumer, TopicPartition
 
-from cluster._ray import init_ray
-from cluster.app import App
-from cluster.campaign_run import produce_events, run_campaign, wait_drained
-from cluster.topics import ensure_topics
-from config.settings import Settings, load_settings
-from loadtest.campaign import CampaignGenerator, loadtest_mix
-from loadtest.contenders._common import (
+from clickcash.cluster.app import App
+from clickcash.cluster.ray_runtime import init_ray
+from clickcash.cluster.topics import ensure_topics
+from clickcash.config.settings import Settings, load_settings
+from clickcash.loadtest.contenders._common import (
     ContenderConfig,
     ContenderResult,
     contender_main,
@@ -43,7 +41,9 @@ from loadtest.contenders._common import (
     process_cpu_s,
     self_cpu_s,
 )
-from loadtest.contenders.results import LIGHT_RATE_PER_S
+from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
+from clickcash.loadtest.traffic.campaign_run import produce_events, run_campaign, wait_drained
 
 POLL_S = 0.02
 

@@ -26,20 +26,17 @@ import psutil
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clickcash._errors import ClickcashError, ConfigError, ServiceError
-from clickcash._paths import checkout_root
-from cluster.campaign_run import send_campaign
-from config.settings import redact_url
-from loadtest.campaign import CampaignGenerator, loadtest_mix
-from loadtest.contenders._common import (
+from clickcash.config.settings import redact_url
+from clickcash.errors import ClickcashError, ConfigError, ServiceError
+from clickcash.loadtest.contenders._common import (
     OUTPUT_ROLES,
     ContenderConfig,
     ContenderResult,
     kafka_client_config,
     process_cpu_s,
 )
-from loadtest.contenders._latency import paced_run
-from loadtest.contenders.results import (
+from clickcash.loadtest.contenders._latency import paced_run
+from clickcash.loadtest.contenders.results import (
     LIGHT_RATE_PER_S,
     Completeness,
     InputManifest,
@@ -55,16 +52,19 @@ from loadtest.contenders.results import (
     same_outputs,
     targets,
 )
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
+from clickcash.loadtest.traffic.campaign_run import send_campaign
+from clickcash.paths import checkout_root
 
 REPO_ROOT = checkout_root() or Path.cwd()
 QUIX_PYTHON = REPO_ROOT / ".cache" / "venv-quix" / "bin" / "python"
 CONTENDERS = ("passthrough", "handrolled", "quix", "clickcash")
 MODULES = {
-    "passthrough": "loadtest.contenders.passthrough",
-    "handrolled": "loadtest.contenders.handrolled",
-    "quix": "loadtest.contenders.quix",
-    "clickcash": "loadtest.contenders.clickcash_app",
-    "profile": "loadtest.contenders.profile",
+    "passthrough": "clickcash.loadtest.contenders.passthrough",
+    "handrolled": "clickcash.loadtest.contenders.handrolled",
+    "quix": "clickcash.loadtest.contenders.quix",
+    "clickcash": "clickcash.loadtest.contenders.clickcash_app",
+    "profile": "clickcash.loadtest.contenders.profile",
 }
 SCALING = ((1, 1), (2, 1), (2, 2))
 DEFERRED_TIMERS_MS = 600_000
@@ -543,7 +543,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.bootstrap and args.redis_url:
             bootstrap, redis_url, pids = args.bootstrap, args.redis_url, {}
         else:
-            from cluster.local_stack import LocalStack
+            from clickcash.cluster.local.stack import LocalStack
 
             _log("starting local Kafka and Redis ...")
             stack = LocalStack("compare", log=_log)

@@ -13,7 +13,7 @@ import sys
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from loadtest.contenders._common import (
+from clickcash.loadtest.contenders._common import (
     ContenderConfig,
     ContenderResult,
     CpuWindow,
@@ -24,9 +24,9 @@ from loadtest.contenders._common import (
     rss_mb,
     self_cpu_s,
 )
-from loadtest.contenders._loop import produce, run_records
-from loadtest.contenders._work import PerEventProcessor
-from loadtest.contenders.passthrough import consumer_config
+from clickcash.loadtest.contenders._loop import produce, run_records
+from clickcash.loadtest.contenders._work import PerEventProcessor
+from clickcash.loadtest.contenders.passthrough import consumer_config
 
 CONSUME_BATCH = 500
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from loadtest.contenders._common import (
+from clickcash.loadtest.contenders._common import (
     ContenderConfig,
     ContenderResult,
     CpuWindow,
@@ -25,7 +25,7 @@ from loadtest.contenders._common import (
     rss_mb,
     self_cpu_s,
 )
-from loadtest.contenders._loop import produce, run_records
+from clickcash.loadtest.contenders._loop import produce, run_records
 
 CONSUME_BATCH = 2000
 

@@ -1,9 +1,11 @@
 """Where clickcash's time goes: its router and shards in one process, without Ray, under pyinstrument.
 
-The router (``router._router.Router``) runs its own loop against a shard pool that calls
-:class:`actors.shard.Shard` directly, so the profile holds the whole path of an event (consume, dispatch,
+The router (``clickcash.router._router.Router``) runs its own loop against a shard pool that calls
+:class:`clickcash.actors.shard.Shard` directly, so the profile holds the whole path of an event (consume,
+dispatch,
 decode and validation, Redis load and commit, the domain engines, produce, transaction commit) in one call
-tree; :func:`loadtest.contenders.results.stage_seconds` folds it into stages. What this leaves out is Ray's
+tree; :func:`clickcash.loadtest.contenders.results.stage_seconds` folds it into stages. What this leaves out
+is Ray's
 transport (pickling batches and results, the object store), which the throughput run's per-process CPU shows.
 Times are wall time of one thread, so Redis and transaction commits include their waits.
 """
@@ -19,11 +21,11 @@ from typing import Any, cast
 
 from pyinstrument import Profiler
 
-from actors.actor import build_shard
-from actors.contract import ShardBatch, ShardResult
-from actors.shard import Shard
-from config.settings import load_settings
-from loadtest.contenders._common import (
+from clickcash.actors.actor import build_shard
+from clickcash.actors.contract import ShardBatch, ShardResult
+from clickcash.actors.shard import Shard
+from clickcash.config.settings import load_settings
+from clickcash.loadtest.contenders._common import (
     ContenderConfig,
     ContenderResult,
     contender_main,
@@ -31,8 +33,8 @@ from loadtest.contenders._common import (
     rss_mb,
     self_cpu_s,
 )
-from loadtest.contenders.results import stage_seconds
-from router import Router, ShardFailedError
+from clickcash.loadtest.contenders.results import stage_seconds
+from clickcash.router import Router, ShardFailedError
 
 
 class InProcessShardPool:

@@ -1,7 +1,8 @@
 """The Quix Streams contender: clickcash's per-event work in a Quix Streams application, exactly-once on.
 
 A ``StreamingDataFrame`` over the raw input bytes expands each message into clickcash's outputs (the same
-:class:`loadtest.contenders._work.PerEventProcessor` as the hand-rolled loop: one event at a time, its own
+:class:`clickcash.loadtest.contenders._work.PerEventProcessor` as the hand-rolled loop: one event at a time,
+its own
 Redis round trips) and routes each output to its topic with its key and headers; Quix's transactional
 producer commits them with the consumed offsets (``processing_guarantee="exactly-once"``). Quix's other
 settings are its defaults (a 5 s commit interval among them).
@@ -21,7 +22,7 @@ from typing import Any
 from quixstreams import Application, message_context
 from quixstreams.models.serializers import SerializationContext, Serializer
 
-from loadtest.contenders._common import (
+from clickcash.loadtest.contenders._common import (
     ContenderConfig,
     ContenderResult,
     CpuWindow,
@@ -31,7 +32,7 @@ from loadtest.contenders._common import (
     rss_mb,
     self_cpu_s,
 )
-from loadtest.contenders._work import PerEventProcessor
+from clickcash.loadtest.contenders._work import PerEventProcessor
 
 Headers = list[tuple[str, bytes]]
 

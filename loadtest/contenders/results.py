@@ -304,10 +304,10 @@ class ProfileFrame(Protocol):
 
 # (file path suffix or None for any, function names, stage); the innermost matching frame decides
 STAGE_RULES: tuple[tuple[str | None, frozenset[str], str], ...] = (
-    ("actors/_redis_state.py", frozenset({"load", "commit"}), "shard: Redis load + commit (round trips)"),
+    ("actors/state/redis.py", frozenset({"load", "commit"}), "shard: Redis load + commit (round trips)"),
     ("actors/_decode.py", frozenset({"decode_record"}), "shard: decode + validate"),
     ("actors/_apply.py", frozenset({"emit"}), "shard: output encoding (CloudEvents)"),
-    ("actors/state.py", frozenset({"encode", "decode"}), "shard: state + record (de)serialization"),
+    ("actors/state/base.py", frozenset({"encode", "decode"}), "shard: state + record (de)serialization"),
     ("actors/_apply.py", frozenset({"apply"}), "shard: domain engines + output encoding"),
     ("actors/shard.py", frozenset({"apply"}), "shard: idempotency + first responses"),
     ("router/_router.py", frozenset({"_dispatch"}), "router: records + split by shard"),

@@ -1,6 +1,7 @@
 """Where a shard's CPU goes, per event and per stage: ``clickcash bench --stages``.
 
-Runs :meth:`actors.shard.Shard.apply` in this one process (no Ray, no Kafka) on the project's own campaign
+Runs :meth:`clickcash.actors.shard.Shard.apply` in this one process (no Ray, no Kafka) on the project's own
+campaign
 generator, first against the in-memory store, then against a real Redis (a redis-server this command starts
 and stops by pid, unless ``--redis-url`` names one). A warm-up brings the customers' state to a steady size,
 then the measured events run in batches of the shard's usual size while each stage's wall time is summed.
@@ -29,16 +30,16 @@ from typing import Any
 
 import redis
 
-import actors._apply as apply_mod
-import actors.shard as shard_mod
-from actors._redis_state import RedisStateStore
-from actors.contract import OutputTopics, ShardBatch
-from actors.shard import Shard, tune_collector
-from actors.state import CustomerState, InMemoryStateStore, StateStore
-from cluster._redis import LocalRedis
-from config.domain import load_domain_config
-from config.settings import load_settings
-from loadtest.campaign import CampaignGenerator, loadtest_mix
+import clickcash.actors._apply as apply_mod
+import clickcash.actors.shard as shard_mod
+from clickcash.actors.contract import OutputTopics, ShardBatch
+from clickcash.actors.shard import Shard, tune_collector
+from clickcash.actors.state.base import CustomerState, InMemoryStateStore, StateStore
+from clickcash.actors.state.redis import RedisStateStore
+from clickcash.cluster.local.redis_server import LocalRedis
+from clickcash.config.domain import load_domain_config
+from clickcash.config.settings import load_settings
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 
 _T0_MS = 1_767_225_600_000
 """2026-01-01T00:00:00Z: the record timestamps start here and advance 1 ms per event"""
@@ -86,7 +87,8 @@ class StageClock:
 
 
 class _TimedJson:
-    """Stands in for the ``orjson`` module inside ``actors.shard``: its ``dumps`` there encodes the stored
+    """Stands in for the ``orjson`` module inside ``clickcash.actors.shard``: its ``dumps`` there encodes the
+    stored
     first responses (``loads`` replays them)."""
 
     def __init__(self, clock: StageClock) -> None:

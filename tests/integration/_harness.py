@@ -13,10 +13,10 @@ import orjson
 import ray
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cluster.app import App
-from cluster.offsets import group_lag
-from cluster.outputs import OutputReader, OutputRecord
-from config.settings import Settings
+from clickcash.cluster.app import App
+from clickcash.cluster.offsets import group_lag
+from clickcash.cluster.outputs import OutputReader, OutputRecord
+from clickcash.config.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
 

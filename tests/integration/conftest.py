@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import ray
 
-from cluster._ray import init_ray, local_token_env
-from cluster._ray_nodes import LocalRayCluster
-from cluster.local_stack import CACHE_DIR, Endpoints, LocalStack
-from cluster.topics import ensure_topics
-from config.settings import Settings, load_settings
+from clickcash.cluster.local._ray_nodes import LocalRayCluster
+from clickcash.cluster.local.stack import CACHE_DIR, Endpoints, LocalStack
+from clickcash.cluster.ray_runtime import init_ray, local_token_env
+from clickcash.cluster.topics import ensure_topics
+from clickcash.config.settings import Settings, load_settings
 from tests.integration._harness import SettingsFactory
 
 pytestmark = pytest.mark.integration

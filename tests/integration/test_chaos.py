@@ -20,19 +20,19 @@ import ray
 import redis
 from confluent_kafka.admin import AdminClient
 
-from actors.actor import start_shard_actor
-from actors.contract import ShardBatch
-from clickcash._errors import StaleShardCallError
-from cluster._kafka import LocalKafka
-from cluster._ray_nodes import LocalRayCluster
-from cluster.app import App
-from cluster.local_stack import CACHE_DIR
-from cluster.verify import verify
-from config.settings import Settings
-from loadtest.campaign import CampaignGenerator, CampaignMix
-from router._parking import RedisParkingStore
-from router._router import ShardFailedError
-from router.actor import RayShardPool, start_router_actor
+from clickcash.actors.actor import start_shard_actor
+from clickcash.actors.contract import ShardBatch
+from clickcash.cluster.app import App
+from clickcash.cluster.local._kafka import LocalKafka
+from clickcash.cluster.local._ray_nodes import LocalRayCluster
+from clickcash.cluster.local.stack import CACHE_DIR
+from clickcash.cluster.verify import verify
+from clickcash.config.settings import Settings
+from clickcash.errors import StaleShardCallError
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+from clickcash.router._router import ShardFailedError
+from clickcash.router.actor import RayShardPool, start_router_actor
+from clickcash.router.parking import RedisParkingStore
 from tests.integration._harness import (
     SettingsFactory,
     event,

@@ -21,14 +21,14 @@ from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, SecretStr
 
+from clickcash.cluster.local._procs import free_port
+from clickcash.cluster.local._ray_nodes import LocalRayCluster
+from clickcash.cluster.observability.metric_defs import INPUT_TYPE_LABELS, exported_names
+from clickcash.cluster.offsets import group_lag
+from clickcash.config.domain import load_domain_config
+from clickcash.config.settings import ENV_PREFIX, Settings
 from clickcash.events import TIMER_SOURCE
-from cluster._procs import free_port
-from cluster._ray_nodes import LocalRayCluster
-from cluster.metric_defs import INPUT_TYPE_LABELS, exported_names
-from cluster.offsets import group_lag
-from config.domain import load_domain_config
-from config.settings import ENV_PREFIX, Settings
-from loadtest.campaign import CampaignGenerator, CampaignMix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
     SettingsFactory,
     produce,
@@ -323,7 +323,10 @@ def test_run_status_and_stop_as_separate_drivers(
             run.wait(60)
     assert "stopped cleanly" in out_path.read_text()
     logs = [orjson.loads(line) for line in err_path.read_text().splitlines() if line.startswith("{")]
-    assert any(rec.get("logger") == "cluster.monitor" and "metrics on" in rec["msg"] for rec in logs), logs
+    assert any(
+        rec.get("logger") == "clickcash.cluster.observability.monitor" and "metrics on" in rec["msg"]
+        for rec in logs
+    ), logs
     gone = _clickcash(["status", "--address", address], env)
     assert gone.returncode == 3 and "no clickcash app" in gone.stderr  # EXIT_SERVICE
 

@@ -12,9 +12,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from cluster.verify import verify
-from config.settings import load_settings
-from loadtest.contenders.compare import (
+from clickcash.cluster.verify import verify
+from clickcash.config.settings import load_settings
+from clickcash.loadtest.contenders.compare import (
     contender_config,
     create_topics,
     output_topics,
@@ -23,7 +23,7 @@ from loadtest.contenders.compare import (
     read_outputs,
     run_contender,
 )
-from loadtest.contenders.results import check_full, check_passthrough
+from clickcash.loadtest.contenders.results import check_full, check_passthrough
 from tests.integration.conftest import Services
 
 EVENTS = 3000

@@ -12,13 +12,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cluster.outputs import OutputReader
-from cluster.parked_cli import request
-from cluster.verify import verify
-from cluster.watchdog import outage_stalls
-from config.settings import Settings
-from loadtest.campaign import CampaignGenerator, CampaignMix
-from router._parking import RedisParkingStore
+from clickcash.cluster.observability.watchdog import outage_stalls
+from clickcash.cluster.ops.parked import request
+from clickcash.cluster.outputs import OutputReader
+from clickcash.cluster.verify import verify
+from clickcash.config.settings import Settings
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+from clickcash.router.parking import RedisParkingStore
 from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
 from tests.integration.conftest import Services
 

@@ -12,11 +12,11 @@ import orjson
 import redis
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from clickcash._card_data import holds_card_number
-from cluster.topics import all_topics, ensure_topics
-from cluster.verify import verify
-from config.settings import Settings
-from loadtest.campaign import CampaignGenerator, CampaignMix
+from clickcash.card_data import holds_card_number
+from clickcash.cluster.topics import all_topics, ensure_topics
+from clickcash.cluster.verify import verify
+from clickcash.config.settings import Settings
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
     SettingsFactory,
     declined,

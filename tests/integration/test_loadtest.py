@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from config.settings import Settings
-from loadtest._spec import KIND_HEADER
-from loadtest.cli import add_loadtest_parser
-from loadtest.run import run_loadtest
+from clickcash.config.settings import Settings
+from clickcash.loadtest.locust_run._spec import KIND_HEADER
+from clickcash.loadtest.locust_run.cli import add_loadtest_parser
+from clickcash.loadtest.locust_run.run import run_loadtest
 from tests.integration._harness import SettingsFactory, read_outputs, running_app
 
 SPIKE = [

@@ -15,9 +15,9 @@ import redis
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster._kafka import LocalKafka
-from cluster._procs import pid_alive
-from cluster._redis import LocalRedis
+from clickcash.cluster.local._kafka import LocalKafka
+from clickcash.cluster.local._procs import pid_alive
+from clickcash.cluster.local.redis_server import LocalRedis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = REPO_ROOT / ".cache"

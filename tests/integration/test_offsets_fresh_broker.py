@@ -18,12 +18,12 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from cluster._kafka import LocalKafka
-from cluster.local_stack import CACHE_DIR
-from cluster.offsets import GroupOffsets, group_lag
-from cluster.topics import ensure_topics
-from config.settings import Settings, load_settings
-from loadtest.cli import start_at_end
+from clickcash.cluster.local._kafka import LocalKafka
+from clickcash.cluster.local.stack import CACHE_DIR
+from clickcash.cluster.offsets import GroupOffsets, group_lag
+from clickcash.cluster.topics import ensure_topics
+from clickcash.config.settings import Settings, load_settings
+from clickcash.loadtest.locust_run.cli import start_at_end
 from tests.integration.conftest import Services
 
 REPO = Path(__file__).resolve().parents[2]

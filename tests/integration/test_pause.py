@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import ray
 
-from cluster.parked_cli import set_paused
-from cluster.verify import verify
-from router._pause import campaign_of, pause_reason
+from clickcash.cluster.ops.parked import set_paused
+from clickcash.cluster.verify import verify
+from clickcash.router._pause import campaign_of, pause_reason
 from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
 from tests.integration.test_failure_handling import _domain_without_breakers, _say, _store, _workload
 

@@ -11,10 +11,10 @@ import orjson
 import ray
 import redis
 
-from actors.state import timer_key
+from clickcash.actors.state.base import timer_key
+from clickcash.cluster.outputs import OutputReader
 from clickcash.events import OUTPUT_TYPES, TIMER_SOURCE, OutputEnvelope, OutputRole, output_id
-from cluster.outputs import OutputReader
-from loadtest.campaign import CampaignGenerator, CampaignMix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from tests.integration._harness import (
     SettingsFactory,
     declined,

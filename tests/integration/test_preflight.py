@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from loadtest.cli import _preflight, add_loadtest_parser
+from clickcash.loadtest.locust_run.cli import _preflight, add_loadtest_parser
 from tests.integration._harness import SettingsFactory, running_app
 
 

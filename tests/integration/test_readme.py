@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.local_stack import CACHE_DIR
+from clickcash.cluster.local.stack import CACHE_DIR
 from tests.integration._docblocks import Block, extract_blocks
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 import time
 
-from cluster.app import App
-from cluster.scaling import request_scale, wait_for_topology
-from cluster.verify import verify
-from loadtest.campaign import CampaignGenerator, CampaignMix
-from router._topology import Topology
+from clickcash.cluster.app import App
+from clickcash.cluster.ops.scaling import request_scale, wait_for_topology
+from clickcash.cluster.verify import verify
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+from clickcash.router.topology import Topology
 from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
 
 EVENTS = 30_000

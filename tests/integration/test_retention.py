@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from actors import keyspace
+from clickcash.actors import keyspace
 from tests.integration._harness import (
     SettingsFactory,
     event,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 
 from clickcash.events import SYNTHETIC_HEADER
-from loadtest.campaign import CampaignGenerator, loadtest_mix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from tests.integration._harness import (
     SettingsFactory,
     event,

@@ -85,7 +85,7 @@ def test_wheel_has_one_top_level_name_and_its_command_runs(tmp_path: Path) -> No
         [
             str(env_dir / "bin" / "python"),
             "-c",
-            "import clickcash, clickcash.router; from clickcash._paths import cache_dir; "
+            "import clickcash, clickcash.router; from clickcash.paths import cache_dir; "
             "print(clickcash.__file__); print(clickcash.router.Router.__module__); print(cache_dir())",
         ],
         tmp_path,

@@ -24,8 +24,8 @@ import redis
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from actors.contract import ShardBatch
-from config.domain import DomainConfig, load_domain_config
+from clickcash.actors.contract import ShardBatch
+from clickcash.config.domain import DomainConfig, load_domain_config
 
 SERVICE_GUARD_MESSAGE = "unit tests must not use real services; put this test under tests/integration"
 
@@ -88,7 +88,8 @@ def _no_real_services(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(confluent_kafka, "Consumer", guards["Consumer"])
     monkeypatch.setattr(confluent_kafka, "Producer", guards["Producer"])
     monkeypatch.setattr(confluent_kafka.admin, "AdminClient", guards["AdminClient"])
-    # Modules that did ``from confluent_kafka import Consumer`` (router._router, cluster.*) hold their own
+    # Modules that did ``from confluent_kafka import Consumer`` (clickcash.router._router, cluster.*) hold
+    # their own
     # reference: patch those names where they live.
     for mod_name, module in list(sys.modules.items()):
         if module is None or not mod_name.startswith(_PROJECT_PACKAGES):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from cluster.access import connection_message, principal_of
-from config.settings import KafkaSecuritySettings
+from clickcash.cluster.access import connection_message, principal_of
+from clickcash.config.settings import KafkaSecuritySettings
 
 SCRAM = KafkaSecuritySettings(
     bootstrap_servers="b:9093",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cluster.acls import (
+from clickcash.cluster.acls import (
     AclInputs,
     KafkaAcl,
     kafka_acls,
@@ -15,7 +15,7 @@ from cluster.acls import (
     render_kafka_acls,
     render_terraform,
 )
-from config.settings import AccessSettings
+from clickcash.config.settings import AccessSettings
 
 
 @pytest.fixture

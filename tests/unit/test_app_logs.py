@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from cluster.app_logs import message_kind, summarise
+from clickcash.cluster.observability.app_logs import message_kind, summarise
 
 
 def _rec(level: str, msg: str) -> str:

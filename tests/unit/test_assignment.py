@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.assignment import jump_hash, shard_for
+from clickcash.router.assignment import jump_hash, shard_for
 
 KEYS_10K = [f"customer-{i:05d}".encode() for i in range(10_000)]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gc
 
-import actors._apply as apply_mod
-import actors.shard as shard_mod
-from actors.state import CustomerState, InMemoryStateStore
-from loadtest.contenders.stages import STAGE_ORDER, measure
+import clickcash.actors._apply as apply_mod
+import clickcash.actors.shard as shard_mod
+from clickcash.actors.state.base import CustomerState, InMemoryStateStore
+from clickcash.loadtest.contenders.stages import STAGE_ORDER, measure
 
 
 def test_stages_cover_the_batch_path_and_are_unwrapped_afterwards() -> None:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from actors.contract import ShardBatch, ShardResult
-from clickcash._errors import ClientWedgedError
-from config.settings import load_settings
-from router._bounded import BoundedCalls
-from router._router import Router
+from clickcash.actors.contract import ShardBatch, ShardResult
+from clickcash.config.settings import load_settings
+from clickcash.errors import ClientWedgedError
+from clickcash.router._bounded import BoundedCalls
+from clickcash.router._router import Router
 
 
 def test_a_call_gets_its_timeout_and_returns_its_result() -> None:

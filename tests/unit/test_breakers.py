@@ -7,10 +7,10 @@ from typing import Any
 
 import redis
 
-from actors._psp_stats import counter_key, segment_of
-from actors.psp_routing import SegmentStats, breaker_open
-from cluster.breakers import BreakerProbe, breaker_keys, open_breakers
-from config.domain import DomainConfig
+from clickcash.actors.engines.psp_routing import SegmentStats, breaker_open
+from clickcash.actors.engines.psp_stats import counter_key, segment_of
+from clickcash.cluster.observability.breakers import BreakerProbe, breaker_keys, open_breakers
+from clickcash.config.domain import DomainConfig
 
 NOW_MS = 1_772_443_800_000 + 30_000
 SEG = segment_of("visa", "USD", "US")

@@ -10,10 +10,10 @@ from confluent_kafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.contract import ShardBatch, ShardResult
-from config.settings import load_settings
-from router._cadence import FULL_WAIT_S, Cadence
-from router._router import Router
+from clickcash.actors.contract import ShardBatch, ShardResult
+from clickcash.config.settings import load_settings
+from clickcash.router._cadence import FULL_WAIT_S, Cadence
+from clickcash.router._router import Router
 
 CADENCE = Cadence(
     commit_interval_s=0.1, idle_wait_s=0.02, inflight_poll_s=0.002, batch_max=2000, max_inflight=4

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from actors._decode import InputEvent, decode_record
+from clickcash.actors._decode import InputEvent, decode_record
 from clickcash.events import DeadLetter
-from loadtest.campaign import CampaignGenerator, CampaignMix, GeneratedEvent, loadtest_mix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix, GeneratedEvent, loadtest_mix
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 N = 20_000

@@ -11,10 +11,10 @@ from collections import Counter
 import orjson
 import pytest
 
-from actors.shard import Shard
-from actors.state import InMemoryStateStore
-from config.domain import DomainConfig
-from loadtest.campaign import CampaignGenerator, CampaignMix, loadtest_mix
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import InMemoryStateStore
+from clickcash.config.domain import DomainConfig
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix, loadtest_mix
 from tests.unit.conftest import build_shard_batch
 from tests.unit.test_shard import TOPICS, TickingClock
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors._decode import InputEvent, decode_record
-from clickcash._card_data import card_data_field, holds_card_number, mask_card_numbers, mask_text
+from clickcash.actors._decode import InputEvent, decode_record
+from clickcash.card_data import card_data_field, holds_card_number, mask_card_numbers, mask_text
 from clickcash.events import INPUT_TYPES, DeadLetter, DeadLetterCode
-from loadtest.campaign import CampaignGenerator, CampaignMix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from tests.unit._strategies import VISA_TEST_PAN, luhn_check_digit
 
 EventFactory = Callable[..., bytes]

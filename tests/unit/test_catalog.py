@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from clickcash.cluster.catalog import ASYNCAPI_SCHEMA, build_catalog, render_catalog
+from clickcash.config.settings import Settings, load_settings
 from clickcash.events import INPUT_TYPES, OUTPUT_TYPES
-from cluster.catalog import ASYNCAPI_SCHEMA, build_catalog, render_catalog
-from config.settings import Settings, load_settings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 

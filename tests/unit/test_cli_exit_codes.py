@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 import clickcash.cli as cli
-from clickcash._errors import ClickcashError, ConfigError, ServiceError
+from clickcash.errors import ClickcashError, ConfigError, ServiceError
 
 
 def _run_raising(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> int:
@@ -59,7 +59,7 @@ def test_the_exit_codes_are_distinct() -> None:
 def test_local_services_that_do_not_start_are_one_line_pointing_at_their_logs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import cluster.local_stack as local_stack
+    import clickcash.cluster.local.stack as local_stack
 
     def not_ready(_self: object) -> object:
         raise TimeoutError("kafka node 1: not ready after 90 s\n...log tail...\nmore")

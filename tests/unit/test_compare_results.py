@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loadtest.contenders._common import ContenderResult, EndTracker
-from loadtest.contenders.results import (
+from clickcash.loadtest.contenders._common import ContenderResult, EndTracker
+from clickcash.loadtest.contenders.results import (
     InputManifest,
     OutputTally,
     bound_statement,
@@ -180,7 +180,7 @@ class Frame:
 
 
 def test_profile_time_goes_to_the_innermost_stage() -> None:
-    redis = Frame("commit", "/repo/actors/_redis_state.py", 0.3)
+    redis = Frame("commit", "/repo/actors/state/redis.py", 0.3)
     decode = Frame("decode_record", "/repo/actors/_decode.py", 0.2)
     shard = Frame("apply", "/repo/actors/shard.py", 1.0, [decode, redis])
     dispatch = Frame("_dispatch", "/repo/router/_router.py", 1.2, [shard])

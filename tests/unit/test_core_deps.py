@@ -9,7 +9,7 @@ CORE = """
 import sys
 for name in ("locust", "matplotlib"):
     sys.modules[name] = None  # an import of either now fails
-import clickcash._paths, cluster.app, cluster.campaign_run, router.actor
+import clickcash.paths, clickcash.cluster.app, clickcash.loadtest.traffic.campaign_run, clickcash.router.actor
 from clickcash.cli import build_parser
 build_parser().format_help()
 """

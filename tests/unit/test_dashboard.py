@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cluster.metric_defs import METRICS, exported_names
+from clickcash.cluster.observability.metric_defs import METRICS, exported_names
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "cluster" / "grafana-dashboard.json"
 METRIC_NAME = re.compile(r"\bclickcash_[a-z0-9_]+")

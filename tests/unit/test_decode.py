@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors._decode import InputEvent, decode_record
+from clickcash.actors._decode import InputEvent, decode_record
 from clickcash.events import INPUT_TYPES, DeadLetter, DeadLetterCode, looks_like_card_number
 from tests.unit._strategies import VISA_TEST_PAN, digits_of, luhn_valid, pans
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actors._decode import _validate_envelope
+from clickcash.actors._decode import _validate_envelope
 from clickcash.events import InputEnvelope
 
 VALID: dict[str, Any] = {

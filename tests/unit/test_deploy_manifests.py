@@ -12,7 +12,7 @@ import pytest
 import ray.autoscaler
 import yaml
 
-from config.settings import env_names, load_settings
+from clickcash.config.settings import env_names, load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "cluster" / "deploy"
 KUBERAY = DEPLOY / "kuberay"

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from config.settings import MonitoringSettings
+from clickcash.config.settings import MonitoringSettings
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERAY = REPO / "cluster" / "deploy" / "kuberay"
@@ -86,7 +86,7 @@ def test_images_never_get_the_venv_the_local_ray_token_or_reports() -> None:
 def _secret_env_names() -> set[str]:
     from pydantic import BaseModel, SecretStr
 
-    from config.settings import ENV_PREFIX, Settings
+    from clickcash.config.settings import ENV_PREFIX, Settings
 
     names = set()
     for section, info in Settings.model_fields.items():

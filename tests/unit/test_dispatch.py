@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.contract import ShardBatch
-from router._dispatch import OffsetTracker, RawRecord, split_by_shard
-from router.assignment import shard_for
+from clickcash.actors.contract import ShardBatch
+from clickcash.router._dispatch import OffsetTracker, RawRecord, split_by_shard
+from clickcash.router.assignment import shard_for
 
 TOPIC = "clickcash.events"
 

@@ -11,9 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from actors.dunning import CustomerProfile, classify_decline, network_limit, plan_dunning
-from clickcash.events import PaymentDeclined
-from config.domain import (
+from clickcash.actors.engines.dunning import CustomerProfile, classify_decline, network_limit, plan_dunning
+from clickcash.config.domain import (
     DomainConfig,
     DunningPolicy,
     DunningTier,
@@ -21,6 +20,7 @@ from config.domain import (
     QuietHours,
     parse_holiday,
 )
+from clickcash.events import PaymentDeclined
 
 CAT1 = ["04", "07", "12", "14", "15", "41", "43", "46", "57", "R0", "R1", "R3"]
 CODES = ["05", "51", "54", "61", "91", "96", "timeout", "zz", "04", "14", "R1"]

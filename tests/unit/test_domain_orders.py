@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from actors.orders import check_order, price_bounds_cents
+from clickcash.actors.engines.orders import check_order, price_bounds_cents
+from clickcash.config.domain import CatalogueEntry, DomainConfig, OrderRules, PriceBand, RegionRule
 from clickcash.events import LineItem, OrderPlaced, PaymentMethod
-from config.domain import CatalogueEntry, DomainConfig, OrderRules, PriceBand, RegionRule
 from tests.unit._strategies import digits_of, pans
 
 RULES = OrderRules(

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from actors.psp_routing import (
+from clickcash.actors.engines.psp_routing import (
     EMPTY_STATS,
     RouteRequest,
     SegmentStats,
@@ -22,7 +22,7 @@ from actors.psp_routing import (
     stats_key,
     success_rate,
 )
-from config.domain import BreakerPolicy, DomainConfig, Psp, RoutingOverride, RoutingPolicy
+from clickcash.config.domain import BreakerPolicy, DomainConfig, Psp, RoutingOverride, RoutingPolicy
 
 POLICY = RoutingPolicy()  # 60 s buckets, 8 kept, prior 0.90 x 20, explore 5 %, breaker 5 in 120 s
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

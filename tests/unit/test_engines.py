@@ -8,11 +8,11 @@ import orjson
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from actors.dunning import classify_decline, plan_dunning
-from actors.orders import check_order
-from actors.psp_routing import RouteRequest, eligible, expected_fee_cents, route_payment
+from clickcash.actors.engines.dunning import classify_decline, plan_dunning
+from clickcash.actors.engines.orders import check_order
+from clickcash.actors.engines.psp_routing import RouteRequest, eligible, expected_fee_cents, route_payment
+from clickcash.config.domain import DomainConfig, DunningPolicy, OrderRules, Psp, RegionRule
 from clickcash.events import LineItem, OrderPlaced, PaymentDeclined, PaymentMethod
-from config.domain import DomainConfig, DunningPolicy, OrderRules, Psp, RegionRule
 from tests.unit._strategies import VISA_TEST_PAN, digits_of, pans
 
 NETWORKS = ["visa", "mastercard", "amex", "discover", "paypal", "applepay", "googlepay", "sepa"]

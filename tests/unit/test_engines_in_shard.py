@@ -13,12 +13,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors._psp_stats import REFRESHED_BUCKETS, PspStatsBook, counter_key, segment_of
-from actors.contract import OutputTopics, ShardBatch, ShardResult
-from actors.dunning import assign_tier
-from actors.shard import Shard
-from actors.state import CustomerState, InMemoryStateStore
-from config.domain import DomainConfig, TierRule
+from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.engines.dunning import assign_tier
+from clickcash.actors.engines.psp_stats import REFRESHED_BUCKETS, PspStatsBook, counter_key, segment_of
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import CustomerState, InMemoryStateStore
+from clickcash.config.domain import DomainConfig, TierRule
 from tests.unit.conftest import build_cloud_event, build_event_data, build_shard_batch
 
 TOPICS = OutputTopics("orders", "payments", "dunning", "dlq")

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from actors._decode import InputEvent, decode_record
+from clickcash.actors._decode import InputEvent, decode_record
 from clickcash.envelope import SPEC_VERSION, binary_headers, structured_event, structured_head
 from clickcash.events import OrderAccepted
-from loadtest.campaign import CampaignGenerator, CampaignMix
-from loadtest.psp_sim import _envelope as psp_sim_envelope
-from router._timers import DueTimer
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+from clickcash.loadtest.traffic.psp_sim import _envelope as psp_sim_envelope
+from clickcash.router._timers import DueTimer
 
 _ATTRS = ("specversion", "id", "source", "type", "time")
 

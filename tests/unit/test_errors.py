@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clickcash._errors import StaleShardCallError, remote_error_reason
+from clickcash.errors import StaleShardCallError, remote_error_reason
 
 
 class _RemoteError(Exception):

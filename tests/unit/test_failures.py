@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
+from clickcash.router._failures import Action, FailureKind, FailurePolicy, kafka_failure_kind
 
 P = FailureKind.PROCESSING
 OUT = FailureKind.OUTAGE

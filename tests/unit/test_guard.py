@@ -11,8 +11,8 @@ import pytest
 import ray
 import redis
 
-import router._router
-from actors._redis_state import RedisStateStore
+import clickcash.router._router
+from clickcash.actors.state.redis import RedisStateStore
 
 GUARD_TEXT = "unit tests must not use real services; put this test under tests/integration"
 
@@ -26,8 +26,8 @@ CALLS: dict[str, Callable[[], Any]] = {
     "confluent_kafka.Consumer": lambda: confluent_kafka.Consumer({"group.id": "g"}),
     "confluent_kafka.Producer": lambda: confluent_kafka.Producer({}),
     "confluent_kafka.admin.AdminClient": lambda: confluent_kafka.admin.AdminClient({}),
-    "router._router.Consumer": lambda: router._router.Consumer({"group.id": "g"}),
-    "router._router.Producer": lambda: router._router.Producer({}),
+    "clickcash.router._router.Consumer": lambda: clickcash.router._router.Consumer({"group.id": "g"}),
+    "clickcash.router._router.Producer": lambda: clickcash.router._router.Producer({}),
 }
 
 
@@ -39,7 +39,7 @@ def test_real_services_are_refused(name: str) -> None:
 
 
 def test_modules_imported_during_a_test_are_guarded_too() -> None:
-    import cluster.topics
+    import clickcash.cluster.topics
 
     with pytest.raises(RuntimeError, match="unit tests must not use real services"):
-        cluster.topics.AdminClient({"bootstrap.servers": "127.0.0.1:9"})
+        clickcash.cluster.topics.AdminClient({"bootstrap.servers": "127.0.0.1:9"})

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actors import keyspace
-from actors.state import OpenDunning, PendingStep
+from clickcash.actors import keyspace
+from clickcash.actors.state.base import OpenDunning, PendingStep
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ The layer order, written once (lowest first):
 - ``loadtest``: traffic generation, Locust, analysis, the benchmark lab;
 - the command line (``clickcash.cli``): the top floor, imported by nothing.
 
-The benchmark lab (``loadtest.contenders``) takes the shard and router apart to time their stages, so it may
+The benchmark lab (``clickcash.loadtest.contenders``) takes the shard and router apart to time their stages,
+so it may
 import their private modules; nothing else may.
 """
 
@@ -95,7 +96,7 @@ def test_imports_point_down_and_respect_private_modules() -> None:
 
 def test_the_check_can_fail() -> None:
     assert _package_of_module("clickcash.router._router") == ("router", ["_router"])
-    assert _package_of_module("loadtest.traffic.campaign") == ("loadtest", ["traffic", "campaign"])
+    assert _package_of_module("clickcash.loadtest.traffic.campaign") == ("loadtest", ["traffic", "campaign"])
     assert _package_of_module("clickcash.cli") == ("cli", ["cli"])
     assert _package_of_module("ray") is None
     assert LAYERS.index("loadtest") > LAYERS.index("cluster")

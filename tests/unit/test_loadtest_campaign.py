@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from actors._decode import InputEvent, decode_record
+from clickcash.actors._decode import InputEvent, decode_record
 from clickcash.events import DeadLetter
-from loadtest.campaign import (
+from clickcash.loadtest.traffic.campaign import (
     COUNTRIES,
     DEFAULT_PSPS,
     HARD_CODE_WEIGHTS,

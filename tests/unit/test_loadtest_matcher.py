@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.matcher import Matcher
-from loadtest.monitor import read_timeline, write_timeline
-from loadtest.psp_sim import Outage, PspSimConfig, PspSimulator, build_config, parse_outages, parse_rates
-from loadtest.report import inject_into_locust_html, plot, render_summary
-from loadtest.shapes import spike, steady, step
-from loadtest.summary import (
+from clickcash.loadtest.analysis.matcher import Matcher
+from clickcash.loadtest.analysis.report import inject_into_locust_html, plot, render_summary
+from clickcash.loadtest.analysis.summary import (
     LagSample,
     build_summary,
     build_timeline,
@@ -26,7 +23,17 @@ from loadtest.summary import (
     phase_at,
     sustained_peak,
 )
-from loadtest.verify import compare
+from clickcash.loadtest.analysis.verify import compare
+from clickcash.loadtest.locust_run.monitor import read_timeline, write_timeline
+from clickcash.loadtest.traffic.psp_sim import (
+    Outage,
+    PspSimConfig,
+    PspSimulator,
+    build_config,
+    parse_outages,
+    parse_rates,
+)
+from clickcash.loadtest.traffic.shapes import spike, steady, step
 
 T0 = 1_800_000_000.0
 

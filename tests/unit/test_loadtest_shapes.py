@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtest.options import (
+from clickcash.loadtest.locust_run.options import (
     ALL_OPTIONS,
     SHAPE_OPTIONS,
     TRAFFIC_OPTIONS,
@@ -18,9 +18,9 @@ from loadtest.options import (
     apply_config,
     forward_args,
 )
-from loadtest.options import campaign_mix as mix_from_options
-from loadtest.options import shape_params as params_from_options
-from loadtest.shapes import (
+from clickcash.loadtest.locust_run.options import campaign_mix as mix_from_options
+from clickcash.loadtest.locust_run.options import shape_params as params_from_options
+from clickcash.loadtest.traffic.shapes import (
     Phase,
     RateSchedule,
     ShapeParams,

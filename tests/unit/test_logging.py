@@ -11,12 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.contract import OutputTopics, ShardBatch
-from actors.shard import Shard
-from actors.state import InMemoryStateStore
-from clickcash._logging import JsonFormatter, RateLimitedLog, RateLimiter, _ProcessFields
+from clickcash.actors.contract import OutputTopics, ShardBatch
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import InMemoryStateStore
+from clickcash.config.domain import DomainConfig
 from clickcash.events import looks_like_card_number
-from config.domain import DomainConfig
+from clickcash.logs import JsonFormatter, RateLimitedLog, RateLimiter, _ProcessFields
 from tests.unit._strategies import VISA_TEST_PAN
 
 TOPICS = OutputTopics("clickcash.orders", "clickcash.payments", "clickcash.dunning", "clickcash.dlq")
@@ -32,12 +32,12 @@ class FakeClock:
 
 @pytest.fixture
 def json_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """JSON lines logged under ``actors.shard`` as a shard actor's process formats them."""
+    """JSON lines logged under ``clickcash.actors.shard`` as a shard actor's process formats them."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(_ProcessFields({"shard_id": 3}))
-    logger = logging.getLogger("actors.shard")
+    logger = logging.getLogger("clickcash.actors.shard")
     logger.addHandler(handler)
     old_level = logger.level
     logger.setLevel(logging.INFO)
@@ -85,7 +85,9 @@ def test_rate_limited_log_says_how_many_lines_it_suppressed(
     json_lines: Callable[[], list[dict[str, Any]]],
 ) -> None:
     clock = FakeClock()
-    rl = RateLimitedLog(logging.getLogger("actors.shard"), "dead-letter", RateLimiter(2, 10.0, clock))
+    rl = RateLimitedLog(
+        logging.getLogger("clickcash.actors.shard"), "dead-letter", RateLimiter(2, 10.0, clock)
+    )
     built: list[int] = []
 
     def fields_of(i: int) -> Callable[[], dict[str, Any]]:
@@ -129,7 +131,7 @@ def test_a_dead_letter_logs_one_warning_with_its_position_and_no_card_data(
     _shard(domain).apply(shard_batch([(2, 41, b"c-1", raw)]))
     [line] = json_lines()
     assert line["level"] == "WARNING"
-    assert line["logger"] == "actors.shard"
+    assert line["logger"] == "clickcash.actors.shard"
     assert line["shard_id"] == 3
     assert line["dead_letter_code"] == "card_data"
     assert line["msg"] == "dead letter: card_data"
@@ -187,7 +189,7 @@ def test_a_malformed_flood_is_rate_limited_per_shard(
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_a_card_number_in_any_log_line_is_masked(log_format: str) -> None:
     """Whatever a line quotes (an exception message, a library's text, a field), no card number leaves."""
-    from clickcash._logging import configure_logging
+    from clickcash.logs import configure_logging
 
     stream = io.StringIO()
     root = logging.getLogger()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster.metric_defs import (
+from clickcash.cluster.observability.metric_defs import (
     METRICS,
     CounterCarry,
     MetricsModel,
@@ -19,9 +19,9 @@ from cluster.metric_defs import (
     Topics,
     exported_names,
 )
-from cluster.metrics import MetricsServer
-from cluster.watchdog import Stall
-from router._histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, Histogram
+from clickcash.cluster.observability.metrics import MetricsServer
+from clickcash.cluster.observability.watchdog import Stall
+from clickcash.histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, Histogram
 
 TOPICS = Topics("in", "orders", "payments", "dunning", "dlq")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from clickcash._errors import ServiceError
+from clickcash.errors import ServiceError
 from clickcash.group_offsets import call_with_retry, partition_lags, total_lag
 from clickcash.offset_retry import RetryBudget, failure_message, is_transient, next_delay
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from clickcash._errors import ServiceError, StaleShardCallError
+from clickcash.errors import ServiceError, StaleShardCallError
 from clickcash.events import DeadLetter, DeadLetterCode, output_id
-from router._failures import FailureKind
-from router._parking import InMemoryParkingStore, ParkedCustomer, dropped_dead_letter
-from router.actor import classify_shard_error
+from clickcash.router._failures import FailureKind
+from clickcash.router.actor import classify_shard_error
+from clickcash.router.parking import InMemoryParkingStore, ParkedCustomer, dropped_dead_letter
 
 
 def test_a_parked_customer_holds_its_records_from_the_park_position_on() -> None:
@@ -79,7 +79,7 @@ def _parked_store() -> InMemoryParkingStore:
 
 
 def test_the_operator_lists_and_shows_parked_customers_without_card_numbers() -> None:
-    from cluster.parked_cli import list_lines, show_lines
+    from clickcash.cluster.ops.parked import list_lines, show_lines
 
     store = _parked_store()
     listed = "\n".join(list_lines(store))
@@ -91,8 +91,8 @@ def test_the_operator_lists_and_shows_parked_customers_without_card_numbers() ->
 
 
 def test_a_request_waits_for_the_routers_outcome_and_refuses_unknown_customers() -> None:
-    from clickcash._errors import ClickcashError
-    from cluster.parked_cli import request, show_lines
+    from clickcash.cluster.ops.parked import request, show_lines
+    from clickcash.errors import ClickcashError
 
     store = _parked_store()
     ticks = iter(range(100))

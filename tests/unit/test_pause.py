@@ -1,13 +1,21 @@
-"""The campaign pause switch's decisions (router._pause) and its store/CLI logic on the in-memory store."""
+"""The campaign pause switch's decisions (clickcash.router._pause) and its store/CLI logic on the in-memory
+store."""
 
 from __future__ import annotations
 
 import pytest
 
-from clickcash._errors import ClickcashError
-from cluster.parked_cli import list_lines, paused_lines, set_paused
-from router._parking import InMemoryParkingStore, ParkedCustomer
-from router._pause import campaign_of, held_counts, new_holds, pause_reason, paused_campaign, releases
+from clickcash.cluster.ops.parked import list_lines, paused_lines, set_paused
+from clickcash.errors import ClickcashError
+from clickcash.router._pause import (
+    campaign_of,
+    held_counts,
+    new_holds,
+    pause_reason,
+    paused_campaign,
+    releases,
+)
+from clickcash.router.parking import InMemoryParkingStore, ParkedCustomer
 
 
 def _value(campaign: str | None, data: str = '{"x": 1}') -> bytes:
@@ -80,7 +88,7 @@ def test_store_and_cli_pause_resume_and_list() -> None:
 
 
 def test_status_shows_held_customers_per_reason() -> None:
-    from cluster.status_view import build_status, render
+    from clickcash.cluster.observability.status_view import build_status, render
 
     routers = [
         {"router": 0, "consumed": 1, "held_customers": {"paused": 2, "parked": 0}},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtest.preflight import PreflightFigures, SloThresholds, decide, go, render
+from clickcash.loadtest.preflight import PreflightFigures, SloThresholds, decide, go, render
 
 HEALTHY = PreflightFigures(events=2_000, p99_latency_ms=180.0, dead_letters=2, drain_s=1.5)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import load_settings
-from router.actor import RouterActor
+from clickcash.config.settings import load_settings
+from clickcash.router.actor import RouterActor
 
 
 def test_a_stop_that_arrives_before_the_run_ends_the_run_at_once() -> None:

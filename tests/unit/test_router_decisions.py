@@ -1,4 +1,5 @@
-"""The router's bookkeeping decisions (``router._decisions``): state in, decision out, time as input."""
+"""The router's bookkeeping decisions (``clickcash.router._decisions``): state in, decision out, time as
+input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router._decisions import (
+from clickcash.router._decisions import (
     idle_check_due,
     partitions_known_ours,
     positions_ahead,
@@ -18,7 +19,7 @@ from router._decisions import (
     waiting_records,
     without_partitions,
 )
-from router._dispatch import RawRecord
+from clickcash.router._dispatch import RawRecord
 
 BEGINNING = -2
 

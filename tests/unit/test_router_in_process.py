@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import orjson
 
+from clickcash.config.settings import KafkaSettings, PipelineSettings, Settings
+from clickcash.router._router import Router
 from clickcash.testing import (
     FakeBroker,
     InMemoryParkingStore,
@@ -13,8 +15,6 @@ from clickcash.testing import (
     fail_customer,
     router_under_test,
 )
-from config.settings import KafkaSettings, PipelineSettings, Settings
-from router._router import Router
 from tests.unit.conftest import build_cloud_event, build_event_data
 
 CUSTOMERS = [f"c-{i}" for i in range(6)]

@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clickcash._schemas import contract_schemas, render
 from clickcash.events import INPUT_TYPES, OUTPUT_TYPES
+from clickcash.schemas import contract_schemas, render
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "config" / "schemas"
 HINT = (

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from clickcash._errors import ConfigError
-from config.settings import KafkaSecuritySettings, RedisSecuritySettings, load_settings, redact_url
+from clickcash.config.settings import KafkaSecuritySettings, RedisSecuritySettings, load_settings, redact_url
+from clickcash.errors import ConfigError
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_redacted_urls_keep_no_credentials() -> None:
 def test_compare_refuses_a_redis_password_on_its_command_line() -> None:
     import argparse
 
-    from loadtest.contenders.compare import cmd_compare
+    from clickcash.loadtest.contenders.compare import cmd_compare
 
     args = argparse.Namespace(bootstrap="127.0.0.1:9", redis_url="redis://app:hunter2@127.0.0.1:6379/0")
     with pytest.raises(ConfigError, match="CLICKCASH_REDIS__PASSWORD") as info:

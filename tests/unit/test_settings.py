@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from clickcash._errors import ClickcashError, ConfigError
-from config.domain import DEFAULT_DOMAIN_FILE, DomainConfig, load_domain_config
-from config.settings import CONFIG_FILE_ENV, Settings, load_settings
+from clickcash.config.domain import DEFAULT_DOMAIN_FILE, DomainConfig, load_domain_config
+from clickcash.config.settings import CONFIG_FILE_ENV, Settings, load_settings
+from clickcash.errors import ClickcashError, ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -192,7 +192,7 @@ def test_unreadable_domain_file_is_a_config_error(tmp_path: Path, content: str |
 
 
 def test_one_setting_sizes_every_client_and_every_created_topic() -> None:
-    from cluster.topics import all_topics, topic_config
+    from clickcash.cluster.topics import all_topics, topic_config
 
     s = load_settings(kafka={"max_message_bytes": 2_000_000})
     assert s.kafka.client_config()["message.max.bytes"] == 2_000_000

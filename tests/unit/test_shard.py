@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.contract import OutputTopics, ShardBatch, ShardResult
-from actors.shard import MAX_COMMIT_ATTEMPTS, RECORD_FRAMING_RESERVE_BYTES, Shard
-from actors.state import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch
-from clickcash._errors import StaleShardCallError, StateConflictError
-from clickcash._timer_mac import TimerMac
+from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.shard import MAX_COMMIT_ATTEMPTS, RECORD_FRAMING_RESERVE_BYTES, Shard
+from clickcash.actors.state.base import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch
+from clickcash.config.domain import DomainConfig
+from clickcash.errors import StaleShardCallError, StateConflictError
 from clickcash.events import (
     OUTPUT_SOURCE,
     OUTPUT_TYPES,
@@ -26,9 +26,9 @@ from clickcash.events import (
     looks_like_card_number,
     output_id,
 )
-from config.domain import DomainConfig
-from loadtest.campaign import CampaignGenerator, loadtest_mix
-from router._timers import DueTimer
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
+from clickcash.router._timers import DueTimer
+from clickcash.timer_mac import TimerMac
 from tests.unit._strategies import VISA_TEST_PAN
 
 TOPICS = OutputTopics(

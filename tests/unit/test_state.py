@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.contract import OutputTopics, ShardBatch
-from actors.shard import Shard
-from actors.state import (
+from clickcash.actors.contract import OutputTopics, ShardBatch
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import (
     BatchWrite,
     CustomerState,
     IdempotencyRecord,
@@ -20,7 +20,7 @@ from actors.state import (
     OpenDunning,
     OrderSummary,
 )
-from config.domain import DomainConfig
+from clickcash.config.domain import DomainConfig
 
 SUMMARY = OrderSummary(amount_cents=1000, currency="USD", country="US", network="visa")
 

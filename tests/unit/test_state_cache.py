@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actors.contract import OutputTopics, ShardBatch, ShardResult
-from actors.shard import Shard
-from actors.state import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch, StateCache
-from config.domain import DomainConfig
-from loadtest.campaign import CampaignGenerator, loadtest_mix
+from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
+from clickcash.actors.shard import Shard
+from clickcash.actors.state.base import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch, StateCache
+from clickcash.config.domain import DomainConfig
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 
 TOPICS = OutputTopics("clickcash.orders", "clickcash.payments", "clickcash.dunning", "clickcash.dlq")
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -206,7 +206,7 @@ def test_card_retries_are_bounded_and_every_cap_is_decided_as_with_all_of_them()
 
 
 def test_the_config_cannot_set_a_cap_the_bounded_history_could_not_decide() -> None:
-    from config.domain import MAX_NETWORK_RETRY_CAP, NetworkRetryLimit
+    from clickcash.config.domain import MAX_NETWORK_RETRY_CAP, NetworkRetryLimit
 
     assert CustomerState.MAX_CARD_RETRIES >= MAX_NETWORK_RETRY_CAP
     NetworkRetryLimit(max_retries_30d=MAX_NETWORK_RETRY_CAP)

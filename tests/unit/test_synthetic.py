@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from actors.contract import ShardBatch, ShardResult
+from clickcash.actors.contract import ShardBatch, ShardResult
+from clickcash.config.domain import DomainConfig
 from clickcash.events import SYNTHETIC_HEADER, InputEnvelope, OutputEnvelope
-from config.domain import DomainConfig
-from loadtest.campaign import CampaignGenerator, loadtest_mix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from tests.unit.test_shard import START, TOPICS, Rec, _fire, _only_timer, make_shard
 
 BatchFactory = Callable[..., ShardBatch]

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clickcash._errors import ConfigError
-from clickcash._timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
 from clickcash.cli import main
-from config.settings import load_settings
-from router._timers import DueTimer, TimerPump
+from clickcash.config.settings import load_settings
+from clickcash.errors import ConfigError
+from clickcash.router._timers import DueTimer, TimerPump
+from clickcash.timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
 
 FIELDS: dict[str, Any] = {
     "event_id": "timer:plan-1:2",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router._topology import Topology, plan_rescale
+from clickcash.router.topology import Topology, plan_rescale
 
 
 def test_growing_starts_shards_then_switches_routers() -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from clickcash._logging import configure_logging, log_context
-from cluster.metric_defs import PartitionLag
-from cluster.status_view import build_status, render
-from cluster.watchdog import PartitionProgress, StallWatchdog, stalled_shards
+from clickcash.cluster.observability.metric_defs import PartitionLag
+from clickcash.cluster.observability.status_view import build_status, render
+from clickcash.cluster.observability.watchdog import PartitionProgress, StallWatchdog, stalled_shards
+from clickcash.logs import configure_logging, log_context
 
 
 def test_a_partition_with_lag_and_no_commit_stalls_after_the_threshold() -> None:
@@ -109,7 +109,7 @@ def test_json_log_lines_carry_process_and_event_context() -> None:
 
 
 def test_a_router_waiting_for_a_service_is_reported_at_once_with_the_service() -> None:
-    from cluster.watchdog import outage_stalls
+    from clickcash.cluster.observability.watchdog import outage_stalls
 
     stalls = outage_stalls({0: ("redis", 3.0), 1: ("", 0.0)})
     assert [(s.kind, s.id) for s in stalls] == [("router", 0)]

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cluster.local_stack import LocalStack
-from config.settings import SECRETS_DIR_ENV, Settings, load_settings
+from clickcash.cluster.local.stack import LocalStack
+from clickcash.config.settings import SECRETS_DIR_ENV, Settings, load_settings
 
 RoleSettings = Callable[..., Settings]
 

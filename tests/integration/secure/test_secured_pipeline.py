@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from cluster.campaign_run import produce_events
-from cluster.local_stack import LocalStack
-from cluster.topics import ensure_topics
-from cluster.verify import verify
-from loadtest.campaign import CampaignGenerator, CampaignMix
+from clickcash.cluster.local.stack import LocalStack
+from clickcash.cluster.topics import ensure_topics
+from clickcash.cluster.verify import verify
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+from clickcash.loadtest.traffic.campaign_run import produce_events
 from tests.integration._harness import running_app, wait_for_drain
 from tests.integration.secure.conftest import RoleSettings
 

@@ -7,11 +7,11 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
-from clickcash._errors import ServiceError
-from cluster.access import check_connection, check_read, new_group
-from cluster.local_stack import LocalStack
-from cluster.topics import ensure_topics
-from config.settings import KafkaSecuritySettings
+from clickcash.cluster.access import check_connection, check_read, new_group
+from clickcash.cluster.local.stack import LocalStack
+from clickcash.cluster.topics import ensure_topics
+from clickcash.config.settings import KafkaSecuritySettings
+from clickcash.errors import ServiceError
 from tests.integration.secure.conftest import RoleSettings
 
 DOWNSTREAM = ("orders", "payments", "dunning")
@@ -80,7 +80,7 @@ def test_a_wrong_password_fails_fast_with_a_clear_message(role_settings: RoleSet
 def test_an_untrusted_certificate_fails_fast_with_a_clear_message(
     role_settings: RoleSettings, secure_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from cluster._secure import make_tls
+    from clickcash.cluster.local._secure import make_tls
 
     other_ca = make_tls(tmp_path_factory.mktemp("other-ca")).ca_cert
     k = role_settings("operator").kafka.model_copy(update={"ssl_ca_location": other_ca})
@@ -91,7 +91,7 @@ def test_an_untrusted_certificate_fails_fast_with_a_clear_message(
 def test_the_app_refuses_to_start_with_a_wrong_password(
     role_settings: RoleSettings, ray_session: None
 ) -> None:
-    from cluster.app import App
+    from clickcash.cluster.app import App
 
     app_settings = role_settings("app", ray={"namespace": "secure-wrong-password"})
     wrong = app_settings.model_copy(

@@ -1,0 +1,1 @@
+"""Shard state: the store protocol and the in-memory store (base), the Redis store (redis)."""

@@ -1,0 +1,1 @@
+"""Local provisioning: a real Kafka, redis-server and Ray nodes on this machine."""

@@ -1,0 +1,1 @@
+"""Observability: metrics, the monitor, status, app logs, breakers, the watchdog."""

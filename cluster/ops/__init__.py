@@ -1,0 +1,1 @@
+"""Operator commands: status/stop, parked customers, scaling, ACLs and the catalogue."""

@@ -1,0 +1,1 @@
+"""Analysis of a run: matching outputs to inputs, summaries, reports, recounts. Pure."""

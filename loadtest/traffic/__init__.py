@@ -1,0 +1,1 @@
+"""Traffic generation: campaign events, load shapes, simulated PSPs, pushing a campaign."""

@@ -1,0 +1,244 @@
+"""Push a campaign through a running clickcash and measure what came out.
+
+The main job of the README's first command, and the engine of ``clickcash bench``: produce generated
+events (optionally paced), wait until the consumer group has committed everything, read the committed
+outputs, match them to inputs by ``causationid`` and report counts, throughput and latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from clickcash.cluster.offsets import RDKAFKA_LOG, GroupOffsets
+from clickcash.cluster.outputs import OutputReader
+from clickcash.config.settings import Settings
+from clickcash.errors import ClickcashError, ServiceError
+from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix, decisions_line
+
+SYNTHETIC_HEADERS: list[tuple[str, str | bytes | None]] = [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)]
+"""the generated campaign is synthetic traffic: marked on the record as in its envelope"""
+
+
+@dataclass
+class CampaignReport:
+    events: int
+    inputs_by_kind: dict[str, int]
+    outputs_by_type: dict[str, int]
+    dead_letters_by_reason: dict[str, int]
+    elapsed_s: float
+    produce_s: float
+    events_per_s: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    duplicate_output_ids: int = 0
+    orders_without_decision: int = 0
+
+    def render(self, mix: str | None = None) -> str:
+        lines = [
+            decisions_line(mix, self.outputs_by_type),
+            f"events sent:        {self.events}  "
+            + ", ".join(f"{k}={v}" for k, v in sorted(self.inputs_by_kind.items())),
+            "outputs by type:    " + ", ".join(f"{k}={v}" for k, v in sorted(self.outputs_by_type.items())),
+            "dead letters:       "
+            + (", ".join(f"{k}={v}" for k, v in sorted(self.dead_letters_by_reason.items())) or "none"),
+            f"throughput:         {self.events_per_s:,.0f} events/s end to end "
+            f"({self.events} events in {self.elapsed_s:.2f} s; producing took {self.produce_s:.2f} s)",
+            "latency send->committed output (with the backlog flat-out input builds): "
+            + ", ".join(f"{k} {v:,.1f} ms" for k, v in self.latency_ms.items()),
+            f"checks:             duplicate output ids={self.duplicate_output_ids}, "
+            f"orders without a decision={self.orders_without_decision}",
+        ]
+        return "\n".join(lines)
+
+    def render_latency(self) -> str:
+        """Latency and checks only: for a paced run, whose throughput is the pace."""
+        return "\n".join(
+            [
+                "latency send->committed output: "
+                + ", ".join(f"{k} {v:,.1f} ms" for k, v in self.latency_ms.items()),
+                f"checks:             duplicate output ids={self.duplicate_output_ids}, "
+                f"orders without a decision={self.orders_without_decision}",
+            ]
+        )
+
+
+def produce_events(
+    settings: Settings,
+    generator: CampaignGenerator,
+    events: int,
+    *,
+    rate_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, float], Counter[str], list[str]]:
+    """Produce ``events`` generated events; returns send times by event id, kinds, and order event ids."""
+    return send_campaign(
+        {**settings.kafka.client_config(), "linger.ms": 5},
+        settings.kafka.input_topic,
+        generator,
+        events,
+        rate_per_s=rate_per_s,
+        progress=progress,
+    )
+
+
+def send_campaign(
+    producer_config: dict[str, Any],
+    topic: str,
+    generator: CampaignGenerator,
+    events: int,
+    *,
+    rate_per_s: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 5000,
+    flush_timeout_s: float = 60,
+) -> tuple[dict[str, float], Counter[str], list[str]]:
+    """Produce ``events`` generated events (idempotent, acks=all) to ``topic``, paced at ``rate_per_s``
+    or flat out; returns send times by event id, kinds, and order event ids. Raises ``ServiceError`` if
+    any record was not delivered."""
+    producer = Producer({**producer_config, "enable.idempotence": True, "acks": "all", "logger": RDKAFKA_LOG})
+    failures: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    sent_at: dict[str, float] = {}
+    kinds: Counter[str] = Counter()
+    orders: list[str] = []
+    start = time.monotonic()
+    for i in range(events):
+        if rate_per_s:
+            ahead = start + i / rate_per_s - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        ev = generator.next_event()
+        kinds[ev.kind] += 1
+        if ev.event_id is not None and ev.kind != "duplicate":
+            sent_at[ev.event_id] = time.time()
+            if ev.kind == "order.placed":
+                orders.append(ev.event_id)
+        while True:
+            try:
+                producer.produce(topic, ev.value, ev.key, headers=SYNTHETIC_HEADERS, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if progress and (i + 1) % progress_every == 0:
+            progress(i + 1)
+    if producer.flush(flush_timeout_s) != 0 or failures:
+        raise ServiceError("kafka", f"input not fully delivered: {failures[:3]}")
+    return sent_at, kinds, orders
+
+
+def wait_drained(
+    settings: Settings, timeout_s: float, progress: Callable[[int | None], None] | None = None
+) -> None:
+    """Wait until the consumer group has committed every input offset."""
+    deadline = time.monotonic() + timeout_s
+    with GroupOffsets(settings) as offsets:
+        lag = offsets.lag()
+        while time.monotonic() < deadline:
+            lag = offsets.lag()
+            if progress:
+                progress(lag)
+            if lag == 0:
+                return
+            time.sleep(0.5)
+    raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
+
+
+def run_campaign(
+    settings: Settings,
+    events: int,
+    *,
+    mix: CampaignMix | None = None,
+    seed: int = 7,
+    rate_per_s: float | None = None,
+    timeout_s: float = 600,
+    log: Callable[[str], None] = print,
+) -> CampaignReport:
+    run_id = f"r{uuid.uuid4().hex[:8]}"
+    gen = CampaignGenerator(mix or CampaignMix(), seed=seed, run_id=run_id)
+    reader = OutputReader(settings)
+    stop_reading = threading.Event()
+
+    def read_continuously() -> None:
+        while not stop_reading.is_set():
+            reader.poll(0.005)
+
+    # a dedicated thread reads outputs as they commit, so seen_at is when they became visible
+    thread = threading.Thread(target=read_continuously, name="output-reader", daemon=True)
+    thread.start()
+    try:
+        t0 = time.time()
+        sent_at, kinds, orders = produce_events(
+            settings,
+            gen,
+            events,
+            rate_per_s=rate_per_s,
+            progress=lambda n: log(f"  produced {n:,}/{events:,} events"),
+        )
+        produce_s = time.time() - t0
+        last_lag: int | None = -1
+        deadline = time.monotonic() + timeout_s
+        with GroupOffsets(settings) as offsets:
+            while True:
+                lag = offsets.lag()
+                if lag != last_lag:
+                    log(f"  waiting for commits: lag {lag if lag is not None else '?'}")
+                    last_lag = lag
+                if lag == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise ClickcashError(f"input not drained after {timeout_s:.0f} s (lag {lag})")
+                time.sleep(0.25)
+        idle_since, seen = time.monotonic(), len(reader.records)
+        while time.monotonic() - idle_since < 2.0:
+            time.sleep(0.1)
+            if len(reader.records) != seen:
+                idle_since, seen = time.monotonic(), len(reader.records)
+    finally:
+        stop_reading.set()
+        thread.join(10)
+        reader.close()
+    mine = run_id.encode()
+    records = [r for r in reader.records if r.key is not None and r.key.startswith(mine)]
+    outputs = Counter(r.type for r in records)
+    dead: Counter[str] = Counter()
+    for r in records:
+        if r.type == "clickcash.dead_letter":
+            dead[orjson.loads(r.headers["clickcash_reason"])["code"]] += 1
+    ids = Counter(r.id for r in records)
+    decided = {r.causationid for r in records if r.type in ("order.accepted", "order.rejected")}
+    latencies = sorted(
+        (r.seen_at - sent_at[r.causationid]) * 1000 for r in records if r.causationid in sent_at
+    )
+    last_seen = max((r.seen_at for r in records), default=time.time())
+    elapsed = max(last_seen - t0, 1e-9)
+    lat: dict[str, float] = {}
+    if latencies:
+        q = statistics.quantiles(latencies, n=100, method="inclusive")
+        lat = {"p50": q[49], "p99": q[98], "max": latencies[-1]}
+    return CampaignReport(
+        events=events,
+        inputs_by_kind=dict(kinds),
+        outputs_by_type=dict(outputs),
+        dead_letters_by_reason=dict(dead),
+        elapsed_s=elapsed,
+        produce_s=produce_s,
+        events_per_s=events / elapsed,
+        latency_ms=lat,
+        duplicate_output_ids=sum(c - 1 for c in ids.values() if c > 1),
+        orders_without_decision=sum(1 for o in orders if o not in decided),
+    )
