@@ -222,8 +222,8 @@ def expected_streams(
 
 
 def _describe(value: bytes, headers: list[tuple[str, bytes]] | None) -> str:
-    if headers:
-        h = dict(headers)
+    h = dict(headers or ())
+    if "clickcash_source_partition" in h:
         return (
             f"dead letter of partition {h['clickcash_source_partition'].decode()} "
             f"offset {h['clickcash_source_offset'].decode()}"
