@@ -60,7 +60,13 @@ def _get(samples: Samples, name: str, **labels: str) -> float:
 
 
 def _by(samples: Samples, name: str, label: str) -> dict[str, float]:
-    return {dict(k[1])[label]: v for k, v in samples.items() if k[0] == name}
+    """The series of ``name`` summed by ``label`` (over its other labels, e.g. ``synthetic``)."""
+    out: dict[str, float] = {}
+    for k, v in samples.items():
+        if k[0] == name:
+            value = dict(k[1])[label]
+            out[value] = out.get(value, 0.0) + v
+    return out
 
 
 def _http_status(url: str) -> int:
@@ -193,11 +199,11 @@ def test_metrics_endpoint_counts_match_what_was_processed(make_settings: Setting
     assert _get(samples, "clickcash_dunning_timer_commands_total") == timer_commands
 
     by_topic_type = Counter((o.topic, o.type) for o in outputs)
-    out = {
-        (dict(k[1])["topic"], dict(k[1])["type"]): v
-        for k, v in samples.items()
-        if k[0] == "clickcash_events_out_total" and v > 0
-    }
+    out: dict[tuple[str, str], float] = {}
+    for k, v in samples.items():
+        if k[0] == "clickcash_events_out_total" and v > 0:
+            labels = dict(k[1])
+            out[(labels["topic"], labels["type"])] = out.get((labels["topic"], labels["type"]), 0.0) + v
     assert out.pop((topic, "dunning.timer_fired"), 0) == timer_commands
     assert out == dict(by_topic_type)
     produced = _by(samples, "clickcash_records_produced_total", "topic")
