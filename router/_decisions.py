@@ -22,11 +22,29 @@ class HoldsRecords(Protocol):
     def holds(self, partition: int, offset: int) -> bool: ...
 
 
-def partitions_known_ours(assigned: Collection[int], delivered_since_seek: Collection[int]) -> list[int]:
-    """Owned partitions whose consumer position is this router's own: those that delivered a record since
-    the last rewind or assignment. librdkafka reports the pre-rewind position until the next delivery, and
-    committing that would skip the replay."""
-    return sorted(set(assigned) & set(delivered_since_seek))
+def partitions_known_ours(
+    assigned: Collection[int],
+    delivered_since_seek: Collection[int],
+    positions: Mapping[int, int] | None = None,
+    positions_at_seek: Mapping[int, int] | None = None,
+) -> list[int]:
+    """Owned partitions whose consumer position is this router's own.
+
+    librdkafka may report a position from before the last rewind or assignment until the consumer has
+    fetched again, and committing that would skip the replay. A position is the router's own once the
+    partition delivered a record since that seek, or, after a rewind, once the reported position moved
+    away from what it read right after the seek (``positions_at_seek``): the consumer moved it itself.
+    The second case is a log that ends in a transaction marker (timer commands are written
+    transactionally): the fetch skips the marker and moves the position without delivering anything, and
+    without it the partition's lag would stay at 1 until its next record arrives."""
+    moved: set[int] = set()
+    if positions is not None and positions_at_seek is not None:
+        moved = {
+            p
+            for p, pos in positions.items()
+            if pos >= 0 and p in positions_at_seek and pos != positions_at_seek[p]
+        }
+    return sorted(set(assigned) & (set(delivered_since_seek) | moved))
 
 
 def positions_ahead(positions: Mapping[int, int], tracked: Mapping[int, int]) -> dict[int, int]:

@@ -283,9 +283,11 @@ class Router:
         self._pending_pool: ShardPool | None = None
         self._fenced = False
         self._delivered_since_seek: set[int] = set()
-        """partitions that delivered a record since the last rewind or assignment: only their consumer
-        position is known to be ours (librdkafka keeps reporting the pre-rewind position until the next
-        delivery, and committing that would skip the replay)"""
+        """partitions that delivered a record since the last rewind or assignment: their consumer
+        position is known to be ours (``partitions_known_ours``)"""
+        self._positions_at_seek: dict[int, int] = {}
+        """the consumer positions read right after the last rewind, per partition: a position that moved
+        away from it without a delivery moved past a transaction marker"""
         self.stats.shards = pool.size
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -832,11 +834,12 @@ class Router:
         if self._inflight or not self._assigned:
             return {}
         tracked = {**self._offsets.committed, **self._offsets.pending()}
-        owned = partitions_known_ours(self._assigned, self._delivered_since_seek)
-        if not owned:
-            return {}
-        tps = [TopicPartition(self._topic, p) for p in owned]
-        return positions_ahead({tp.partition: tp.offset for tp in self._consumer.position(tps)}, tracked)
+        tps = [TopicPartition(self._topic, p) for p in sorted(self._assigned)]
+        positions = {tp.partition: tp.offset for tp in self._consumer.position(tps)}
+        owned = partitions_known_ours(
+            self._assigned, self._delivered_since_seek, positions, self._positions_at_seek
+        )
+        return positions_ahead({p: positions[p] for p in owned if p in positions}, tracked)
 
     def _commit_idle_positions(self) -> None:
         if not idle_check_due(time.monotonic(), self._idle_checked, self._commit_interval_s, self._txn.open):
@@ -903,13 +906,21 @@ class Router:
         targets = rewind_targets(((tp.partition, tp.offset) for tp in committed), OFFSET_BEGINNING)
         for partition, offset in sorted(targets.items()):
             self._consumer.seek(TopicPartition(self._topic, partition, offset))
+        self._note_positions_at_seek(tps)
         with self._lock:
             self.stats.rewinds += 1
+
+    def _note_positions_at_seek(self, tps: list[TopicPartition]) -> None:
+        for tp in self._consumer.position(tps):
+            self._positions_at_seek[tp.partition] = tp.offset
 
     # --- rebalance callbacks (run inside consume()) ----------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._delivered_since_seek.difference_update(tp.partition for tp in partitions)
+        for tp in partitions:
+            # what an assignment's position reports before its first fetch is not known to be fresh
+            self._positions_at_seek.pop(tp.partition, None)
         self._assigned.update(tp.partition for tp in partitions)
         log.info("router %d: assigned %s", self.stats.router_index, sorted(self._assigned))
         # another router may have parked customers of these partitions: reloaded before the next

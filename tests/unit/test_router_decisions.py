@@ -92,3 +92,15 @@ def test_an_idle_router_looks_for_positions_once_per_interval_and_never_with_an_
     assert idle_check_due(now_s=10.0, last_checked_s=9.5, interval_s=0.1, txn_open=False)
     assert not idle_check_due(now_s=10.0, last_checked_s=9.95, interval_s=0.1, txn_open=False)
     assert not idle_check_due(now_s=100.0, last_checked_s=0.0, interval_s=0.1, txn_open=True)
+
+
+def test_a_position_that_moved_since_the_rewind_without_a_delivery_is_ours() -> None:
+    # partition 0 ends in a transaction marker: the fetch after the rewind skipped it (3 -> 4 reported as
+    # -1001 right after the seek, 4 later); partition 1 still reports what it read at the seek
+    at_seek = {0: -1001, 1: 9, 2: 5}
+    now = {0: 4, 1: 9, 2: -1001}
+    assert partitions_known_ours({0, 1, 2}, set(), now, at_seek) == [0]
+    assert partitions_known_ours({1, 2}, set(), now, at_seek) == []  # not owned
+    assert partitions_known_ours({0, 1, 2}, {1}, now, at_seek) == [0, 1]
+    # not rewound since its assignment: only a delivery makes it ours
+    assert partitions_known_ours({3}, set(), {3: 12}, at_seek) == []
