@@ -21,6 +21,10 @@ class SloThresholds:
     """dead letters per input record"""
     freshness_s: float = 60.0
     """seconds the backlog took to drain after the spike stopped (the consumer lag in seconds it built)"""
+    parked_customers: int = 0
+    """customers the spike parked: a record the engines fail on is a fault the campaign would hit at scale
+    (production's parked SLO, no customer parked for 15 minutes, is about how fast an operator answers;
+    before a launch, any parked customer is a finding)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,8 @@ class PreflightFigures:
     """None when no output came back (then latency is NO-GO)"""
     dead_letters: int
     drain_s: float
+    parked_customers: int = 0
+    """customers parked during the spike that were not parked before it"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,12 @@ def decide(figures: PreflightFigures, slo: SloThresholds) -> list[Verdict]:
             figures.drain_s <= slo.freshness_s,
             f"backlog drained {figures.drain_s:,.1f} s after the spike",
             f"<= {slo.freshness_s:,.1f} s",
+        ),
+        Verdict(
+            "parked customers",
+            figures.parked_customers <= slo.parked_customers,
+            f"{figures.parked_customers} parked by the spike",
+            f"<= {slo.parked_customers}",
         ),
     ]
 

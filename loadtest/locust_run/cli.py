@@ -94,6 +94,9 @@ def add_loadtest_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--slo-dead-letter-ratio", type=float, default=0.005, help="dead-letter SLO: per input")
     g.add_argument("--slo-freshness-s", type=float, default=60.0, help="freshness SLO: seconds to drain")
+    g.add_argument(
+        "--slo-parked-customers", type=int, default=0, help="parked SLO: customers the spike may park"
+    )
     p.set_defaults(func=cmd_loadtest, closed_loop=False)
 
 
@@ -201,11 +204,13 @@ def _preflight(args: argparse.Namespace, settings: Any) -> int:
         p99_latency_ms=args.slo_p99_latency_ms,
         dead_letter_ratio=args.slo_dead_letter_ratio,
         freshness_s=args.slo_freshness_s,
+        parked_customers=args.slo_parked_customers,
     )
     events = max(1, int(peak * args.preflight_seconds))
     _log(f"kafka {settings.kafka.bootstrap_servers}: {events:,} synthetic events at {peak:,.0f}/s")
     app = _start_app(settings) if args.with_app else None
     try:
+        parked_before = _parked_customers(settings)
         # a warm-up the decision does not see: the first batches of an app that has been idle pay for
         # connections and caches once, which a live deployment already has behind it
         run_campaign(
@@ -225,6 +230,7 @@ def _preflight(args: argparse.Namespace, settings: Any) -> int:
             timeout_s=args.preflight_seconds + args.drain_timeout,
             log=lambda _m: None,
         )
+        parked_by_spike = len(_parked_customers(settings) - parked_before)
     finally:
         if app is not None:
             _stop_app(app, None)
@@ -233,10 +239,25 @@ def _preflight(args: argparse.Namespace, settings: Any) -> int:
         p99_latency_ms=report.latency_ms.get("p99"),
         dead_letters=sum(report.dead_letters_by_reason.values()),
         drain_s=max(0.0, report.elapsed_s - report.produce_s),
+        parked_customers=parked_by_spike,
     )
     verdicts = decide(figures, slo)
     _log(render(verdicts, peak))
     return 0 if go(verdicts) else 1
+
+
+def _parked_customers(settings: Any) -> set[bytes]:
+    """The customers parked now by a failure (the deployment's parking store in Redis); customers held
+    by a paused campaign are an operator's choice, not a finding."""
+    from clickcash.router import paused_campaign
+    from clickcash.router.parking import RedisParkingStore
+
+    r = settings.redis
+    store = RedisParkingStore.from_url(r.url.get_secret_value(), r.key_prefix, r.socket_timeout_s)
+    try:
+        return {c for c, p in store.load().items() if paused_campaign(p.reason) is None}
+    finally:
+        store.close()
 
 
 def _start_app(settings: Any) -> Any:

@@ -41,6 +41,7 @@ def test_preflight_is_go_with_default_slos_and_no_go_when_a_threshold_is_impossi
     assert go == 0, first
     assert first.rstrip().splitlines()[-1] == "GO"
     assert "GO     end-to-end latency: p99" in first
+    assert "GO     parked customers: 0 parked by the spike" in first
     assert no_go == 1, second
     assert second.rstrip().splitlines()[-1] == "NO-GO"
     assert "NO-GO  end-to-end latency: p99" in second and "SLO p99 <= 0.0 ms" in second
