@@ -21,6 +21,7 @@ from clickcash.events import (
     InputEnvelope,
     _rfc3339_text,
     mask_card_numbers,
+    says_synthetic,
 )
 
 
@@ -193,14 +194,5 @@ def decode_record(
 
 
 def synthetic_value(value: bytes | None) -> bool:
-    """Whether a record that became a dead letter still says ``synthetic: true`` in a JSON object envelope.
-
-    Only on the dead-letter path (rare): a record that is not a JSON object cannot say, and counts as real
-    traffic."""
-    if not value:
-        return False
-    try:
-        raw = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(raw, dict) and raw.get("synthetic") is True
+    """Whether a record that became a dead letter still says ``synthetic: true`` (``says_synthetic``)."""
+    return says_synthetic(value)

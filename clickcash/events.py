@@ -15,6 +15,7 @@ from hashlib import sha1
 from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from clickcash.card_data import holds_card_number
@@ -26,6 +27,22 @@ SYNTHETIC_HEADER = "ce_synthetic"
 """Kafka header of every output and dead letter of a synthetic input (value ``true``): a consumer that acts
 on real orders (a PSP, a CRM) drops synthetic traffic with this one header check, without parsing."""
 SYNTHETIC_HEADER_VALUE = b"true"
+
+
+def says_synthetic(value: bytes | None) -> bool:
+    """Whether a record that became a dead letter still says ``synthetic: true`` in a JSON object envelope.
+
+    Only on dead-letter paths (rare): a record that is not a JSON object cannot say, and counts as real
+    traffic."""
+    if not value:
+        return False
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(raw, dict) and raw.get("synthetic") is True
+
+
 _OUTPUT_ID_NAMESPACE = uuid.UUID("6f1b2a8e-3c2d-4f5e-9a7b-1c0d2e3f4a5b")
 _OUTPUT_ID_NAMESPACE_BYTES = _OUTPUT_ID_NAMESPACE.bytes
 

@@ -43,7 +43,16 @@ import redis
 from clickcash.actors import keyspace
 from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
 from clickcash.errors import map_exceptions
-from clickcash.events import OUTPUT_SOURCE, DeadLetter, DeadLetterCode, mask_card_numbers, output_id
+from clickcash.events import (
+    OUTPUT_SOURCE,
+    SYNTHETIC_HEADER,
+    SYNTHETIC_HEADER_VALUE,
+    DeadLetter,
+    DeadLetterCode,
+    mask_card_numbers,
+    output_id,
+    says_synthetic,
+)
 from clickcash.router._dispatch import RawRecord
 
 Headers = list[tuple[str, bytes]]
@@ -305,8 +314,9 @@ def dropped_dead_letter(
     source_topic: str, record: RawRecord, detail: str, time_text: str
 ) -> tuple[bytes | None, bytes, Headers]:
     """The dead letter of a parked record an operator dropped: (key, value, headers), in the shards' dead
-    letter form (original bytes with card numbers masked, the reason in ``clickcash_reason``), its id
-    derived from the record's position like every dead letter's."""
+    letter form (original bytes with card numbers masked, the reason in ``clickcash_reason``, the
+    ``ce_synthetic`` header when the record says it is synthetic), its id derived from the record's
+    position like every dead letter's."""
     partition, offset, key, value, _ = record
     body, redacted = mask_card_numbers(value or b"")
     dl = DeadLetter(
@@ -331,4 +341,6 @@ def dropped_dead_letter(
     ]
     if key is not None:
         headers.append(("ce_partitionkey", key))
+    if says_synthetic(value):
+        headers.append((SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE))
     return key, body, headers

@@ -48,6 +48,15 @@ def test_a_dropped_record_becomes_a_dead_letter_with_its_positional_id_and_maske
     reason = DeadLetter.model_validate(orjson.loads(h["clickcash_reason"]))
     assert reason.code is DeadLetterCode.PARKED_DROPPED
     assert (reason.partition, reason.offset, reason.redacted) == (3, 17, True)
+    assert "ce_synthetic" not in h
+
+
+def test_a_dropped_synthetic_record_keeps_the_synthetic_header() -> None:
+    value = b'{"id": "e-1", "synthetic": true}'
+    _, _, headers = dropped_dead_letter(
+        "t.events", (0, 1, b"c-1", value, 1), "dropped", "2026-01-01T00:00:00Z"
+    )
+    assert dict(headers)["ce_synthetic"] == b"true"
 
 
 class _RayLikeError(Exception):
