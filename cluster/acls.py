@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 from clickcash.actors import keyspace
+from clickcash.config.settings import router_transactional_id_prefix
 
 if TYPE_CHECKING:
     from clickcash.config.settings import Settings
@@ -79,9 +80,9 @@ class AclInputs:
 
 def transactional_id_pattern(inp: AclInputs) -> str:
     """The routers' transactional ids are ``<prefix>-<group>-router-<i>``
-    (clickcash.router._router.producer_config):
-    the ACL's prefix is exactly that, so another app's ids under the same prefix stay out of reach."""
-    return f"{inp.transactional_id_prefix}-{inp.group_id}-router-"
+    (``KafkaSettings.router_transactional_id``): the ACL's prefix is exactly that, so another app's ids
+    under the same prefix stay out of reach."""
+    return router_transactional_id_prefix(inp.transactional_id_prefix, inp.group_id)
 
 
 def kafka_acls(inp: AclInputs) -> list[KafkaAcl]:

@@ -273,6 +273,16 @@ class KafkaSettings(KafkaSecuritySettings):
         """Every Kafka client's librdkafka settings: connection and security, plus the record size limit."""
         return {**super().client_config(), "message.max.bytes": self.max_message_bytes}
 
+    def router_transactional_id(self, router_index: int) -> str:
+        """Router ``router_index``'s transactional id: stable across restarts, so a restarted router's
+        producer fences the one it replaces (``router_transactional_id_prefix`` + index)."""
+        return f"{router_transactional_id_prefix(self.transactional_id_prefix, self.group_id)}{router_index}"
+
+
+def router_transactional_id_prefix(transactional_id_prefix: str, group_id: str) -> str:
+    """What every router's transactional id starts with (the prefixed ACL of docs/security.md)."""
+    return f"{transactional_id_prefix}-{group_id}-router-"
+
 
 class RedisSettings(RedisSecuritySettings):
     key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "cc"

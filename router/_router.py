@@ -193,7 +193,7 @@ def producer_config(settings: Settings, router_index: int) -> dict[str, Any]:
     k = settings.kafka
     return {
         **k.client_config(),
-        "transactional.id": f"{k.transactional_id_prefix}-{k.group_id}-router-{router_index}",
+        "transactional.id": k.router_transactional_id(router_index),
         "transaction.timeout.ms": k.transaction_timeout_ms,
         # Right after a commit the coordinator is still writing the markers, so the next transaction's
         # AddOffsetsToTxn is answered CONCURRENT_TRANSACTIONS and librdkafka waits retry.backoff.ms (default
