@@ -321,7 +321,7 @@ def route_payment(
             w.success_per_pct * rate * 100 - w.cost_per_pct * cost_pct - w.priority_per_unit * p.priority
         )
         if technical and now_ms is not None:  # no technical failure in the window: the breaker is closed
-            tripped = breaker_failures(seg_stats, now_ms, pol)
+            tripped = _breaker_at(seg_stats, now_ms, pol)
             if tripped is not None:
                 broken[p.name] = tripped
 
@@ -419,6 +419,37 @@ def _rate_and_technical(
         _rate_memo.clear()
     _rate_memo[key] = (stats, policy, rate, technical)
     return rate, technical
+
+
+_breaker_memo: dict[
+    tuple[int, int], tuple[SegmentStats, RoutingPolicy, int, int, tuple[int, int] | None]
+] = {}
+
+
+def _breaker_at(stats: SegmentStats, now_ms: int, policy: RoutingPolicy) -> tuple[int, int] | None:
+    """``breaker_failures`` remembered per stats object with the span of instants it holds for.
+
+    Within one window (the live buckets, fixed between two bucket starts) the answer changes only when
+    ``now_ms`` crosses a bucket's cool-down end (``start + bucket_ms + cooldown_ms``: the windows ending
+    at that bucket stop counting), so an answer holds from the last such end at or before ``now_ms`` to
+    the next one after it, and inside the bucket ``now_ms`` falls in."""
+    key = (id(stats), id(policy))
+    hit = _breaker_memo.get(key)
+    if hit is not None and hit[0] is stats and hit[1] is policy and hit[2] <= now_ms < hit[3]:
+        return hit[4]
+    answer = breaker_failures(stats, now_ms, policy)
+    bucket_start = _bucket_start_ms(now_ms, policy)
+    lo, hi = bucket_start, bucket_start + policy.bucket_ms
+    for b in stats.buckets:
+        ends = b[0] + policy.bucket_ms + policy.breaker.cooldown_ms
+        if ends <= now_ms:
+            lo = max(lo, ends)
+        else:
+            hi = min(hi, ends)
+    if len(_breaker_memo) >= _RATE_MEMO_MAX:
+        _breaker_memo.clear()
+    _breaker_memo[key] = (stats, policy, lo, hi, answer)
+    return answer
 
 
 _ELIGIBLE_MAX = 10_000
