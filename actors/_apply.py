@@ -20,7 +20,7 @@ from clickcash.actors.engines.psp_routing import RouteDecision, RouteRequest, dr
 from clickcash.actors.engines.psp_stats import PspStatsBook, segment_of
 from clickcash.actors.state.base import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
 from clickcash.config.domain import DomainConfig
-from clickcash.envelope import structured_event
+from clickcash.envelope import structured_event_after, structured_tail
 from clickcash.events import (
     OUTPUT_SOURCE,
     SYNTHETIC_HEADER,
@@ -90,6 +90,8 @@ class EventApplier:
         self._last_instant: tuple[int, datetime, str] = (0, _EPOCH, _EPOCH.isoformat())
         """(ms, datetime, its text) of the last event with a record timestamp: under load many events of
         a batch share a millisecond, and the datetime and its text are immutable"""
+        self._tail: tuple[tuple[object, ...], bytes] = ((), b"")
+        """the envelope attributes from ``time`` on of the last output, with what they were made of"""
 
     def apply(self, a: Apply) -> None:
         data = a.ev.data
@@ -132,21 +134,28 @@ class EventApplier:
         ev = a.ev
         correlationid, campaignid = a.attribution or (ev.correlationid, ev.campaignid)
         synthetic = ev.synthetic if a.synthetic is None else a.synthetic
-        extensions: dict[str, object] = {
-            "causationid": ev.id,
-            "correlationid": correlationid,
-            "campaignid": campaignid,
-        }
-        if synthetic:
-            extensions["synthetic"] = True
-        value = structured_event(
+        # the attributes from ``time`` on are the same for every output of the event: encoded once
+        tail_key = (ev.id, ev.customer_id, a.time_text, correlationid, campaignid, synthetic)
+        if self._tail[0] != tail_key:
+            extensions: dict[str, object] = {
+                "causationid": ev.id,
+                "correlationid": correlationid,
+                "campaignid": campaignid,
+            }
+            if synthetic:
+                extensions["synthetic"] = True
+            tail = structured_tail(
+                time=a.time_text,
+                datacontenttype="application/json",
+                partitionkey=ev.customer_id,
+                extensions=extensions,
+            )
+            self._tail = (tail_key, tail)
+        value = structured_event_after(
             id=output_id(ev.id, role),
             source=OUTPUT_SOURCE,
             type=type_,
-            time=a.time_text,
-            datacontenttype="application/json",
-            partitionkey=ev.customer_id,
-            extensions=extensions,
+            tail=self._tail[1],
             data=data if isinstance(data, bytes) else data.__pydantic_serializer__.to_json(data),
         )
         if synthetic:
