@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from clickcash.actors import _output_json as output_json
 from clickcash.events import OrderAccepted, Reason, RouteDecided
 
-_ids = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=20)
-_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+_ids = st.text(
+    st.characters(codec="utf-8", min_codepoint=0x20, exclude_characters="\x7f"), min_size=1, max_size=20
+)
+_text = st.text(st.characters(codec="utf-8"), max_size=20)
 _cents = st.integers(min_value=0, max_value=10**12)
 _codes = st.from_regex(r"^[A-Z]{3}$", fullmatch=True)
 _countries = st.from_regex(r"^[A-Z]{2}$", fullmatch=True)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from clickcash.actors.state.base import CustomerState, OpenDunning, OrderSummary, PendingStep
 
-_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_text = st.text(st.characters(codec="utf-8"), max_size=12)
 _ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 _steps = st.builds(PendingStep, kind=_text, due_ms=_ints, channel=st.none() | _text)
