@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from clickcash.actors import _output_json as output_json
 from clickcash.actors.engines.dunning import CustomerProfile, assign_tier, network_limit, plan_dunning
 from clickcash.actors.engines.orders import check_order, order_quantity
 from clickcash.actors.engines.psp_routing import RouteDecision, RouteRequest, draw_from_id, route_payment
 from clickcash.actors.engines.psp_stats import PspStatsBook, segment_of
 from clickcash.actors.state.base import BatchWrite, CustomerState, OpenDunning, OrderSummary, PendingStep
 from clickcash.config.domain import DomainConfig
-from clickcash.envelope import structured_event
+from clickcash.envelope import structured_event_after, structured_tail
 from clickcash.events import (
     OUTPUT_SOURCE,
     SYNTHETIC_HEADER,
@@ -29,7 +30,6 @@ from clickcash.events import (
     DunningScheduled,
     DunningStepDue,
     DunningTimerFired,
-    OrderAccepted,
     OrderPlaced,
     OrderRejected,
     OutputRole,
@@ -90,6 +90,8 @@ class EventApplier:
         self._last_instant: tuple[int, datetime, str] = (0, _EPOCH, _EPOCH.isoformat())
         """(ms, datetime, its text) of the last event with a record timestamp: under load many events of
         a batch share a millisecond, and the datetime and its text are immutable"""
+        self._tail: tuple[tuple[object, ...], bytes] = ((), b"")
+        """the envelope attributes from ``time`` on of the last output, with what they were made of"""
 
     def apply(self, a: Apply) -> None:
         data = a.ev.data
@@ -127,26 +129,34 @@ class EventApplier:
 
     def emit(self, a: Apply, topic: str, type_: str, role: str, data: Any) -> None:
         """Encode one output envelope; ``data`` (a validated output model) is serialized by pydantic-core
-        straight to JSON and spliced in as the last member, without an intermediate dict."""
+        straight to JSON and spliced in as the last member, without an intermediate dict; ``bytes`` are
+        a model's JSON already (``_output_json``)."""
         ev = a.ev
         correlationid, campaignid = a.attribution or (ev.correlationid, ev.campaignid)
         synthetic = ev.synthetic if a.synthetic is None else a.synthetic
-        extensions: dict[str, object] = {
-            "causationid": ev.id,
-            "correlationid": correlationid,
-            "campaignid": campaignid,
-        }
-        if synthetic:
-            extensions["synthetic"] = True
-        value = structured_event(
+        # the attributes from ``time`` on are the same for every output of the event: encoded once
+        tail_key = (ev.id, ev.customer_id, a.time_text, correlationid, campaignid, synthetic)
+        if self._tail[0] != tail_key:
+            extensions: dict[str, object] = {
+                "causationid": ev.id,
+                "correlationid": correlationid,
+                "campaignid": campaignid,
+            }
+            if synthetic:
+                extensions["synthetic"] = True
+            tail = structured_tail(
+                time=a.time_text,
+                datacontenttype="application/json",
+                partitionkey=ev.customer_id,
+                extensions=extensions,
+            )
+            self._tail = (tail_key, tail)
+        value = structured_event_after(
             id=output_id(ev.id, role),
             source=OUTPUT_SOURCE,
             type=type_,
-            time=a.time_text,
-            datacontenttype="application/json",
-            partitionkey=ev.customer_id,
-            extensions=extensions,
-            data=data.__pydantic_serializer__.to_json(data),
+            tail=self._tail[1],
+            data=data if isinstance(data, bytes) else data.__pydantic_serializer__.to_json(data),
         )
         if synthetic:
             a.result.count(SYNTHETIC_COUNT_PREFIX + type_)
@@ -208,24 +218,21 @@ class EventApplier:
             rejected = OrderRejected(order_id=order.order_id, customer_id=order.customer_id, reasons=reasons)
             self.emit(a, self._topics.orders, "order.rejected", OutputRole.ORDER_DECISION, rejected)
             return
-        accepted = OrderAccepted(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            total_cents=order.total_cents,
-            currency=order.currency,
-            country=order.country,
+        # the hot path's two outputs, written without building their models (see ``_output_json``)
+        accepted = output_json.order_accepted(
+            order.order_id, order.customer_id, order.total_cents, order.currency, order.country
         )
         self.emit(a, self._topics.orders, "order.accepted", OutputRole.ORDER_DECISION, accepted)
-        route = RouteDecided(
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            attempt=1,
-            psp=decision.psp,
-            fallbacks=decision.fallbacks,
-            amount_cents=order.total_cents,
-            currency=order.currency,
-            idempotency_key=f"{order.order_id}:1",
-            reasons=decision.reasons,
+        route = output_json.route_decided(
+            order.order_id,
+            order.customer_id,
+            1,
+            decision.psp,
+            decision.fallbacks,
+            order.total_cents,
+            order.currency,
+            f"{order.order_id}:1",
+            decision.reasons,
         )
         self.emit(a, self._topics.payments, "payment.route_decided", OutputRole.ROUTE, route)
         a.state.payment_network = order.payment_method.network

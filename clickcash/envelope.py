@@ -84,6 +84,48 @@ def structured_event(
     return b"".join((head[:-1], b',"data":', body, b"}"))
 
 
+def structured_tail(
+    *,
+    time: str,
+    partitionkey: str,
+    datacontenttype: str | None = None,
+    extensions: Mapping[str, object] | None = None,
+) -> bytes:
+    """The attributes after ``type`` (``time`` to the last extension) as JSON members, each preceded by a
+    comma: what the outputs of one input share. With :func:`structured_event_after` it gives exactly the
+    bytes of :func:`structured_event`, while several outputs of one input encode these attributes once
+    (extensions never reuse an attribute's name)."""
+    head: dict[str, Any] = {"time": time}
+    if datacontenttype is not None:
+        head["datacontenttype"] = datacontenttype
+    head["partitionkey"] = partitionkey
+    if extensions:
+        head.update(extensions)
+    return b"," + orjson.dumps(head)[1:-1]
+
+
+_SPEC_VERSION_MEMBER = b'{"specversion":' + orjson.dumps(SPEC_VERSION) + b',"id":'
+
+
+def structured_event_after(*, id: str, source: str, type: str, tail: bytes, data: bytes) -> bytes:
+    """One structured-mode CloudEvent from its ``id``, ``source``, ``type``, a :func:`structured_tail` and
+    ``data`` already encoded as JSON: the bytes :func:`structured_event` writes for the same values."""
+    return b"".join(
+        (
+            _SPEC_VERSION_MEMBER,
+            orjson.dumps(id),
+            b',"source":',
+            orjson.dumps(source),
+            b',"type":',
+            orjson.dumps(type),
+            tail,
+            b',"data":',
+            data,
+            b"}",
+        )
+    )
+
+
 def binary_headers(*, id: str, source: str, type: str, time: str) -> Headers:
     """The required ``ce_`` headers of a binary-mode CloudEvent (the value is the payload itself), in the
     fixed order; the caller appends its own headers after them."""

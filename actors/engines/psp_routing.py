@@ -303,28 +303,31 @@ def route_payment(
     def stats_of(p: Psp) -> SegmentStats:
         return stats.get(p.name, EMPTY_STATS)
 
-    rates = {
-        p.name: success_rate(
-            stats_of(p),
-            pol,
-            now_ms=now_ms,
-            prior=None if p.expected_approval_pct is None else p.expected_approval_pct / 100,
-        )
-        for p in candidates
-    }
-    scores = {p.name: score(p, request, rates[p.name], pol) for p in candidates}
-
-    def rank_key(p: Psp) -> tuple[float, int, int, str]:
-        fee = expected_fee_cents(p, request.amount_cents)
-        primary = 0.0 if pol.ranking == "cost" else -scores[p.name]
-        return (primary, fee, p.priority, p.name)
-
+    # the same arithmetic as ``score`` and ``expected_fee_cents``, each fee computed once per PSP
+    amount = request.amount_cents
+    w = pol.weights
+    rates: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    fees: dict[str, int] = {}
     broken: dict[str, tuple[int, int]] = {}
-    if now_ms is not None:
-        for p in candidates:
-            tripped = breaker_failures(stats_of(p), now_ms, pol)
+    for p in candidates:
+        seg_stats = stats_of(p)
+        prior = None if p.expected_approval_pct is None else p.expected_approval_pct / 100
+        rate, technical = _rate_and_technical(seg_stats, pol, now_ms, prior)
+        fee = fees[p.name] = round(amount * p.fee_pct / 100) + p.fee_fixed_cents
+        rates[p.name] = rate
+        cost_pct = fee * 100 / max(amount, 1)
+        scores[p.name] = (
+            w.success_per_pct * rate * 100 - w.cost_per_pct * cost_pct - w.priority_per_unit * p.priority
+        )
+        if technical and now_ms is not None:  # no technical failure in the window: the breaker is closed
+            tripped = _breaker_at(seg_stats, now_ms, pol)
             if tripped is not None:
                 broken[p.name] = tripped
+
+    def rank_key(p: Psp) -> tuple[float, int, int, str]:
+        primary = 0.0 if pol.ranking == "cost" else -scores[p.name]
+        return (primary, fees[p.name], p.priority, p.name)
 
     def badness(p: Psp) -> tuple[float, bool, tuple[float, int, int, str]]:
         failures, attempts = broken[p.name]
@@ -339,7 +342,7 @@ def route_payment(
 
     reasons = [
         eligible_reason,
-        _ranking_reason(ranked, request, rates, scores, pol),
+        _ranking_reason(ranked, fees, rates, scores, pol),
     ]
     for name, (failures, attempts) in sorted(broken.items()):
         reasons.append(
@@ -385,6 +388,68 @@ def route_payment(
             Reason(code="all_breakers_open", detail=f"every eligible PSP is failing; {chosen} fails least")
         )
     return RouteDecision(psp=chosen, fallbacks=[p.name for p in order if p.name != chosen], reasons=reasons)
+
+
+_RATE_MEMO_MAX = 4_096
+_rate_memo: dict[
+    tuple[int, int, int | None, float | None], tuple[SegmentStats, RoutingPolicy, float, bool]
+] = {}
+
+
+def _rate_and_technical(
+    stats: SegmentStats, policy: RoutingPolicy, now_ms: int | None, prior: float | None
+) -> tuple[float, bool]:
+    """``success_rate`` of ``stats`` at ``now_ms`` and whether its window holds a technical failure,
+    remembered per stats object: a segment's stats change only when the shard refreshes or commits them,
+    while every order of the segment asks again. The answer depends on ``now_ms`` only through the
+    window's first bucket (``_live``), which is in the key; the entry holds the stats and the policy it
+    was computed for, so a key whose objects were freed and their ids reused never matches."""
+    cutoff = (
+        None
+        if now_ms is None
+        else _bucket_start_ms(now_ms, policy) - (policy.max_buckets - 1) * policy.bucket_ms
+    )
+    key = (id(stats), id(policy), cutoff, prior)
+    hit = _rate_memo.get(key)
+    if hit is not None and hit[0] is stats and hit[1] is policy:
+        return hit[2], hit[3]
+    rate = success_rate(stats, policy, now_ms=now_ms, prior=prior)
+    technical = any(b[3] for b in _live(stats, now_ms, policy))
+    if len(_rate_memo) >= _RATE_MEMO_MAX:
+        _rate_memo.clear()
+    _rate_memo[key] = (stats, policy, rate, technical)
+    return rate, technical
+
+
+_breaker_memo: dict[
+    tuple[int, int], tuple[SegmentStats, RoutingPolicy, int, int, tuple[int, int] | None]
+] = {}
+
+
+def _breaker_at(stats: SegmentStats, now_ms: int, policy: RoutingPolicy) -> tuple[int, int] | None:
+    """``breaker_failures`` remembered per stats object with the span of instants it holds for.
+
+    Within one window (the live buckets, fixed between two bucket starts) the answer changes only when
+    ``now_ms`` crosses a bucket's cool-down end (``start + bucket_ms + cooldown_ms``: the windows ending
+    at that bucket stop counting), so an answer holds from the last such end at or before ``now_ms`` to
+    the next one after it, and inside the bucket ``now_ms`` falls in."""
+    key = (id(stats), id(policy))
+    hit = _breaker_memo.get(key)
+    if hit is not None and hit[0] is stats and hit[1] is policy and hit[2] <= now_ms < hit[3]:
+        return hit[4]
+    answer = breaker_failures(stats, now_ms, policy)
+    bucket_start = _bucket_start_ms(now_ms, policy)
+    lo, hi = bucket_start, bucket_start + policy.bucket_ms
+    for b in stats.buckets:
+        ends = b[0] + policy.bucket_ms + policy.breaker.cooldown_ms
+        if ends <= now_ms:
+            lo = max(lo, ends)
+        else:
+            hi = min(hi, ends)
+    if len(_breaker_memo) >= _RATE_MEMO_MAX:
+        _breaker_memo.clear()
+    _breaker_memo[key] = (stats, policy, lo, hi, answer)
+    return answer
 
 
 _ELIGIBLE_MAX = 10_000
@@ -453,20 +518,17 @@ def _unusable(
 
 def _ranking_reason(
     ranked: Sequence[Psp],
-    request: RouteRequest,
+    fees: Mapping[str, int],
     rates: Mapping[str, float],
     scores: Mapping[str, float],
     policy: RoutingPolicy,
 ) -> Reason:
+    """``fees``: each ranked PSP's ``expected_fee_cents`` for the request's amount."""
     top = ranked[0]
     if policy.ranking == "cost":
-        return Reason(
-            code="lowest_expected_fee",
-            detail=f"{top.name} fee {expected_fee_cents(top, request.amount_cents)} cents",
-        )
+        return Reason(code="lowest_expected_fee", detail=f"{top.name} fee {fees[top.name]} cents")
     parts = [
-        f"{p.name}={scores[p.name]:.2f} (approval {rates[p.name]:.3f}, "
-        f"fee {expected_fee_cents(p, request.amount_cents)} cents)"
+        f"{p.name}={scores[p.name]:.2f} (approval {rates[p.name]:.3f}, fee {fees[p.name]} cents)"
         for p in ranked
     ]
     return Reason(code="scored", detail="; ".join(parts))

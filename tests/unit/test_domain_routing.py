@@ -379,3 +379,26 @@ def test_window_error_bound_is_at_most_one_bucket() -> None:
     assert success_rate(s, POLICY, now_ms=t + (POLICY.max_buckets - 1) * B + B - 1) < 0.9
     assert success_rate(s, POLICY, now_ms=t + POLICY.max_buckets * B) == pytest.approx(0.9)
     assert timedelta(milliseconds=(POLICY.max_buckets - 1) * B) == timedelta(minutes=7)
+
+
+# --- the per-stats memo ----------------------------------------------------------------------------------
+
+
+@given(outcomes=outcome_lists, ask_at=st.lists(st.integers(min_value=0, max_value=40 * B), max_size=6))
+def test_a_remembered_rate_is_what_the_stats_say_at_every_instant(
+    outcomes: list[tuple[int, bool, bool]], ask_at: list[int]
+) -> None:
+    """The same stats object asked at instants in and out of its window, in any order: every decision's
+    rates and breakers are those computed afresh (the memo keys on the window, not the first answer)."""
+    policy = RoutingPolicy(ranking="score", explore_share=0.0)
+    stats = {"a": _stats(*sorted(outcomes)), "b": EMPTY_STATS}
+    for at_ms in ask_at:
+        now = datetime.fromtimestamp(at_ms / 1000, UTC)
+        decision = route_payment(REQUEST, PSPS[:2], policy=policy, stats=stats, now=now)
+        assert decision is not None
+        rate = success_rate(stats["a"], policy, now_ms=at_ms)
+        scored = next(r for r in decision.reasons if r.code == "scored")
+        assert f"(approval {rate:.3f}," in (scored.detail or "").split("a=", 1)[1].split(";")[0]
+        assert any(r.code == "breaker_open" for r in decision.reasons) == breaker_open(
+            stats["a"], at_ms, policy
+        )

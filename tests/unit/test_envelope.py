@@ -7,9 +7,18 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clickcash.actors._decode import InputEvent, decode_record
-from clickcash.envelope import SPEC_VERSION, binary_headers, structured_event, structured_head
+from clickcash.envelope import (
+    SPEC_VERSION,
+    binary_headers,
+    structured_event,
+    structured_event_after,
+    structured_head,
+    structured_tail,
+)
 from clickcash.events import OrderAccepted
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from clickcash.loadtest.traffic.psp_sim import _envelope as psp_sim_envelope
@@ -113,3 +122,45 @@ def test_binary_headers_order() -> None:
     headers = binary_headers(id="i", source="clickcash", type="clickcash.dead_letter", time="t")
     assert [h for h, _ in headers] == ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time"]
     assert headers[0] == ("ce_specversion", b"1.0")
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+@given(
+    _texts,
+    _texts,
+    _texts,
+    _texts,
+    _texts,
+    st.none() | _texts,
+    st.dictionaries(
+        _texts.filter(lambda k: k not in (*_ATTRS, "datacontenttype", "partitionkey", "data")),
+        st.none() | _texts | st.booleans(),
+        max_size=4,
+    ),
+    st.binary(max_size=3).map(lambda b: orjson.dumps(b.hex())),
+)
+def test_an_event_from_a_shared_tail_is_the_builders_bytes(
+    id_: str,
+    source: str,
+    type_: str,
+    time: str,
+    key: str,
+    content_type: str | None,
+    extensions: dict[str, object],
+    data: bytes,
+) -> None:
+    """The shard encodes the attributes from ``time`` on once for all outputs of an input."""
+    tail = structured_tail(time=time, partitionkey=key, datacontenttype=content_type, extensions=extensions)
+    whole = structured_event(
+        id=id_,
+        source=source,
+        type=type_,
+        time=time,
+        partitionkey=key,
+        datacontenttype=content_type,
+        extensions=extensions,
+        data=data,
+    )
+    assert structured_event_after(id=id_, source=source, type=type_, tail=tail, data=data) == whole
