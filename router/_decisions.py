@@ -32,8 +32,9 @@ def partitions_known_ours(
 
     librdkafka may report a position from before the last rewind or assignment until the consumer has
     fetched again, and committing that would skip the replay. A position is the router's own once the
-    partition delivered a record since that seek, or, after a rewind, once the reported position moved
-    away from what it read right after the seek (``positions_at_seek``): the consumer moved it itself.
+    partition delivered a record since that seek, or, after a rewind or a first assignment, once the
+    reported position moved away from what it read right then (``positions_at_seek``): the consumer
+    moved it itself.
     The second case is a log that ends in a transaction marker (timer commands are written
     transactionally): the fetch skips the marker and moves the position without delivering anything, and
     without it the partition's lag would stay at 1 until its next record arrives."""

@@ -286,8 +286,8 @@ class Router:
         """partitions that delivered a record since the last rewind or assignment: their consumer
         position is known to be ours (``partitions_known_ours``)"""
         self._positions_at_seek: dict[int, int] = {}
-        """the consumer positions read right after the last rewind, per partition: a position that moved
-        away from it without a delivery moved past a transaction marker"""
+        """the consumer positions read right after the last rewind (or a first assignment), per partition:
+        a position that moved away from it without a delivery moved past a transaction marker"""
         self.stats.shards = pool.size
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -914,13 +914,26 @@ class Router:
         for tp in self._consumer.position(tps):
             self._positions_at_seek[tp.partition] = tp.offset
 
+    def _note_assigned_positions(self, partitions: list[TopicPartition]) -> None:
+        """A partition new to this consumer reports no position (negative) until its first fetch from the
+        committed offset, so any position it reports later is the consumer's own; one it owned before may
+        report the old position, which is not (only a delivery makes that one ours)."""
+        tps = [TopicPartition(self._topic, tp.partition) for tp in partitions]
+        try:
+            reported = self._consumer.position(tps)
+        except KafkaException:
+            reported = [TopicPartition(self._topic, tp.partition, 0) for tp in partitions]
+        for tp in reported:
+            if tp.offset < 0:
+                self._positions_at_seek[tp.partition] = tp.offset
+            else:
+                self._positions_at_seek.pop(tp.partition, None)
+
     # --- rebalance callbacks (run inside consume()) ----------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._delivered_since_seek.difference_update(tp.partition for tp in partitions)
-        for tp in partitions:
-            # what an assignment's position reports before its first fetch is not known to be fresh
-            self._positions_at_seek.pop(tp.partition, None)
+        self._note_assigned_positions(partitions)
         self._assigned.update(tp.partition for tp in partitions)
         log.info("router %d: assigned %s", self.stats.router_index, sorted(self._assigned))
         # another router may have parked customers of these partitions: reloaded before the next
