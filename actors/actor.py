@@ -44,6 +44,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         state_cache_customers=p.state_cache_customers,
         max_message_bytes=k.max_message_bytes,
         timer_mac=settings.security.timer_mac(),
+        erasure_mac=settings.security.erasure_mac(),
     )
 
 

@@ -184,6 +184,7 @@ def expected_streams(
         clock=lambda: datetime.now(UTC),
         max_message_bytes=k.max_message_bytes,
         timer_mac=settings.security.timer_mac(),
+        erasure_mac=settings.security.erasure_mac(),
     )
     streams: dict[Stream, list[str]] = defaultdict(list)
     for partition in sorted(inputs):
