@@ -23,7 +23,7 @@ from clickcash.actors.contract import Headers, OutputTopics, ShardBatch, ShardRe
 from clickcash.actors.engines.psp_stats import PspStatsBook, segment_of
 from clickcash.actors.erasure import ERASED_DOCUMENT, erased_output
 from clickcash.actors.erasure import timer_removals as erasure_timer_removals
-from clickcash.actors.keyspace import timer_member
+from clickcash.actors.keyspace import TIMER_SEP, timer_member
 from clickcash.actors.state.base import (
     BatchWrite,
     CustomerState,
@@ -357,6 +357,9 @@ class Shard:
                     log.warning("shard %d: erased a customer whose state could not be read", self.shard_id)
         if state is not None:
             write.timer_removes.extend(erasure_timer_removals(state, cid))
+        # timers armed earlier in this batch: removes run before adds in the commit, so drop the adds
+        mine = cid + TIMER_SEP
+        write.timer_adds = [t for t in write.timer_adds if not t[1].startswith(mine)]
         states[cid] = CustomerState()
         erased.add(cid)
 
