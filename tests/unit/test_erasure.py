@@ -203,3 +203,44 @@ def test_timer_removals_name_every_open_plan_timer(
     )
     state = CustomerState.decode(store.customers["c-1"][1])
     assert timer_removals(state, "c-1") == [(p, m) for p, ms in store.timers.items() for m in ms]
+
+
+def test_run_against_a_ray_cluster_refuses_the_published_erasure_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clickcash.cli import main
+
+    monkeypatch.setenv("CLICKCASH_SECURITY__TIMER_COMMAND_KEYS", orjson.dumps([KEY_A.decode()]).decode())
+    assert main(["run", "--address", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "CLICKCASH_SECURITY__ERASURE_COMMAND_KEYS" in err and "local-stack key" in err
+
+
+def test_forget_names_the_bad_customer_id() -> None:
+    from clickcash.cluster.ops.forget import checked_customers
+    from clickcash.errors import ConfigError
+
+    assert checked_customers(["c-1", "c-2", "c-1"]) == ["c-1", "c-2"]
+    with pytest.raises(ConfigError, match="customer"):
+        checked_customers(["bad\nid"])
+    with pytest.raises(ConfigError, match="card number"):
+        checked_customers(["4111111111111111"])
+
+
+def test_a_parked_customer_is_split_at_its_last_authentic_erasure(
+    cloud_event: EventFactory, event_data: DataFactory
+) -> None:
+    from clickcash.router.erasure import erasing_customers, split_at_erasure
+
+    held = [
+        (0, 10, b"c-1", _history(cloud_event, event_data)[0], 1),
+        (0, 11, b"c-1", _forget(event_id="f-1"), 2),
+        (0, 12, b"c-1", _forget(event_id="f-forged", mac=ErasureMac([KEY_B])), 3),
+        (0, 13, b"c-1", _forget(event_id="f-2"), 4),
+        (0, 14, b"c-1", _history(cloud_event, event_data)[1], 5),
+    ]
+    assert erasing_customers(held, LOCAL_STACK_ERASURE_MAC) == {b"c-1"}
+    assert erasing_customers([held[0], held[2]], LOCAL_STACK_ERASURE_MAC) == set()
+    split = split_at_erasure(held, LOCAL_STACK_ERASURE_MAC)
+    assert split == (held[:3], held[3:])
+    assert split_at_erasure([held[0], held[2]], LOCAL_STACK_ERASURE_MAC) is None
