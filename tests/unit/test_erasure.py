@@ -232,7 +232,7 @@ def test_a_parked_customer_is_split_at_its_last_authentic_erasure(
 ) -> None:
     from clickcash.router.erasure import erasing_customers, split_at_erasure
 
-    held = [
+    held: list[tuple[int, int, bytes | None, bytes | None, int]] = [
         (0, 10, b"c-1", _history(cloud_event, event_data)[0], 1),
         (0, 11, b"c-1", _forget(event_id="f-1"), 2),
         (0, 12, b"c-1", _forget(event_id="f-forged", mac=ErasureMac([KEY_B])), 3),
