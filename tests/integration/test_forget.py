@@ -76,7 +76,7 @@ def _customers_with_timers(r: redis.Redis, prefix: str) -> set[str]:
 def test_forget_erases_two_customers_one_parked_and_a_forged_forget_changes_nothing(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    records = _workload(301, 3_000, 1_500)
+    records = _workload(201, 3_000, 1_500)
     parked = _faulty_customer(records)
     settings = make_settings(
         domain_file=_domain_without_breakers(tmp_path),
