@@ -67,6 +67,8 @@ class VerifyReport:
     """input records held in the parking store (left out of the expected outputs)"""
     parked_unkept: int = 0
     """committed records of parked customers, from the park position on, missing from the store: lost"""
+    erased_records: int = 0
+    """held records erased with their customer (``clickcash forget`` of a parked customer): no output"""
 
     @property
     def ok(self) -> bool:
@@ -88,7 +90,7 @@ class VerifyReport:
             f"out-of-order streams={self.out_of_order_streams} "
             f"dead letters expected={self.dead_letters_expected} actual={self.dead_letters_actual} "
             f"parked customers={self.parked_customers} records={self.parked_records} "
-            f"unkept={self.parked_unkept}"
+            f"unkept={self.parked_unkept} erased={self.erased_records}"
         )
         if self.examples:
             text += "\n  " + "\n  ".join(self.examples[:10])
@@ -339,4 +341,5 @@ def verify(
         parked_customers=len(parked.customers),
         parked_records=len(parked.held),
         parked_unkept=len(unkept),
+        erased_records=len(parked.erased),
     )

@@ -157,6 +157,7 @@ def test_forget_erases_two_customers_one_parked_and_a_forged_forget_changes_noth
     _say(report.render())
     assert report.ok, report.render()
     assert report.parked_customers == 0 and report.parked_records == 0
+    assert report.erased_records == len(held)  # held before the erasure command, erased without output
 
 
 def _members(r: redis.Redis, prefix: str) -> list[bytes]:
