@@ -19,6 +19,7 @@ from clickcash.actors.state.redis import RedisStateStore
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import Settings
 from clickcash.errors import ClickcashError, StaleShardCallError
+from clickcash.events import ERASURE_EVENT_TYPE
 from clickcash.histogram import BATCH_BOUNDS_S, Histogram
 from clickcash.logs import configure_logging
 
@@ -44,6 +45,7 @@ def build_shard(shard_id: int, settings: Settings) -> Shard:
         state_cache_customers=p.state_cache_customers,
         max_message_bytes=k.max_message_bytes,
         timer_mac=settings.security.timer_mac(),
+        erasure_mac=settings.security.erasure_mac(),
     )
 
 
@@ -72,7 +74,7 @@ class ShardActor:
             )
         started = time.perf_counter()
         try:
-            if self._faulty and not self._faulty.isdisjoint(batch.keys):
+            if self._faulty and _faulty_records(self._faulty, batch):
                 raise InjectedFaultError(
                     f"shard {self._shard.shard_id}: injected fault for a customer in "
                     "pipeline.fault_inject_customer_ids (tests only)"
@@ -111,6 +113,16 @@ class ShardActor:
             "events": self._events,
             "batch_seconds": self._batch_seconds.to_dict(),
         }
+
+
+def _faulty_records(faulty: frozenset[bytes], batch: ShardBatch) -> bool:
+    """Whether the batch holds a record of a faulty customer that an engine would process: an erasure
+    command runs no engine, so the stand-in for an engine's bug lets it through (a parked customer can be
+    erased before the bug is fixed)."""
+    erasure = ERASURE_EVENT_TYPE.encode()
+    return any(
+        k in faulty and (v is None or erasure not in v) for k, v in zip(batch.keys, batch.values, strict=True)
+    )
 
 
 class InjectedFaultError(ClickcashError):

@@ -94,6 +94,12 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "no expiry: an operator decides (tiny, no customer data)",
     ),
     KeyClass(
+        "parked_erased",
+        "parked:erased",
+        "set: <partition>:<offset> of held records erased with their customer (clickcash forget)",
+        "no expiry: an operator decides (tiny, no customer data)",
+    ),
+    KeyClass(
         "paused_campaigns",
         "paused",
         "set: campaign ids whose events are held (clickcash pause / resume)",
@@ -162,6 +168,10 @@ def parked_dropped(prefix: str) -> str:
     return f"{prefix}:parked:dropped"
 
 
+def parked_erased(prefix: str) -> str:
+    return f"{prefix}:parked:erased"
+
+
 def paused_campaigns(prefix: str) -> str:
     return f"{prefix}:paused"
 
@@ -192,7 +202,12 @@ _CLASS_BY_HEAD = {
     "topology": "topology",
     "paused": "paused_campaigns",
 }
-_PARKED = {"requests": "parked_requests", "outcomes": "parked_outcomes", "dropped": "parked_dropped"}
+_PARKED = {
+    "requests": "parked_requests",
+    "outcomes": "parked_outcomes",
+    "dropped": "parked_dropped",
+    "erased": "parked_erased",
+}
 
 
 def classify(prefix: str, key: str) -> str | None:

@@ -21,6 +21,9 @@ from clickcash.actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
 from clickcash.actors._decode import InputEvent, decode_record, synthetic_value
 from clickcash.actors.contract import Headers, OutputTopics, ShardBatch, ShardResult
 from clickcash.actors.engines.psp_stats import PspStatsBook, segment_of
+from clickcash.actors.erasure import ERASED_DOCUMENT, erased_output
+from clickcash.actors.erasure import timer_removals as erasure_timer_removals
+from clickcash.actors.keyspace import TIMER_SEP, timer_member
 from clickcash.actors.state.base import (
     BatchWrite,
     CustomerState,
@@ -31,12 +34,16 @@ from clickcash.actors.state.base import (
 )
 from clickcash.config.domain import DomainConfig
 from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
+from clickcash.erasure_mac import LOCAL_STACK_ERASURE_MAC, ErasureMac
 from clickcash.errors import StaleShardCallError, StateConflictError
 from clickcash.events import (
+    ERASED_EVENT_TYPE,
+    ERASURE_EVENT_TYPE,
     OUTPUT_SOURCE,
     SYNTHETIC_HEADER,
     SYNTHETIC_HEADER_VALUE,
     TIMER_EVENT_TYPE,
+    CustomerErasureRequested,
     DeadLetter,
     DeadLetterCode,
     DunningTimerFired,
@@ -57,6 +64,12 @@ RECORD_FRAMING_RESERVE_BYTES = 1_024
 header): a dead letter's key, value and headers together stay under the limit by this much"""
 MAX_REASON_TEXT_CHARS = 1_000
 """a dead letter's ``field`` and ``detail`` are cut to this (a field name can quote a huge JSON key)"""
+_COMMAND_TYPES = {
+    TIMER_EVENT_TYPE: "timer command without a valid MAC of a router (security.timer_command_keys)",
+    ERASURE_EVENT_TYPE: "erasure command without a valid MAC of clickcash forget "
+    "(security.erasure_command_keys)",
+}
+"""input types acted on only with a valid MAC, and the detail of the dead letter of one without"""
 MAX_DEAD_LETTER_KEY_BYTES = 1_024
 """a longer key (not a customer id: those are at most 255 characters) is replaced by its digest"""
 
@@ -97,6 +110,7 @@ class Shard:
         state_cache_customers: int = 10_000,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         timer_mac: TimerMac = LOCAL_STACK_TIMER_MAC,
+        erasure_mac: ErasureMac = LOCAL_STACK_ERASURE_MAC,
     ) -> None:
         self.shard_id = shard_id
         self.incarnation = incarnation or uuid.uuid4().hex
@@ -107,6 +121,7 @@ class Shard:
         self._max_event_bytes = max_event_bytes
         self._dead_letter_bytes = max_message_bytes - RECORD_FRAMING_RESERVE_BYTES
         self._timer_mac = timer_mac
+        self._erasure_mac = erasure_mac
         self._clock = clock
         self._psp_stats = PspStatsBook(domain.routing, list(domain.psps), refresh_ms=psp_stats_refresh_ms)
         self._applier = EventApplier(topics, domain, clock, self._psp_stats)
@@ -130,11 +145,11 @@ class Shard:
             for p, o, k, v in zip(batch.partitions, batch.offsets, batch.keys, batch.values, strict=True)
         ]
         for i, d in enumerate(decoded):
-            if isinstance(d, InputEvent) and d.type == TIMER_EVENT_TYPE and not self._authentic(d):
+            if isinstance(d, InputEvent) and d.type in _COMMAND_TYPES and not self._authentic(d):
                 decoded[i] = DeadLetter(
                     code=DeadLetterCode.FORGED_COMMAND,
                     field="data.mac",
-                    detail="timer command without a valid MAC of a router (security.timer_command_keys)",
+                    detail=_COMMAND_TYPES[d.type],
                     source_topic=batch.topic,
                     partition=batch.partitions[i],
                     offset=batch.offsets[i],
@@ -162,6 +177,8 @@ class Shard:
             if self._store.commit(write):
                 self._psp_stats.committed(write.counter_increments, now_ms)
                 for cid, state in states.items():
+                    if write.customers[cid] == ERASED_DOCUMENT:
+                        continue
                     self.state_cache.put(cid, write.expected_versions[cid] + 1, write.customers[cid], state)
                 break
             log.warning("shard %d: state changed under a batch, reloading", self.shard_id)
@@ -177,8 +194,11 @@ class Shard:
         return result
 
     def _authentic(self, ev: InputEvent) -> bool:
-        """Whether a timer command carries a MAC of the configured keys (see ``clickcash.timer_mac``)."""
+        """Whether a command carries a MAC of the configured keys (``clickcash.timer_mac`` for timer
+        commands, ``clickcash.erasure_mac`` for erasure commands)."""
         data = ev.data
+        if isinstance(data, CustomerErasureRequested):
+            return self._erasure_mac.verify(data.mac, event_id=ev.id, customer_id=data.customer_id)
         assert isinstance(data, DunningTimerFired)
         return self._timer_mac.verify(
             data.mac,
@@ -220,6 +240,8 @@ class Shard:
         result = ShardResult()
         write = BatchWrite()
         seen: dict[str, IdempotencyRecord] = {}
+        erased: set[str] = set()
+        """customers the batch erased and has not seen again: their documents are deleted"""
         for i, item in enumerate(decoded):
             partition, offset, key = batch.partitions[i], batch.offsets[i], batch.keys[i]
             result.count("in:invalid" if isinstance(item, DeadLetter) else f"in:{item.type}")
@@ -235,7 +257,10 @@ class Shard:
             if prior is not None:
                 if ev.id not in seen and (prior.partition, prior.offset) == (partition, offset):
                     stored = loaded.responses.get(ev.id)
-                    if stored is None:
+                    if isinstance(ev.data, CustomerErasureRequested):
+                        self._erased_output(result, ev, key, batch.timestamps_ms, i)  # stores no response
+                        result.count("replayed")
+                    elif stored is None:
                         result.count("replay_without_response")
                     else:
                         self._replay(result, key, stored)
@@ -256,6 +281,31 @@ class Shard:
                         result, dl, key, batch.values[i], ev.id, ev.correlationid, synthetic=ev.synthetic
                     )
                 continue
+            if isinstance(ev.data, CustomerErasureRequested):
+                self._erase(ev, loaded, states, write, erased)
+                self._erased_output(result, ev, key, batch.timestamps_ms, i)
+                record = IdempotencyRecord(ev.fingerprint, partition, offset)
+                write.claims.append((ev.id, record, ERASED_DOCUMENT))
+                seen[ev.id] = record
+                result.count("processed")
+                continue
+            if isinstance(ev.data, DunningTimerFired) and (
+                ev.customer_id in erased
+                or (ev.customer_id not in states and loaded.customers[ev.customer_id][1] is None)
+            ):
+                # a customer without state has no open plan: a timer fired before its erasure, applied
+                # after it, removes its member and writes no state (which would re-create the customer)
+                data = ev.data
+                write.timer_removes.append(
+                    (partition, timer_member(ev.customer_id, data.order_id, data.plan_id, data.step_index))
+                )
+                result.count("timer_stale")
+                record = IdempotencyRecord(ev.fingerprint, partition, offset)
+                write.claims.append((ev.id, record, b"[]"))
+                seen[ev.id] = record
+                result.count("processed")
+                continue
+            erased.discard(ev.customer_id)
             state = states.get(ev.customer_id)
             if state is None:
                 version, doc = loaded.customers[ev.customer_id]
@@ -280,8 +330,49 @@ class Shard:
             write.claims.append((ev.id, record, response))
             seen[ev.id] = record
             result.count("processed")
-        write.customers = {cid: s.encode() for cid, s in states.items()}
+        write.customers = {cid: ERASED_DOCUMENT if cid in erased else s.encode() for cid, s in states.items()}
         return result, write
+
+    # --- erasure (``clickcash forget``; see ``clickcash.actors.erasure``) -------------------------------
+
+    def _erase(
+        self,
+        ev: InputEvent,
+        loaded: LoadedBatch,
+        states: dict[str, CustomerState],
+        write: BatchWrite,
+        erased: set[str],
+    ) -> None:
+        """Forget the customer's state and remove its timers; its later events start from a fresh state."""
+        cid = ev.customer_id
+        state = states.get(cid)
+        if state is None:
+            version, doc = loaded.customers[cid]
+            write.expected_versions[cid] = version
+            state = self.state_cache.take(cid, version, doc)
+            if state is None and doc is not None:
+                try:
+                    state = CustomerState.decode(doc)
+                except ValueError:  # unreadable (the reason it was parked, perhaps): erased all the same
+                    log.warning("shard %d: erased a customer whose state could not be read", self.shard_id)
+        if state is not None:
+            write.timer_removes.extend(erasure_timer_removals(state, cid))
+        # timers armed earlier in this batch: removes run before adds in the commit, so drop the adds
+        mine = cid + TIMER_SEP
+        write.timer_adds = [t for t in write.timer_adds if not t[1].startswith(mine)]
+        states[cid] = CustomerState()
+        erased.add(cid)
+
+    def _erased_output(
+        self, result: ShardResult, ev: InputEvent, key: bytes | None, stamps_ms: list[int], i: int
+    ) -> None:
+        """The ``customer.erased`` output: a pure function of the command, decided at its record's time."""
+        stamp_ms = stamps_ms[i] if i < len(stamps_ms) and stamps_ms[i] > 0 else 0
+        when = datetime.fromtimestamp(stamp_ms / 1000, UTC) if stamp_ms else self._clock()
+        value = erased_output(ev.id, ev.customer_id, when.isoformat(), synthetic=ev.synthetic)
+        headers = [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)] if ev.synthetic else None
+        result.add(self._topics.orders, key, value, headers)
+        result.count(ERASED_EVENT_TYPE)
 
     def _replay(self, result: ShardResult, key: bytes | None, stored: bytes) -> None:
         for topic, value, *synthetic in orjson.loads(stored):

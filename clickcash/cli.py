@@ -216,11 +216,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ClickcashError("no local services running: start them with `clickcash services start`")
     settings = _settings(args, endpoints)
     if settings.ray.address is not None and settings.security.uses_local_stack_key():
-        from clickcash.errors import ConfigError
-
         raise ConfigError(
             "security.timer_command_keys (env CLICKCASH_SECURITY__TIMER_COMMAND_KEYS) holds the published "
             "local-stack key: anyone could sign dunning timer commands. Set your own secret key(s) to run "
+            "against a Ray cluster (a JSON list, first signs, all verify; see docs/data-protection.md)"
+        )
+    if settings.ray.address is not None and settings.security.uses_local_stack_erasure_key():
+        raise ConfigError(
+            "security.erasure_command_keys (env CLICKCASH_SECURITY__ERASURE_COMMAND_KEYS) holds the "
+            "published local-stack key: anyone could erase customers. Set your own secret key(s) to run "
             "against a Ray cluster (a JSON list, first signs, all verify; see docs/data-protection.md)"
         )
     if args.create_topics:
@@ -408,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     from clickcash.cluster.ops.parked import add_parked_parser
 
     add_parked_parser(sub)
+    from clickcash.cluster.ops.forget import add_forget_parser
+
+    add_forget_parser(sub)
     from clickcash.loadtest.contenders.compare import add_compare_parser
 
     add_compare_parser(sub)

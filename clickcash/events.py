@@ -151,6 +151,21 @@ class DunningTimerFired(_Model):
     (``clickcash.timer_mac``); a command without a valid one is dead-lettered as ``forged_command``."""
 
 
+class CustomerErasureRequested(_Model):
+    """Erase everything clickcash keeps about a customer (``clickcash forget``): state, stored responses,
+    timers and parked records; the shard answers with one ``customer.erased`` output.
+
+    A command on the input topic, keyed by the customer, so it is applied in order with the customer's
+    other events. Anyone who can write the input topic can write this type too: the shard acts only on a
+    command that carries the MAC ``clickcash forget`` signs with a key of ``security.erasure_command_keys``.
+    """
+
+    customer_id: Id
+    mac: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """HMAC-SHA256 (hex) over the event id and the customer id (``clickcash.erasure_mac``); a command
+    without a valid one is dead-lettered as ``forged_command`` and erases nothing."""
+
+
 InputData = (
     OrderPlaced
     | PaymentAuthorized
@@ -158,10 +173,14 @@ InputData = (
     | PaymentMethodUpdated
     | CustomerPreferencesUpdated
     | DunningTimerFired
+    | CustomerErasureRequested
 )
 
 TIMER_EVENT_TYPE = "dunning.timer_fired"
 TIMER_SOURCE = "clickcash/timers"
+ERASURE_EVENT_TYPE = "customer.erasure_requested"
+ERASURE_SOURCE = "clickcash/forget"
+ERASED_EVENT_TYPE = "customer.erased"
 
 INPUT_TYPES: dict[str, type[_Model]] = {
     "order.placed": OrderPlaced,
@@ -170,6 +189,7 @@ INPUT_TYPES: dict[str, type[_Model]] = {
     "payment_method.updated": PaymentMethodUpdated,
     "customer.preferences_updated": CustomerPreferencesUpdated,
     "dunning.timer_fired": DunningTimerFired,
+    "customer.erasure_requested": CustomerErasureRequested,
 }
 
 
@@ -275,12 +295,21 @@ class DunningClosed(_Model):
     reason: str
 
 
+class CustomerErased(_Model):
+    """clickcash erased what it kept about the customer (``clickcash forget``): downstream services that
+    keep data of the customer erase theirs. Written on the orders topic, keyed by the customer, after every
+    earlier output of the customer; a later event of the customer starts from a fresh state."""
+
+    customer_id: Id
+
+
 class OutputRole(StrEnum):
     """What an output is to its input; with the input ``id`` it derives the output ``id``."""
 
     ORDER_DECISION = "order-decision"
     ROUTE = "route"
     DUNNING = "dunning"
+    ERASURE = "erasure"
 
 
 OUTPUT_TYPES: dict[str, type[_Model]] = {
@@ -292,6 +321,7 @@ OUTPUT_TYPES: dict[str, type[_Model]] = {
     "dunning.recovered": DunningClosed,
     "dunning.cancelled": DunningClosed,
     "dunning.exhausted": DunningClosed,
+    "customer.erased": CustomerErased,
 }
 
 
@@ -350,7 +380,8 @@ class DeadLetterCode(StrEnum):
     CARD_DATA = "card_data"
     """the key or value holds what reads as a card number (Luhn); the dead letter's copy is masked"""
     FORGED_COMMAND = "forged_command"
-    """a ``dunning.timer_fired`` command whose MAC is missing or does not verify: not from a router"""
+    """a ``dunning.timer_fired`` command whose MAC is missing or does not verify (not from a router), or
+    a ``customer.erasure_requested`` command without a valid MAC (not from ``clickcash forget``)"""
 
     PARKED_DROPPED = "parked_dropped"
     """an operator dropped a parked customer's records (``clickcash parked drop``)"""

@@ -18,14 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from clickcash import config
 from clickcash.cluster.acls import DOWNSTREAM_KINDS, acl_inputs
-from clickcash.events import INPUT_TYPES, OUTPUT_TYPES, TIMER_EVENT_TYPE
+from clickcash.events import ERASURE_EVENT_TYPE, INPUT_TYPES, OUTPUT_TYPES, TIMER_EVENT_TYPE
 from clickcash.schemas import contract_schemas
 
 if TYPE_CHECKING:
     from clickcash.config.settings import Settings
 
 ASYNCAPI_SCHEMA = Path(config.__file__).resolve().parent / "asyncapi" / "asyncapi-3.0.0.schema.json"
-_KIND_OF_PREFIX = {"order": "orders", "payment": "payments", "dunning": "dunning"}
+_WHO = {
+    TIMER_EVENT_TYPE: "written by clickcash's own dunning timers",
+    ERASURE_EVENT_TYPE: "written by clickcash forget (erasure of a customer)",
+}
+_KIND_OF_PREFIX = {"order": "orders", "payment": "payments", "dunning": "dunning", "customer": "orders"}
 
 
 def _rebase_refs(node: Any, base: str) -> Any:
@@ -114,7 +118,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "dlq": [],
     }
     for etype in INPUT_TYPES:
-        who = "written by clickcash's own dunning timers" if etype == TIMER_EVENT_TYPE else "an input event"
+        who = _WHO.get(etype, "an input event")
         messages[etype] = message(etype, "input-envelope", who)
         channel_messages["input"].append(etype)
     for etype in OUTPUT_TYPES:
@@ -142,7 +146,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
     }
     descriptions = {
         "input": "Input events keyed by customer id (per-customer order); dunning timer commands too.",
-        "orders": "Order decisions (accepted / rejected), keyed by customer id.",
+        "orders": "Order decisions (accepted / rejected) and customer erasures, keyed by customer id.",
         "payments": "PSP routing decisions, keyed by customer id.",
         "dunning": "Dunning plans, steps and outcomes, keyed by customer id.",
         "dlq": "Input records clickcash could not accept, with the reason; the stream moves on.",

@@ -12,7 +12,12 @@ until
 an operator releases them, so the reference leaves out exactly the records the parking store holds, and
 checks that every committed record of a parked customer from its park position on is held there (one
 that is neither processed nor kept is lost). A dropped record is expected as a ``parked_dropped`` dead
-letter instead of its outputs; a replayed one is expected as if it had never been parked.
+letter instead of its outputs; a replayed one is expected as if it had never been parked; one erased with
+its customer (``clickcash forget`` of a parked customer) is expected to have no output at all.
+
+Erased customers need nothing more: the reference applies the erasure command with the same shard code
+and the same keys, so it expects the ``customer.erased`` output, a fresh state after it, and a
+``forged_command`` dead letter for a forged one.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class VerifyReport:
     """input records held in the parking store (left out of the expected outputs)"""
     parked_unkept: int = 0
     """committed records of parked customers, from the park position on, missing from the store: lost"""
+    erased_records: int = 0
+    """held records erased with their customer (``clickcash forget`` of a parked customer): no output"""
 
     @property
     def ok(self) -> bool:
@@ -83,7 +90,7 @@ class VerifyReport:
             f"out-of-order streams={self.out_of_order_streams} "
             f"dead letters expected={self.dead_letters_expected} actual={self.dead_letters_actual} "
             f"parked customers={self.parked_customers} records={self.parked_records} "
-            f"unkept={self.parked_unkept}"
+            f"unkept={self.parked_unkept} erased={self.erased_records}"
         )
         if self.examples:
             text += "\n  " + "\n  ".join(self.examples[:10])
@@ -145,12 +152,14 @@ class ParkedView:
     customers: dict[bytes, ParkedCustomer] = field(default_factory=dict)
     held: set[tuple[int, int]] = field(default_factory=set)
     dropped: set[tuple[int, int]] = field(default_factory=set)
+    erased: set[tuple[int, int]] = field(default_factory=set)
+    """held records erased with their customer (``clickcash forget``): no output at all"""
 
     @classmethod
     def load(cls, store: ParkingStore) -> ParkedView:
         customers = store.load()
         held = {(r[0], r[1]) for c in customers for r in store.records(c)}
-        return cls(customers, held, store.dropped())
+        return cls(customers, held, store.dropped(), store.erased())
 
     def unkept(self, inputs: dict[int, list[InputRecord]]) -> list[tuple[int, int]]:
         """Positions of parked customers' records that should be in the store and are not."""
@@ -184,11 +193,12 @@ def expected_streams(
         clock=lambda: datetime.now(UTC),
         max_message_bytes=k.max_message_bytes,
         timer_mac=settings.security.timer_mac(),
+        erasure_mac=settings.security.erasure_mac(),
     )
     streams: dict[Stream, list[str]] = defaultdict(list)
     for partition in sorted(inputs):
         records = inputs[partition]
-        if parked is not None and (parked.held or parked.dropped):
+        if parked is not None and (parked.held or parked.dropped or parked.erased):
             kept = []
             for r in records:
                 pos = (partition, r[0])
@@ -197,7 +207,7 @@ def expected_streams(
                     streams[(k.dlq_topic, r[1])].append(oid)
                     if explain is not None:
                         explain[oid] = f"dropped parked record, partition {partition} offset {r[0]}"
-                elif pos not in parked.held:
+                elif pos not in parked.held and pos not in parked.erased:
                     kept.append(r)
             records = kept
         for start in range(0, len(records), 5000):
@@ -331,4 +341,5 @@ def verify(
         parked_customers=len(parked.customers),
         parked_records=len(parked.held),
         parked_unkept=len(unkept),
+        erased_records=len(parked.erased),
     )

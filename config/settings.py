@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from clickcash.erasure_mac import LOCAL_STACK_ERASURE_KEY, ErasureMac
 from clickcash.errors import ConfigError
 from clickcash.timer_mac import LOCAL_STACK_TIMER_KEY, TimerMac
 
@@ -383,11 +384,27 @@ class SecuritySettings(_Section):
     one after the commands signed with it have been applied. At least 16 characters each. The default is
     a published key for the local stack only; ``clickcash run`` against a Ray cluster refuses it."""
 
+    erasure_command_keys: Annotated[tuple[TimerKey, ...], Field(min_length=1)] = (
+        SecretStr(LOCAL_STACK_ERASURE_KEY),
+    )
+    """HMAC-SHA256 keys of the customer erasure commands ``clickcash forget`` writes to the input topic
+    (env ``CLICKCASH_SECURITY__ERASURE_COMMAND_KEYS`` as a JSON list): the first signs, every one
+    verifies (rotation as for the timer keys). Needed by the app (to verify) and by whoever runs
+    ``clickcash forget`` (to sign), never by a producer of ordinary events. At least 16 characters each.
+    The default is a published key for the local stack only; ``clickcash run`` against a Ray cluster
+    refuses it."""
+
     def timer_mac(self) -> TimerMac:
         return TimerMac([k.get_secret_value().encode() for k in self.timer_command_keys])
 
+    def erasure_mac(self) -> ErasureMac:
+        return ErasureMac([k.get_secret_value().encode() for k in self.erasure_command_keys])
+
     def uses_local_stack_key(self) -> bool:
         return any(k.get_secret_value() == LOCAL_STACK_TIMER_KEY for k in self.timer_command_keys)
+
+    def uses_local_stack_erasure_key(self) -> bool:
+        return any(k.get_secret_value() == LOCAL_STACK_ERASURE_KEY for k in self.erasure_command_keys)
 
 
 class AccessSettings(_Section):

@@ -73,6 +73,7 @@ from clickcash.router._failures import Action, FailureKind, FailurePolicy, kafka
 from clickcash.router._timers import TimerPump
 from clickcash.router._transactions import Transactions
 from clickcash.router.assignment import shard_for
+from clickcash.router.erasure import ERASE, erasing_customers, split_at_erasure
 from clickcash.router.parking import ParkedCustomer, ParkingStore, dropped_dead_letter
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,7 @@ class Router:
         )
         """what to do after a failed round (see ``clickcash.router._failures``)"""
         self._parking = parking
+        self._erasure_mac = settings.security.erasure_mac()
         self._parked: dict[bytes, ParkedCustomer] = parking.load() if parking is not None else {}
         """parked customers (key -> where parking began), reloaded at every assignment"""
         self._parking_checked = 0.0
@@ -540,6 +542,8 @@ class Router:
         kept, flowing = split_parked(records, self._parked)
         if kept:
             self._parking.keep(kept)
+            for customer in erasing_customers(kept, self._erasure_mac):
+                self._parking.request(customer, ERASE)  # served at the next round boundary
             with self._lock:
                 self.stats.counts["parked_records"] = self.stats.counts.get("parked_records", 0) + len(kept)
         return flowing
@@ -599,6 +603,9 @@ class Router:
             self._commit()
         for customer, action in mine:
             records = self._parking.records(customer)
+            if action == ERASE:
+                self._erase_parked(customer, records)
+                continue
             if action == "replay":
                 if not self._replay_parked(customer, records):
                     continue
@@ -661,6 +668,28 @@ class Router:
                 for name, v in res.counts.items():
                     self.stats.counts[name] = self.stats.counts.get(name, 0) + v
         return True
+
+    def _erase_parked(self, customer: bytes, records: list[RawRecord]) -> None:
+        """Erase a parked customer that asked to be forgotten (see ``clickcash.router.erasure``): its held
+        records before the erasure command go without a trace, the command and later records are
+        replayed; the customer stays parked if the replay fails."""
+        assert self._parking is not None
+        split = split_at_erasure(records, self._erasure_mac)
+        if split is None:
+            self._parking.outcome(customer, "erase not done: no erasure command among the held records")
+            return
+        erased, rest = split
+        if not self._replay_parked(customer, rest):
+            return
+        self._parking.release(customer, erased=erased)
+        self._parking.forget_outcome(customer)
+        self._parked.pop(customer, None)
+        log.warning(
+            "router %d: parked customer erased (%d held records erased, %d replayed)",
+            self.stats.router_index,
+            len(erased),
+            len(rest),
+        )  # no customer id: it was erased
 
     def _drop_parked(self, customer: bytes, records: list[RawRecord]) -> None:
         """One dead letter per parked record (``parked_dropped``), committed."""

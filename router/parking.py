@@ -24,6 +24,8 @@ Keys (``<prefix>`` is ``redis.key_prefix``):
 * ``<prefix>:parked:requests`` hash: customer key -> ``replay`` or ``drop``, for the owning router;
 * ``<prefix>:parked:outcomes`` hash: customer key -> the last request's outcome, for the operator;
 * ``<prefix>:parked:dropped`` set: ``<partition>:<offset>`` of every dropped record, for the verifier;
+* ``<prefix>:parked:erased`` set: ``<partition>:<offset>`` of every held record erased with its customer
+  (a ``clickcash forget`` of a parked customer), for the verifier;
 * ``<prefix>:paused`` set: the paused campaign ids (``clickcash pause``); a customer with a record of a
   paused campaign is parked with reason ``campaign paused: <id>`` (see ``clickcash.router._pause``).
 
@@ -98,13 +100,20 @@ class ParkingStore(Protocol):
 
     def forget_outcome(self, customer: bytes) -> None: ...
 
-    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
+    def release(
+        self, customer: bytes, dropped: Iterable[RawRecord] = (), erased: Iterable[RawRecord] = ()
+    ) -> None:
         """Forget the customer's park position, records and request (after a replay or drop committed);
-        ``dropped``: the records that went to the dead-letter topic instead, remembered for the verifier."""
+        ``dropped``: the records that went to the dead-letter topic instead, ``erased``: the records erased
+        with the customer (no output at all), both remembered by position for the verifier."""
         ...
 
     def dropped(self) -> set[tuple[int, int]]:
         """Positions of every record an operator dropped."""
+        ...
+
+    def erased(self) -> set[tuple[int, int]]:
+        """Positions of every held record erased with its customer (``clickcash forget``)."""
         ...
 
     def paused(self) -> frozenset[str]:
@@ -128,6 +137,7 @@ class RedisParkingStore:
         self._requests = keyspace.parked_requests(prefix)
         self._outcomes = keyspace.parked_outcomes(prefix)
         self._dropped = keyspace.parked_dropped(prefix)
+        self._erased = keyspace.parked_erased(prefix)
         self._paused = keyspace.paused_campaigns(prefix)
 
     @classmethod
@@ -213,12 +223,17 @@ class RedisParkingStore:
         with map_exceptions("redis", redis.RedisError):
             self._r.hdel(self._outcomes, customer)
 
-    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
+    def release(
+        self, customer: bytes, dropped: Iterable[RawRecord] = (), erased: Iterable[RawRecord] = ()
+    ) -> None:
         positions = [_field(r[0], r[1]) for r in dropped]
+        gone = [_field(r[0], r[1]) for r in erased]
         with map_exceptions("redis", redis.RedisError):
             pipe = self._r.pipeline(transaction=True)
             if positions:
                 pipe.sadd(self._dropped, *positions)
+            if gone:
+                pipe.sadd(self._erased, *gone)
             pipe.delete(self._records_key(customer))
             pipe.hdel(self._index, customer)
             pipe.hdel(self._requests, customer)
@@ -227,6 +242,11 @@ class RedisParkingStore:
     def dropped(self) -> set[tuple[int, int]]:
         with map_exceptions("redis", redis.RedisError):
             raw = cast(set[bytes], self._r.smembers(self._dropped))
+        return {(int(p), int(o)) for p, o in (m.split(b":") for m in raw)}
+
+    def erased(self) -> set[tuple[int, int]]:
+        with map_exceptions("redis", redis.RedisError):
+            raw = cast(set[bytes], self._r.smembers(self._erased))
         return {(int(p), int(o)) for p, o in (m.split(b":") for m in raw)}
 
     def paused(self) -> frozenset[str]:
@@ -257,6 +277,7 @@ class InMemoryParkingStore:
         self._requests: dict[bytes, str] = {}
         self._outcomes: dict[bytes, str] = {}
         self.dropped_positions: set[tuple[int, int]] = set()
+        self.erased_positions: set[tuple[int, int]] = set()
         self.paused_campaigns: set[str] = set()
 
     def load(self) -> dict[bytes, ParkedCustomer]:
@@ -289,14 +310,20 @@ class InMemoryParkingStore:
     def forget_outcome(self, customer: bytes) -> None:
         self._outcomes.pop(customer, None)
 
-    def release(self, customer: bytes, dropped: Iterable[RawRecord] = ()) -> None:
+    def release(
+        self, customer: bytes, dropped: Iterable[RawRecord] = (), erased: Iterable[RawRecord] = ()
+    ) -> None:
         self.dropped_positions.update((r[0], r[1]) for r in dropped)
+        self.erased_positions.update((r[0], r[1]) for r in erased)
         self.kept.pop(customer, None)
         self.index.pop(customer, None)
         self._requests.pop(customer, None)
 
     def dropped(self) -> set[tuple[int, int]]:
         return set(self.dropped_positions)
+
+    def erased(self) -> set[tuple[int, int]]:
+        return set(self.erased_positions)
 
     def paused(self) -> frozenset[str]:
         return frozenset(self.paused_campaigns)

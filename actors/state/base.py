@@ -257,6 +257,7 @@ class BatchWrite:
 
     expected_versions: dict[str, int] = field(default_factory=dict)
     customers: dict[str, bytes] = field(default_factory=dict)
+    """customer id -> encoded state; empty bytes: the customer was erased, its document is deleted"""
     claims: list[tuple[str, IdempotencyRecord, bytes]] = field(default_factory=list)
     """(event id, record, encoded first response)"""
     release_responses: list[str] = field(default_factory=list)
@@ -352,6 +353,9 @@ class InMemoryStateStore:
                 return False
         now = self._clock()
         for cid, doc in write.customers.items():
+            if not doc:  # erased (``clickcash forget``): the customer is gone, as if never seen
+                self.customers.pop(cid, None)
+                continue
             self.customers[cid] = (write.expected_versions.get(cid, 0) + 1, doc)
         for eid, record, response in write.claims:
             self._records[eid] = (now + self._retention_s, record)

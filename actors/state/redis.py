@@ -5,7 +5,8 @@ by its commit, so an outcome of a replayed batch is never counted twice.
 
 Customer documents are stored as ``<version>|<json>`` so the commit script can check versions without
 decoding JSON; every write sets the document's expiry afresh (``pipeline.customer_ttl_s`` since the
-customer's last activity). Idempotency records expire after the retention; first responses expire after
+customer's last activity); an empty document (a customer erased by ``clickcash forget``) deletes the key.
+Idempotency records expire after the retention; first responses expire after
 the (shorter) replay TTL and are deleted earlier, once the router reports their offsets committed. Keys of
 one batch span many customers, so this needs standalone Redis (with replicas or Sentinel), not Redis Cluster.
 """
@@ -40,7 +41,9 @@ for i = 1, ni do
 end
 for i = 1, nc do
   local v = tonumber(ARGV[a + i - 1]) + 1
-  if cust_ttl > 0 then
+  if ARGV[a + nc + i - 1] == '' then
+    redis.call('DEL', KEYS[i])
+  elseif cust_ttl > 0 then
     redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1], 'EX', cust_ttl)
   else
     redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1])

@@ -281,8 +281,9 @@ def test_run_status_and_stop_as_separate_drivers(
         **_settings_env(settings),
         "CLICKCASH_MONITORING__METRICS_HOST": "127.0.0.1",
         "CLICKCASH_MONITORING__METRICS_PORT": str(port),
-        # a run against a Ray cluster refuses the local stack's published timer-command key
+        # a run against a Ray cluster refuses the local stack's published timer- and erasure-command keys
         "CLICKCASH_SECURITY__TIMER_COMMAND_KEYS": orjson.dumps([uuid.uuid4().hex]).decode(),
+        "CLICKCASH_SECURITY__ERASURE_COMMAND_KEYS": orjson.dumps([uuid.uuid4().hex]).decode(),
     }
     cli = str(Path(sys.executable).with_name("clickcash"))
     out_path, err_path = tmp_path / "run.out", tmp_path / "run.err"

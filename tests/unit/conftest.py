@@ -195,6 +195,8 @@ def build_event_data(type_: str, customer: str = "c-1", **overrides: Any) -> dic
             "step_index": 0,
             "due_ms": 1_772_443_800_000,
         }
+    elif type_ == "customer.erasure_requested":
+        data = {"customer_id": customer}
     else:
         raise ValueError(f"no sample data for {type_!r}")
     data.update(overrides)

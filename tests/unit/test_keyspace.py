@@ -25,6 +25,7 @@ EXPECTED_CLASSES = {
     "parked_requests",
     "parked_outcomes",
     "parked_dropped",
+    "parked_erased",
     "paused_campaigns",
 }
 
@@ -55,6 +56,7 @@ def _glob(pattern: str) -> str:
         ("parked_requests", keyspace.parked_requests("cc")),
         ("parked_outcomes", keyspace.parked_outcomes("cc")),
         ("parked_dropped", keyspace.parked_dropped("cc")),
+        ("parked_erased", keyspace.parked_erased("cc")),
         ("paused_campaigns", keyspace.paused_campaigns("cc")),
     ],
 )
@@ -102,6 +104,7 @@ def test_classify_names_the_class_of_every_builder_key() -> None:
         "parked_requests": keyspace.parked_requests("cc"),
         "parked_outcomes": keyspace.parked_outcomes("cc"),
         "parked_dropped": keyspace.parked_dropped("cc"),
+        "parked_erased": keyspace.parked_erased("cc"),
         "paused_campaigns": keyspace.paused_campaigns("cc"),
     }
     assert set(built) == {k.name for k in keyspace.KEY_CLASSES}

@@ -21,6 +21,7 @@ from clickcash.cluster.observability.metric_defs import (
 )
 from clickcash.cluster.observability.metrics import MetricsServer
 from clickcash.cluster.observability.watchdog import Stall
+from clickcash.events import INPUT_TYPES
 from clickcash.histogram import BATCH_BOUNDS_S, END_TO_END_BOUNDS_S, Histogram
 
 TOPICS = Topics("in", "orders", "payments", "dunning", "dlq")
@@ -217,7 +218,7 @@ def test_input_events_per_type_are_bounded_and_sum_to_the_inputs() -> None:
         if name == "clickcash_input_events_total":
             per_type[dict(labels)["type"]] = per_type.get(dict(labels)["type"], 0) + v
     assert sum(per_type.values()) == 10 == _value(s, "clickcash_events_in_total", topic="in")
-    assert len(per_type) == 7
+    assert len(per_type) == len(INPUT_TYPES) + 1  # every input type and "invalid"
     # in:<type> keys are not mistaken for routing reasons about a PSP
     assert not any(name == "clickcash_psp_route_reasons_total" and dict(labels).get("reason") == "in"
                    for name, labels in s)  # fmt: skip
