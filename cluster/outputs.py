@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from clickcash.config.settings import Settings
 
@@ -101,13 +101,27 @@ class OutputReader:
             self._c.subscribe(self.topics)
         self.records: list[OutputRecord] = []
 
-    def _ends(self) -> list[TopicPartition]:
-        tps = []
-        for topic in self.topics:
-            for p in sorted(self._c.list_topics(topic, timeout=10).topics[topic].partitions):
-                high = self._c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                tps.append(TopicPartition(topic, p, high))
-        return tps
+    def _ends(self, attempts: int = 20) -> list[TopicPartition]:
+        """Each partition at its current end. A topic created a moment ago may have no partitions in the
+        metadata or no leader yet: asked again, a quarter of a second apart."""
+        for attempt in range(attempts):
+            try:
+                tps = []
+                for topic in self.topics:
+                    partitions = self._c.list_topics(topic, timeout=10).topics[topic].partitions
+                    if not partitions:
+                        raise KafkaException(
+                            KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"{topic}: no partitions")
+                        )
+                    for p in sorted(partitions):
+                        high = self._c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        tps.append(TopicPartition(topic, p, high))
+                return tps
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
 
     def poll(self, timeout_s: float = 0.2, max_records: int = 5000) -> list[OutputRecord]:
         """Wait up to ``timeout_s`` for the first record, then take what else is queued (a batch consume
