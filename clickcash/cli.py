@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -68,6 +69,15 @@ def _start_stack(name: str, *, secure: bool = False) -> tuple[Any, Any]:
         ) from exc
 
 
+def _demo_niceness() -> dict[str, int]:
+    """Routers and shards of ``demo`` and ``bench`` run at niceness 0 unless ``RAY__WORKER_NICENESS`` is
+    set: these commands put the load generator, the output reader, the broker and Redis on the same cores
+    as the app, all at niceness 0, and at Ray's default of 15 the app lost every contended core to them
+    (and to anything else on the machine), which showed as latency, not as the app's
+    (docs/performance-latency.md)."""
+    return {} if "CLICKCASH_RAY__WORKER_NICENESS" in os.environ else {"worker_niceness": 0}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the embedded stack, run the app on local Ray, push a campaign through it flat out, then a short
     paced phase for the latency a customer sees at a light load; report both, stop. The app's own log
@@ -81,6 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from clickcash.cluster.topics import ensure_topics
     from clickcash.loadtest.traffic.campaign import named_mix
     from clickcash.loadtest.traffic.campaign_run import run_campaign
+    from clickcash.loadtest.traffic.warm_broker import warm_transactions
 
     stack: LocalStack | None = None
     app: App | None = None
@@ -99,9 +110,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             endpoints,
             kafka={"group_id": group},
             redis={"key_prefix": group},
-            ray={"num_cpus": args.num_cpus},
+            ray={"num_cpus": args.num_cpus, **_demo_niceness()},
         )
         ensure_topics(settings, partitions=args.partitions)
+        # a fresh broker's transaction path is cold (docs/performance-latency.md): warmed meanwhile
+        warm = threading.Thread(target=warm_transactions, args=(settings,), kwargs={"log": _log}, daemon=True)
+        warm.start()
         _log(
             f"starting Ray ({args.num_cpus} CPUs) and the app: {settings.pipeline.shards} shards, "
             f"{settings.pipeline.routers} router(s); the app's log records go to {app_log.path}"
@@ -109,6 +123,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         init_ray(settings, log_to_driver=False)
         app = App(settings)
         app.start()
+        _log("warming the broker's transaction path ...")
+        warm.join()
         # a campaign's worth of shoppers, some busier than others (`--mix abuse`: hot customers buy without
         # end and most orders are rejected)
         mix = named_mix(args.mix, customers=20_000, zipf_s=0.7)
@@ -132,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         _log("")
         _log(f"== {pace}: {args.events:,} events ==")
-        _log(report.render(mix=args.mix))
+        _log(report.render(mix=args.mix, paced=bool(args.rate)))
         if paced is not None:
             _log("")
             _log(f"== paced at {args.paced_rate:,.0f} events/s: {args.paced_events:,} events ==")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from clickcash.config.settings import Settings
 
@@ -71,9 +71,17 @@ def _decode(msg: Any, seen_at: float) -> OutputRecord:
 
 
 class OutputReader:
-    """Consumes the output topics from the beginning, read_committed, with a throw-away group."""
+    """Consumes the output topics, read_committed, with a throw-away group: from the beginning
+    (subscribed), or with ``from_end`` from the partitions' current ends.
 
-    def __init__(self, settings: Settings, topics: list[str] | None = None) -> None:
+    ``from_end`` is for timing what comes next (send -> committed output): the reader is assigned before
+    the first send, so it reads each output as it commits. A subscribing reader is still joining its group
+    and reading the whole history when the first outputs commit, and notes them hundreds of milliseconds
+    late."""
+
+    def __init__(
+        self, settings: Settings, topics: list[str] | None = None, *, from_end: bool = False
+    ) -> None:
         k = settings.kafka
         self.topics = topics or [k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
         self._c = Consumer(
@@ -87,11 +95,40 @@ class OutputReader:
                 "logger": logging.getLogger("librdkafka"),
             }
         )
-        self._c.subscribe(self.topics)
+        if from_end:
+            self._c.assign(self._ends())
+        else:
+            self._c.subscribe(self.topics)
         self.records: list[OutputRecord] = []
 
+    def _ends(self, attempts: int = 20) -> list[TopicPartition]:
+        """Each partition at its current end. A topic created a moment ago may have no partitions in the
+        metadata or no leader yet: asked again, a quarter of a second apart."""
+        for attempt in range(attempts):
+            try:
+                tps = []
+                for topic in self.topics:
+                    partitions = self._c.list_topics(topic, timeout=10).topics[topic].partitions
+                    if not partitions:
+                        raise KafkaException(
+                            KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"{topic}: no partitions")
+                        )
+                    for p in sorted(partitions):
+                        high = self._c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        tps.append(TopicPartition(topic, p, high))
+                return tps
+            except KafkaException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.25)
+        raise AssertionError("unreachable")
+
     def poll(self, timeout_s: float = 0.2, max_records: int = 5000) -> list[OutputRecord]:
-        msgs = self._c.consume(max_records, timeout_s)
+        """Wait up to ``timeout_s`` for the first record, then take what else is queued (a batch consume
+        waits its whole timeout unless the batch fills, which would note records late)."""
+        msgs = self._c.consume(1, timeout_s)
+        if msgs and max_records > 1:
+            msgs += self._c.consume(max_records - 1, 0)
         now = time.time()
         out = [_decode(m, now) for m in msgs if m.error() is None]
         self.records.extend(out)
