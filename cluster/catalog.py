@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clickcash import config
+from clickcash.campaign_snapshot import SNAPSHOT_TYPE
 from clickcash.cluster.acls import DOWNSTREAM_KINDS, acl_inputs
 from clickcash.events import INPUT_TYPES, OUTPUT_TYPES, TIMER_EVENT_TYPE
 from clickcash.schemas import contract_schemas
@@ -112,6 +113,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payments": [],
         "dunning": [],
         "dlq": [],
+        "campaigns": [],
     }
     for etype in INPUT_TYPES:
         who = "written by clickcash's own dunning timers" if etype == TIMER_EVENT_TYPE else "an input event"
@@ -132,6 +134,12 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payload": {"type": "string", "description": "the input record's bytes"},
     }
     channel_messages["dlq"].append("dead-letter")
+    messages[SNAPSHOT_TYPE] = message(
+        SNAPSHOT_TYPE,
+        "campaign-snapshot-envelope",
+        "a campaign's totals as of the ledger's last transaction (the latest record per key is current)",
+    )
+    channel_messages["campaigns"].append(SNAPSHOT_TYPE)
 
     topics = {
         "input": inp.input_topic,
@@ -139,6 +147,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payments": inp.payments_topic,
         "dunning": inp.dunning_topic,
         "dlq": inp.dlq_topic,
+        "campaigns": inp.campaigns_topic,
     }
     descriptions = {
         "input": "Input events keyed by customer id (per-customer order); dunning timer commands too.",
@@ -146,6 +155,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payments": "PSP routing decisions, keyed by customer id.",
         "dunning": "Dunning plans, steps and outcomes, keyed by customer id.",
         "dlq": "Input records clickcash could not accept, with the reason; the stream moves on.",
+        "campaigns": "The campaign ledger's per-campaign totals, keyed by campaign id; compacted.",
     }
     channels = {
         name: {
@@ -176,6 +186,12 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "appSendsDeadLetters": operation("send", "dlq", "app", "clickcash dead-letters bad input"),
         "operatorReceivesDeadLetters": operation(
             "receive", "dlq", "operator", "Operators inspect dead letters"
+        ),
+        "appSendsCampaignSnapshots": operation(
+            "send", "campaigns", "app", "clickcash's campaign ledger writes snapshots in Kafka transactions"
+        ),
+        "operatorReceivesCampaignSnapshots": operation(
+            "receive", "campaigns", "operator", "`clickcash campaigns` and dashboards read the latest per key"
         ),
     }
     for kind in DOWNSTREAM_KINDS:
