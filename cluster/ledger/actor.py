@@ -29,18 +29,22 @@ class LedgerActor:
         self._settings = settings
         self._loop = LedgerLoop(settings)
         self._stop = threading.Event()
+        self._run_lock = threading.Lock()
         self._running = False
         self._runs = 0
 
     def run(self) -> dict[str, Any]:
-        """Fold and publish until :meth:`stop`; raises on a Kafka failure (the app calls ``run`` again)."""
-        self._stop.clear()
-        self._running = True
-        self._runs += 1
-        try:
-            self._loop.run(self._stop.is_set)
-        finally:
-            self._running = False
+        """Fold and publish until :meth:`stop`; raises on a Kafka failure (the app calls ``run`` again).
+
+        One run at a time: a call Ray delivered twice (``may or may not have been executed`` after a
+        restart) waits for the other instead of fencing its producer."""
+        with self._run_lock:
+            self._running = True
+            self._runs += 1
+            try:
+                self._loop.run(self._stop.is_set)
+            finally:
+                self._running = False
         return self.stats()
 
     def stop(self) -> None:

@@ -141,6 +141,8 @@ class OpenOrder:
     amount_cents: int = 0
     last_ms: int = 0
     """time of the order's latest event: an order silent for :data:`OPEN_ORDER_MAX_AGE_MS` is dropped"""
+    declined: bool = False
+    """a payment of it was declined: a dunning plan follows, the order waits for the plan's outcome"""
     ended: bool = False
     """its story ended before its placement was read (topics are read interleaved): the placement closes it"""
 
@@ -296,7 +298,7 @@ class Ledger:
             order.tenure_tier = tenure_tier(since, datetime.fromtimestamp(t_ms / 1000, UTC))
             if order.decided_ms is not None and real:  # the decision was read first
                 _observe(camp.click_to_decision, t_ms, order.decided_ms)
-            keep = not order.ended
+            keep = not (order.ended and order.decided_ms is not None) or order.declined
         elif etype == "order.accepted":
             c.orders_accepted += 1
             _bump(c.accepted_cents_by_currency, str(data["currency"]), int(data["total_cents"]))
@@ -306,7 +308,7 @@ class Ledger:
             order.currency = str(data["currency"])
             order.amount_cents = int(data["total_cents"])
             order.value_tier = value_tier(order.amount_cents)
-            keep = True
+            keep = not (order.ended and order.clicked_ms is not None) or order.declined
         elif etype == "order.rejected":
             c.orders_rejected += 1
             for reason in data.get("reasons", []) or [{"code": "unspecified"}]:
@@ -314,7 +316,10 @@ class Ledger:
             if real:
                 _observe(camp.click_to_decision, order.clicked_ms, t_ms)
             order.decided_ms = t_ms
+            # payments may still arrive for a rejected order (a PSP answering anyway): after a decline it
+            # waits for its dunning plan like any other
             keep = order.ended = order.clicked_ms is None
+            keep = keep or order.declined
         elif etype == "payment.authorized":
             c.payments_authorized += 1
             _bump(c.authorized_cents_by_currency, str(data["currency"]), int(data["amount_cents"]))
@@ -322,13 +327,21 @@ class Ledger:
                 if real:
                     _observe(camp.decision_to_authorization, order.decided_ms, t_ms)
                 order.authorized_ms = t_ms
-            # an order paid without a dunning plan is done (once its placement is read); one with a plan
-            # waits for the plan's outcome
-            keep = known and (order.scheduled_ms is not None or order.clicked_ms is None)
-            if keep and order.scheduled_ms is None:
-                order.ended = True
+            # an order paid without a decline is done once its placement and decision are read; after a
+            # decline it waits for its dunning plan's outcome (the plan is an output, often read later)
+            if order.declined or order.scheduled_ms is not None:
+                keep = known
+            elif known and (order.clicked_ms is None or order.decided_ms is None):
+                keep = order.ended = True
+            else:
+                keep = False
         elif etype == "payment.declined":
             c.payments_declined += 1
+            order.declined = True
+            if not order.currency:  # its placement is not read (yet): the declined amount is the order's
+                order.currency = str(data["currency"])
+                order.amount_cents = int(data["amount_cents"])
+            keep = True
             cls = self._classify(
                 str(data.get("decline_code", "")),
                 order.network if order.network != "unknown" else None,

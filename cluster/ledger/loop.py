@@ -171,6 +171,22 @@ class LedgerLoop:
         discarded with this call's state)."""
         s = self.settings
         k = s.kafka
+        timeout_s = k.transaction_call_timeout_ms / 1000
+        producer = Producer(
+            {
+                **k.client_config(),
+                "transactional.id": ledger_transactional_id(s),
+                "transaction.timeout.ms": k.transaction_timeout_ms,
+                "compression.type": "zstd",
+                "retry.backoff.ms": 5,
+            }
+        )
+        try:
+            # first: this fences a previous incarnation and aborts its open transaction, so the snapshots
+            # and offsets read next are the last committed ones and nothing of the old run commits later
+            producer.init_transactions(timeout_s)
+        except KafkaException as exc:
+            raise ServiceError("kafka", f"campaign ledger: {exc}") from exc
         ledger = Ledger(
             restore(s),
             classify_decline=domain_classifier(s),
@@ -187,18 +203,7 @@ class LedgerLoop:
                 "isolation.level": "read_committed",
             }
         )
-        producer = Producer(
-            {
-                **k.client_config(),
-                "transactional.id": ledger_transactional_id(s),
-                "transaction.timeout.ms": k.transaction_timeout_ms,
-                "compression.type": "zstd",
-                "retry.backoff.ms": 5,
-            }
-        )
-        timeout_s = k.transaction_call_timeout_ms / 1000
         try:
-            producer.init_transactions(timeout_s)
             consumer.subscribe([k.input_topic, k.orders_topic, k.dunning_topic])
             while not should_stop():
                 msgs = [m for m in consumer.consume(self.batch, 0.5) if m.error() is None]

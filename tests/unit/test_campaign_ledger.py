@@ -48,7 +48,12 @@ def _events() -> list[dict[str, Any]]:
         ),
         _ev("i1", "order.placed", 0, placed),
         _ev("o1a", "order.accepted", 2, {"order_id": "o1", "currency": "EUR", "total_cents": 12_000}),
-        _ev("i2", "payment.declined", 60, {"order_id": "o1", "decline_code": "51"}),
+        _ev(
+            "i2",
+            "payment.declined",
+            60,
+            {"order_id": "o1", "decline_code": "51", "currency": "EUR", "amount_cents": 1},
+        ),
         _ev("o2", "dunning.scheduled", 61, {"order_id": "o1", "decline_class": "soft"}),
         _ev("i3", "payment.authorized", 3_661, {"order_id": "o1", "currency": "EUR", "amount_cents": 12_000}),
         _ev("o3", "dunning.recovered", 3_662, {"order_id": "o1", "reason": "paid"}),
@@ -133,7 +138,14 @@ def test_snapshot_restart_continues_exactly() -> None:
 def test_recent_input_ids_are_bounded() -> None:
     ledger = Ledger(recent_ids_per_campaign=100)
     for i in range(250):
-        ledger.fold(**_ev(f"x{i}", "payment.declined", i, {"order_id": f"q{i}", "decline_code": "51"}))
+        ledger.fold(
+            **_ev(
+                f"x{i}",
+                "payment.declined",
+                i,
+                {"order_id": f"q{i}", "decline_code": "51", "currency": "EUR", "amount_cents": 5},
+            )
+        )
     c = ledger.campaigns["c1"]
     assert c.real.payments_declined == 250
     assert list(c.recent_input_ids) == [f"x{i}" for i in range(150, 250)]
