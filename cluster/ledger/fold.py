@@ -141,6 +141,8 @@ class OpenOrder:
     amount_cents: int = 0
     last_ms: int = 0
     """time of the order's latest event: an order silent for :data:`OPEN_ORDER_MAX_AGE_MS` is dropped"""
+    recovered_pending: bool = False
+    """its plan recovered before its placement or a decline was read: the value is counted when one is"""
     declined: bool = False
     """a payment of it was declined: a dunning plan follows, the order waits for the plan's outcome"""
     ended: bool = False
@@ -361,6 +363,8 @@ class Ledger:
                 c.dunning_recovered += 1
                 if order.currency:
                     _bump(c.recovered_cents_by_currency, order.currency, order.amount_cents)
+                else:  # the plan's outcome was read before the order's placement: value it then
+                    order.recovered_pending = True
                 if real:
                     _observe(camp.authorization_to_recovery, order.scheduled_ms, t_ms)
             elif outcome == "exhausted":
@@ -368,6 +372,10 @@ class Ledger:
             else:
                 c.dunning_cancelled += 1
             self._cohort(c, order, outcome)
+            keep = order.recovered_pending
+        if order.recovered_pending and order.currency and etype != "dunning.recovered":
+            _bump(c.recovered_cents_by_currency, order.currency, order.amount_cents)
+            order.recovered_pending = False
             keep = False
         if keep and order_id:
             order.last_ms = max(order.last_ms, t_ms)

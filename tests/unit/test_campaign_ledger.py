@@ -231,3 +231,12 @@ def test_metrics_name_the_top_campaigns_and_sum_the_rest() -> None:
         "c4",
         OTHER,
     }
+
+
+def test_a_recovery_read_before_its_order_is_valued_when_the_order_is_read() -> None:
+    events = _events()
+    forward, outputs_first = Ledger(), Ledger()
+    _fold_all(forward, events)
+    _fold_all(outputs_first, [e for e in events if not e["is_input"]] + [e for e in events if e["is_input"]])
+    f, o = forward.campaigns["c1"].real, outputs_first.campaigns["c1"].real
+    assert o.recovered_cents_by_currency == f.recovered_cents_by_currency == {"EUR": 12_000}
