@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -261,6 +264,21 @@ def _run_and_compare(settings: Settings, seed: int, *, kill: bool) -> None:
     assert {("spring-sale", True), ("autumn-drop", True), ("test-campaign", False)} <= set(published)
     real = published[("test-campaign", False)]
     assert real["orders_placed"] == 1, "the re-sent and the invalid real order are not orders"
+    # `clickcash campaigns` shows the same figures from the topic, as a table
+    env = {
+        **os.environ,
+        "CLICKCASH_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "CLICKCASH_KAFKA__CAMPAIGNS_TOPIC": settings.kafka.campaigns_topic,
+    }
+    cli = str(Path(sys.executable).with_name("clickcash"))
+    shown = subprocess.run(
+        [cli, "campaigns"], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    rows = {tuple(line.split()[:3]) for line in shown.stdout.splitlines()[1:]}
+    for (cid, synthetic), figures in published.items():
+        assert (cid, "synthetic" if synthetic else "real", str(figures["orders_placed"])) in rows, (
+            shown.stdout
+        )
     spring = published[("spring-sale", True)]
     assert (
         spring["dunning_recovered"] > 0 and spring["payments_declined"] > 0 and spring["orders_accepted"] > 0
