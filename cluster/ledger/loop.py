@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from clickcash.actors.engines.dunning import classify_decline
 from clickcash.campaign_snapshot import SNAPSHOT_SOURCE, SNAPSHOT_TYPE, CampaignSnapshot
+from clickcash.card_data import card_data_field
 from clickcash.cluster.ledger.fold import CampaignTotals, DeclineClassifier, Ledger
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import Settings
@@ -129,12 +130,17 @@ def domain_classifier(settings: Settings) -> DeclineClassifier:
     return classify
 
 
-def _input_fields(m: Message, env: Mapping[str, Any]) -> tuple[InputEnvelope, Mapping[str, Any]] | None:
+def _input_fields(
+    m: Message, env: Mapping[str, Any], max_event_bytes: int
+) -> tuple[InputEnvelope, Mapping[str, Any]] | None:
     """The envelope and ``data`` of a valid input of a type the ledger reads; None for anything the shards
-    would dead-letter."""
+    dead-letter (the same checks as their decoding: size, card data, contract, key)."""
     etype = env.get("type")
     model = INPUT_TYPES.get(etype) if isinstance(etype, str) else None
     if model is None or etype == "dunning.timer_fired" or etype == "payment_method.updated":
+        return None
+    value = m.value() or b""
+    if len(value) > max_event_bytes or card_data_field(m.key(), value) is not None:
         return None
     try:
         head = InputEnvelope.model_validate(env)
@@ -248,7 +254,7 @@ class LedgerLoop:
         synthetic = is_synthetic(env, m.headers())
         is_input = m.topic() == self.settings.kafka.input_topic
         if is_input:
-            parsed = _input_fields(m, env)
+            parsed = _input_fields(m, env, self.settings.pipeline.max_event_bytes)
             if parsed is None:
                 return
             head, data = parsed

@@ -51,7 +51,14 @@ def _workload(seed: int) -> list[tuple[bytes | None, bytes]]:
     # real (unmarked) traffic of the harness's campaign: a valid order, a re-send of it, an invalid one
     real = event("real-1", "order.placed", "real-c1", order("real-o1", "real-c1"))
     invalid = event("real-2", "order.placed", "real-c1", order("real-o2", "real-c1", total_cents=-1))
-    records[len(records) // 3 : len(records) // 3] = [(b"real-c1", real), (b"real-c1", invalid)]
+    card = event(
+        "real-3", "order.placed", "real-c1", order("real-o3", "real-c1", merchant_segment="4111111111111111")
+    )
+    records[len(records) // 3 : len(records) // 3] = [
+        (b"real-c1", real),
+        (b"real-c1", invalid),
+        (b"real-c1", card),
+    ]
     records.append((b"real-c1", real))
     return records
 
@@ -263,7 +270,7 @@ def _run_and_compare(settings: Settings, seed: int, *, kill: bool) -> None:
     assert not diff, f"(campaign, synthetic), figure: (from the topics, from the ledger): {diff}"
     assert {("spring-sale", True), ("autumn-drop", True), ("test-campaign", False)} <= set(published)
     real = published[("test-campaign", False)]
-    assert real["orders_placed"] == 1, "the re-sent and the invalid real order are not orders"
+    assert real["orders_placed"] == 1, "the re-sent, the invalid and the card-data real order are not orders"
     # `clickcash campaigns` shows the same figures from the topic, as a table
     env = {
         **os.environ,
