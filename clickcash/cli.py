@@ -437,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     from clickcash.cluster.ops.security import add_security_parser
 
     add_security_parser(sub)
+    from clickcash.cluster.ledger.cli import add_campaigns_parser
+
+    add_campaigns_parser(sub)
 
     sch = sub.add_parser("schemas", help="write the event contract as JSON Schema files")
     sch.add_argument(

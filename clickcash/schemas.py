@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from clickcash.campaign_snapshot import SNAPSHOT_TYPE, CampaignSnapshot, SnapshotEnvelope
 from clickcash.events import INPUT_TYPES, OUTPUT_TYPES, DeadLetter, InputEnvelope, OutputEnvelope
 
 
@@ -21,6 +22,10 @@ def contract_schemas() -> dict[str, dict[str, Any]]:
         schema = model.model_json_schema()
         schema["$comment"] = f"data of CloudEvents type {etype!r}"
         out[f"{etype}.data.schema.json"] = schema
+    out["campaign-snapshot-envelope.schema.json"] = SnapshotEnvelope.model_json_schema()
+    snapshot = CampaignSnapshot.model_json_schema()
+    snapshot["$comment"] = f"data of CloudEvents type {SNAPSHOT_TYPE!r}"
+    out[f"{SNAPSHOT_TYPE}.data.schema.json"] = snapshot
     return out
 
 

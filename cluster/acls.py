@@ -67,6 +67,8 @@ class AclInputs:
     redis_key_prefix: str
     principals: dict[str, str]
     """role -> Kafka user name (the SCRAM user or certificate CN)"""
+    campaigns_topic: str
+    """the campaign ledger's compacted snapshot topic (written by the app's ledger actor)"""
 
     def topic_of(self, kind: str) -> str:
         return {"orders": self.orders_topic, "payments": self.payments_topic, "dunning": self.dunning_topic}[
@@ -75,7 +77,14 @@ class AclInputs:
 
     @property
     def all_topics(self) -> tuple[str, ...]:
-        return (self.input_topic, self.orders_topic, self.payments_topic, self.dunning_topic, self.dlq_topic)
+        return (
+            self.input_topic,
+            self.orders_topic,
+            self.payments_topic,
+            self.dunning_topic,
+            self.dlq_topic,
+            self.campaigns_topic,
+        )
 
 
 def transactional_id_pattern(inp: AclInputs) -> str:
@@ -105,6 +114,14 @@ def kafka_acls(inp: AclInputs) -> list[KafkaAcl]:
     allow("app", "Group", inp.group_id, ("Read", "Describe"), "Literal")
     allow("app", "TransactionalId", transactional_id_pattern(inp), ("Write", "Describe"), "Prefixed")
     allow("app", "Cluster", "kafka-cluster", ("IdempotentWrite",), "Literal")
+    # app's campaign ledger: reads the orders and dunning outputs (and the input, above) in its own group,
+    # writes its snapshots with its own transactional id
+    for topic in (inp.orders_topic, inp.dunning_topic):
+        allow("app", "Topic", topic, ("Read",), "Literal")
+    allow("app", "Topic", inp.campaigns_topic, ("Write", "Describe"), "Literal")
+    allow("app", "Group", f"{inp.group_id}-campaigns", ("Read", "Describe"), "Literal")
+    allow("app", "TransactionalId", f"{inp.transactional_id_prefix}-{inp.group_id}-campaign-ledger",
+          ("Write", "Describe"), "Literal")  # fmt: skip
     # load generator: the input only
     allow("loadgen", "Topic", inp.input_topic, ("Write", "Describe"), "Literal")
     allow("loadgen", "Cluster", "kafka-cluster", ("IdempotentWrite",), "Literal")
@@ -203,4 +220,5 @@ def acl_inputs(settings: Settings) -> AclInputs:
         transactional_id_prefix=k.transactional_id_prefix,
         redis_key_prefix=settings.redis.key_prefix,
         principals=dict(settings.access.principals),
+        campaigns_topic=k.campaigns_topic,
     )

@@ -12,6 +12,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from clickcash.actors.actor import start_shard_actor
 from clickcash.cluster.access import check_connection
+from clickcash.cluster.ledger.actor import start_ledger_actor
 from clickcash.cluster.observability.monitor import Monitor
 from clickcash.config.settings import Settings
 from clickcash.errors import ClickcashError, ConfigError, ServiceError, remote_error_reason
@@ -38,6 +39,9 @@ class App:
         )
         self._topology_checked = 0.0
         self._rescaling = False
+        self.ledger: Any = None
+        """the campaign ledger actor (``ledger.enabled``), supervised like the routers"""
+        self._ledger_run: Any = None
 
     def start(self) -> None:
         p = self.settings.pipeline
@@ -57,6 +61,9 @@ class App:
         self.routers = [start_router_actor(i, self.settings) for i in range(p.routers)]
         for i, r in enumerate(self.routers):
             self._runs[i] = r.run.remote()
+        if self.settings.ledger.enabled:
+            self.ledger = start_ledger_actor(self.settings)
+            self._ledger_run = self.ledger.run.remote()
 
     @property
     def topology(self) -> Topology:
@@ -153,6 +160,7 @@ class App:
                 # the topology lives in Redis: during an outage the app keeps running as it is (the routers
                 # wait the outage out) and follows the topology again once Redis answers
                 log.warning("cannot read the desired topology (%s); checking again in 1 s", exc)
+        self._supervise_ledger()
         refs = list(self._runs.values())
         if not refs:
             time.sleep(timeout_s)
@@ -168,6 +176,21 @@ class App:
             self.restarts += 1
             time.sleep(0.5)
             self._runs[idx] = self.routers[idx].run.remote()
+
+    def _supervise_ledger(self) -> None:
+        """Run the ledger again when its run ended (a Kafka failure, or its process died and Ray restarted
+        the actor): it restores from its committed snapshots and offsets."""
+        if self._ledger_run is None:
+            return
+        done, _ = ray.wait([self._ledger_run], timeout=0)
+        if not done:
+            return
+        try:
+            ray.get(self._ledger_run)
+            log.warning("campaign ledger returned without being stopped; restarting it")
+        except ray.exceptions.RayError as exc:
+            log.warning("campaign ledger failed (%s); restarting", remote_error_reason(exc))
+        self._ledger_run = self.ledger.run.remote()
 
     def run_until(self, done: Callable[[], bool], on_tick: Callable[[], None] | None = None) -> None:
         """Supervise until ``done()`` or a stop request (``clickcash stop``); meanwhile the monitor polls
@@ -194,6 +217,7 @@ class App:
             serve=serve,
             control=control,
             actors=lambda: (list(enumerate(self.routers)), list(enumerate(self.shards))),
+            ledger=self.ledger,
         ).start()
 
     def router_stats(self) -> list[dict[str, Any]]:
@@ -217,13 +241,22 @@ class App:
         """Ask every router to drain and commit, wait for it, then remove the actors."""
         for r in self.routers:
             r.stop.remote()
+        if self.ledger is not None:
+            self.ledger.stop.remote()
         final: list[dict[str, Any]] = []
         try:
             final = list(ray.get(list(self._runs.values()), timeout=timeout_s))
         except ray.exceptions.RayError as exc:
             raise ClickcashError(f"routers did not drain cleanly: {exc}") from exc
         finally:
-            for a in [*self.routers, *self.shards]:
+            if self._ledger_run is not None:
+                try:  # its open transaction aborts if it does not finish: the snapshots stay consistent
+                    ray.get(self._ledger_run, timeout=timeout_s)
+                except ray.exceptions.RayError as exc:
+                    log.warning("campaign ledger did not stop cleanly: %s", remote_error_reason(exc))
+                self._ledger_run = None
+            for a in [*self.routers, *self.shards, *([self.ledger] if self.ledger is not None else [])]:
                 ray.kill(a, no_restart=True)
             self._runs.clear()
+            self.ledger = None
         return final

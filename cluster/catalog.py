@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clickcash import config
+from clickcash.campaign_snapshot import SNAPSHOT_TYPE
 from clickcash.cluster.acls import DOWNSTREAM_KINDS, acl_inputs
 from clickcash.events import ERASURE_EVENT_TYPE, INPUT_TYPES, OUTPUT_TYPES, TIMER_EVENT_TYPE
 from clickcash.schemas import contract_schemas
@@ -116,6 +117,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payments": [],
         "dunning": [],
         "dlq": [],
+        "campaigns": [],
     }
     for etype in INPUT_TYPES:
         who = _WHO.get(etype, "an input event")
@@ -136,6 +138,12 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payload": {"type": "string", "description": "the input record's bytes"},
     }
     channel_messages["dlq"].append("dead-letter")
+    messages[SNAPSHOT_TYPE] = message(
+        SNAPSHOT_TYPE,
+        "campaign-snapshot-envelope",
+        "a campaign's totals as of the ledger's last transaction (the latest record per key is current)",
+    )
+    channel_messages["campaigns"].append(SNAPSHOT_TYPE)
 
     topics = {
         "input": inp.input_topic,
@@ -143,6 +151,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payments": inp.payments_topic,
         "dunning": inp.dunning_topic,
         "dlq": inp.dlq_topic,
+        "campaigns": inp.campaigns_topic,
     }
     descriptions = {
         "input": "Input events keyed by customer id (per-customer order); dunning timer commands too.",
@@ -150,6 +159,7 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "payments": "PSP routing decisions, keyed by customer id.",
         "dunning": "Dunning plans, steps and outcomes, keyed by customer id.",
         "dlq": "Input records clickcash could not accept, with the reason; the stream moves on.",
+        "campaigns": "The campaign ledger's per-campaign totals, keyed by campaign id; compacted.",
     }
     channels = {
         name: {
@@ -180,6 +190,12 @@ def build_catalog(settings: Settings) -> dict[str, Any]:
         "appSendsDeadLetters": operation("send", "dlq", "app", "clickcash dead-letters bad input"),
         "operatorReceivesDeadLetters": operation(
             "receive", "dlq", "operator", "Operators inspect dead letters"
+        ),
+        "appSendsCampaignSnapshots": operation(
+            "send", "campaigns", "app", "clickcash's campaign ledger writes snapshots in Kafka transactions"
+        ),
+        "operatorReceivesCampaignSnapshots": operation(
+            "receive", "campaigns", "operator", "`clickcash campaigns` and dashboards read the latest per key"
         ),
     }
     for kind in DOWNSTREAM_KINDS:

@@ -21,21 +21,34 @@ from clickcash.errors import ServiceError, map_exceptions
 
 def all_topics(settings: Settings) -> list[str]:
     k = settings.kafka
-    return [k.input_topic, k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
+    return [
+        k.input_topic,
+        k.orders_topic,
+        k.payments_topic,
+        k.dunning_topic,
+        k.dlq_topic,
+        k.campaigns_topic,
+    ]
 
 
 INPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 """The shards decide at each input record's timestamp: the broker's append time is one clock for every
 producer (a client with a skewed clock cannot move a decision), and it never runs backwards in a partition."""
 
+CAMPAIGNS_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+"""The campaign ledger's snapshots: the latest record per campaign is its state, older ones may go."""
+
 
 def topic_config(settings: Settings, topic: str) -> dict[str, str]:
     """The configuration a topic is created with: ``max.message.bytes`` from ``kafka.max_message_bytes``
     on every topic (the clients' ``message.max.bytes`` comes from the same setting, so what the producer
-    accepts the broker accepts too), and :data:`INPUT_TOPIC_CONFIG` on the input."""
+    accepts the broker accepts too), :data:`INPUT_TOPIC_CONFIG` on the input, and
+    :data:`CAMPAIGNS_TOPIC_CONFIG` (compacted) on the campaign ledger's topic."""
     config = {"max.message.bytes": str(settings.kafka.max_message_bytes)}
     if topic == settings.kafka.input_topic:
         config.update(INPUT_TOPIC_CONFIG)
+    if topic == settings.kafka.campaigns_topic:
+        config.update(CAMPAIGNS_TOPIC_CONFIG)
     return config
 
 

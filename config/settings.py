@@ -249,6 +249,8 @@ class KafkaSettings(KafkaSecuritySettings):
     payments_topic: TopicName = "clickcash.payments"
     dunning_topic: TopicName = "clickcash.dunning"
     dlq_topic: TopicName = "clickcash.dlq"
+    campaigns_topic: TopicName = "clickcash.campaigns"
+    """the campaign ledger's ``campaign.snapshot`` events (compacted: the latest record per campaign)"""
     group_id: Annotated[str, Field(min_length=1)] = "clickcash"
     transactional_id_prefix: Annotated[str, Field(min_length=1)] = "clickcash"
     consume_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2_000
@@ -369,6 +371,20 @@ class MonitoringSettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class LedgerSettings(_Section):
+    """The campaign ledger (``clickcash.cluster.ledger``): per-campaign totals, ``kafka.campaigns_topic``."""
+
+    enabled: bool = True
+    """``clickcash run`` starts the ledger actor beside the routers (off: no ledger, no snapshots)"""
+    num_cpus: Annotated[float, Field(ge=0, le=64)] = 0.0
+    """Ray CPUs reserved for the ledger actor; 0 by default: it folds a few dicts per committed output"""
+    recent_ids_per_campaign: Annotated[int, Field(ge=100, le=1_000_000)] = 5_000
+    """counted input event ids a campaign remembers to skip a re-sent input (about 40 bytes each in the
+    snapshot); a re-send arrives within one producer retry, far inside this window"""
+    metrics_top_campaigns: Annotated[int, Field(ge=1, le=200)] = 10
+    """campaigns exported by name to Prometheus (the largest by orders placed); the rest are ``other``"""
+
+
 TimerKey = Annotated[SecretStr, Field(min_length=16)]
 
 
@@ -449,6 +465,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     security: SecuritySettings = SecuritySettings()
     access: AccessSettings = AccessSettings()
+    ledger: LedgerSettings = LedgerSettings()
     domain_file: Path = Path(__file__).with_name("domain.toml")
 
     @classmethod

@@ -55,6 +55,52 @@ class MetricDef:
     labels: tuple[str, ...] = ()
 
 
+_LEDGER_LABELS = ("campaign", "synthetic")
+LEDGER_DEFS = (
+    MetricDef("clickcash_ledger_up", "gauge", "1 if the campaign ledger answered and is running"),
+    MetricDef("clickcash_ledger_campaigns", "gauge", "Campaigns in the campaign ledger"),
+    MetricDef("clickcash_ledger_transactions_total", "counter", "Snapshot transactions the ledger committed"),
+    MetricDef(
+        "clickcash_campaign_orders",
+        "gauge",
+        "Orders per campaign (top campaigns by volume, the rest as other): placed, accepted, rejected",
+        (*_LEDGER_LABELS, "outcome"),
+    ),
+    MetricDef(
+        "clickcash_campaign_payments",
+        "gauge",
+        "Payment outcomes per campaign: authorized, declined (by decline_class)",
+        (*_LEDGER_LABELS, "outcome", "decline_class"),
+    ),
+    MetricDef(
+        "clickcash_campaign_dunning",
+        "gauge",
+        "Dunning plans per campaign by outcome: scheduled, recovered, exhausted, cancelled",
+        (*_LEDGER_LABELS, "outcome"),
+    ),
+    MetricDef(
+        "clickcash_campaign_value_cents",
+        "gauge",
+        "Money per campaign in minor units of its currency: accepted, authorized, recovered",
+        (*_LEDGER_LABELS, "kind", "currency"),
+    ),
+    MetricDef(
+        "clickcash_recovery_cohort",
+        "gauge",
+        "Dunning outcomes across campaigns by cohort (dimension: decline_class, tenure_tier, value_tier, "
+        "network)",
+        ("dimension", "cohort", "outcome", "synthetic"),
+    ),
+    MetricDef(
+        "clickcash_campaign_cycle_seconds",
+        "histogram",
+        "Real traffic cycle times per campaign: click_to_decision, decision_to_authorization, "
+        "authorization_to_recovery",
+        ("campaign", "stage"),
+    ),
+)
+"""The campaign ledger's metrics (:mod:`clickcash.cluster.ledger.metrics`), present when the ledger runs"""
+
 _DEFS = [
     MetricDef(
         "clickcash_events_in_total", "counter", "Input records consumed (replays included)", ("topic",)
@@ -195,6 +241,7 @@ _DEFS = [
     ),
     MetricDef("clickcash_shard_stalled", "gauge", "1 while a batch to the shard is stuck", ("shard",)),
     MetricDef("clickcash_healthy", "gauge", "1 when nothing is stalled and every actor answered"),
+    *LEDGER_DEFS,
 ]
 METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}
 """Every metric clickcash exports, by name (the dashboard test checks its queries against these)."""
@@ -283,6 +330,8 @@ class Poll:
     (:class:`clickcash.cluster.observability.breakers.BreakerProbe`)"""
     psps: Sequence[str] = ()
     """the configured PSPs: each gets a ``clickcash_psp_breaker_open`` sample, open or not"""
+    ledger: Mapping[str, Any] | None = None
+    """``LedgerActor.stats()``, or ``{"unavailable": True}``; None when the ledger is off"""
 
 
 class CounterCarry:
@@ -410,7 +459,9 @@ class MetricsModel:
             fam["clickcash_shard_stalled"].add(int(("shard", i) in stalled), shard=str(i))
         every_actor_up = all(not s.get("unavailable") for s in [*poll.routers, *poll.shards])
         fam["clickcash_healthy"].add(int(not stalled and every_actor_up))
-        return list(fam.values())
+        if poll.ledger is not None:
+            ledger_families(fam, poll.ledger)
+        return [f for f in fam.values() if f.samples or f.histograms or f.d not in LEDGER_DEFS]
 
     def _router_families(self, fam: dict[str, Family], t: Mapping[Any, float], poll: Poll) -> None:
         topics = self.topics
@@ -510,6 +561,54 @@ class MetricsModel:
             h = Histogram(bounds, [int(t.get(("hist", j), 0)) for j in range(len(bounds) + 1)])
             h.sum_s = t.get(("hist_sum",), 0.0)
             fam["clickcash_shard_batch_seconds"].histograms.append(HistogramSample({"shard": label}, h))
+
+
+def ledger_families(fam: Mapping[str, Family], stats: Mapping[str, Any]) -> None:
+    """The ledger's families from its stats (``top``: :func:`clickcash.cluster.ledger.metrics.top_campaigns`
+    rows, already bounded to the top campaigns plus ``other``)."""
+    up = not stats.get("unavailable")
+    fam["clickcash_ledger_up"].add(int(up and bool(stats.get("running"))))
+    if not up:
+        return
+    fam["clickcash_ledger_campaigns"].add(stats.get("campaigns", 0))
+    fam["clickcash_ledger_transactions_total"].add(stats.get("transactions", 0))
+    cohorts: dict[tuple[str, str, str, str], int] = {}
+    for row in stats.get("top") or []:
+        camp = str(row["campaign"])
+        for syn in ("false", "true"):
+            c = row["synthetic" if syn == "true" else "real"]
+            for outcome in ("placed", "accepted", "rejected"):
+                fam["clickcash_campaign_orders"].add(
+                    c.get(f"orders_{outcome}", 0), campaign=camp, synthetic=syn, outcome=outcome
+                )
+            fam["clickcash_campaign_payments"].add(
+                c.get("payments_authorized", 0), campaign=camp, synthetic=syn, outcome="authorized",
+                decline_class="",
+            )  # fmt: skip
+            for cls, n in sorted((c.get("declined_by_class") or {}).items()):
+                fam["clickcash_campaign_payments"].add(
+                    n, campaign=camp, synthetic=syn, outcome="declined", decline_class=cls
+                )
+            for outcome in ("scheduled", "recovered", "exhausted", "cancelled"):
+                fam["clickcash_campaign_dunning"].add(
+                    c.get(f"dunning_{outcome}", 0), campaign=camp, synthetic=syn, outcome=outcome
+                )
+            for kind in ("accepted", "authorized", "recovered"):
+                for cur, cents in sorted((c.get(f"{kind}_cents_by_currency") or {}).items()):
+                    fam["clickcash_campaign_value_cents"].add(
+                        cents, campaign=camp, synthetic=syn, kind=kind, currency=cur
+                    )
+            for key, outcomes in (c.get("cohorts") or {}).items():
+                dim, _, value = key.partition("=")
+                for outcome, n in outcomes.items():
+                    k = (dim, value, outcome, syn)
+                    cohorts[k] = cohorts.get(k, 0) + int(n)
+        for stage, h in sorted((row.get("cycle_times") or {}).items()):
+            fam["clickcash_campaign_cycle_seconds"].histograms.append(
+                HistogramSample({"campaign": camp, "stage": stage}, Histogram.from_dict(h))
+            )
+    for (dim, value, outcome, syn), n in sorted(cohorts.items()):
+        fam["clickcash_recovery_cohort"].add(n, dimension=dim, cohort=value, outcome=outcome, synthetic=syn)
 
 
 def _histogram(totals: Mapping[Any, float], bounds: tuple[float, ...], name: str) -> Histogram:

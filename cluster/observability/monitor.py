@@ -120,13 +120,16 @@ class Monitor:
         serve: bool | None = None,
         control: bool = True,
         actors: Callable[[], tuple[Sequence[tuple[int, Any]], Sequence[tuple[int, Any]]]] | None = None,
+        ledger: Any = None,
     ) -> None:
-        """``actors``, when given, returns the current (routers, shards) at each poll."""
+        """``actors``, when given, returns the current (routers, shards) at each poll; ``ledger`` is the
+        campaign ledger actor (None: no ledger metrics)."""
         self.settings = settings
         m = settings.monitoring
         k = settings.kafka
         self._routers = StatsPoller("router", routers)
         self._shards = StatsPoller("shard", shards)
+        self._ledger = StatsPoller("ledger", [(0, ledger)]) if ledger is not None else None
         self._lag = LagProbe(settings)
         self._restarts = restarts
         self._actors = actors
@@ -205,8 +208,18 @@ class Monitor:
             self._breakers = breaker_probe(self.settings)
         breakers = self._breakers.open()
         restarts = int(self._restarts()) if callable(self._restarts) else 0
+        ledger = self._ledger.poll(timeout_s)[0] if self._ledger is not None else None
         families = self._model.families(
-            Poll(routers, shards, partitions, restarts, stalls, breakers, psps=self._breakers.psps)
+            Poll(
+                routers,
+                shards,
+                partitions,
+                restarts,
+                stalls,
+                breakers,
+                psps=self._breakers.psps,
+                ledger=ledger,
+            )
         )
         k = self.settings.kafka
         meta = {

@@ -110,6 +110,7 @@ def make_settings(services: Services, ray_session: None, request: pytest.Fixture
             "payments_topic": f"{tag}.payments",
             "dunning_topic": f"{tag}.dunning",
             "dlq_topic": f"{tag}.dlq",
+            "campaigns_topic": f"{tag}.campaigns",
             "group_id": f"{tag}-group",
             "transactional_id_prefix": tag,
             **sections.pop("kafka", {}),

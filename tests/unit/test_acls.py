@@ -30,6 +30,7 @@ def inp() -> AclInputs:
         transactional_id_prefix="tx",
         redis_key_prefix="cc1",
         principals=dict(AccessSettings().principals),
+        campaigns_topic="t.campaigns",
     )
 
 
@@ -43,7 +44,14 @@ def test_app_gets_exactly_what_the_pipeline_does(inp: AclInputs) -> None:
     assert ("Topic", "t.in", "Literal", "Write") in app, "dunning timer commands go back into the input"
     for out in ("t.orders", "t.payments", "t.dunning", "t.dlq"):
         assert ("Topic", out, "Literal", "Write") in app
+    # the campaign ledger reads the order decisions and dunning outcomes, nothing else of the outputs
+    for out in ("t.payments", "t.dlq"):
         assert ("Topic", out, "Literal", "Read") not in app
+    for out in ("t.orders", "t.dunning"):
+        assert ("Topic", out, "Literal", "Read") in app
+    assert ("Topic", inp.campaigns_topic, "Literal", "Write") in app
+    assert ("Group", "grp-campaigns", "Literal", "Read") in app
+    assert ("TransactionalId", "tx-grp-campaign-ledger", "Literal", "Write") in app
     assert ("Group", "grp", "Literal", "Read") in app
     assert ("TransactionalId", "tx-grp-router-", "Prefixed", "Write") in app
     assert ("TransactionalId", "tx-grp-router-", "Prefixed", "Describe") in app

@@ -82,6 +82,7 @@ def test_every_event_type_is_on_its_topic_with_its_writer_and_reader_role(settin
         k.payments_topic,
         k.dunning_topic,
         k.dlq_topic,
+        k.campaigns_topic,
     }
     on = {m: name for name, ch in doc["channels"].items() for m in ch["messages"]}
     assert set(INPUT_TYPES) | set(OUTPUT_TYPES) <= set(on)
@@ -96,6 +97,7 @@ def test_every_event_type_is_on_its_topic_with_its_writer_and_reader_role(settin
         (o["channel"]["$ref"], o["x-clickcash-acl-role"]) for o in ops.values() if o["action"] == "send"
     }
     assert ("#/channels/input", "loadgen") in writers and ("#/channels/orders", "app") in writers
+    assert on["campaign.snapshot"] == "campaigns" and ("#/channels/campaigns", "app") in writers
     assert doc["components"]["securitySchemes"]["kafka"]["type"] == "scramSha512"
 
 

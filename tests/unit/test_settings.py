@@ -199,3 +199,4 @@ def test_one_setting_sizes_every_client_and_every_created_topic() -> None:
     for topic in all_topics(s):
         assert topic_config(s, topic)["max.message.bytes"] == "2000000"
     assert topic_config(s, s.kafka.input_topic)["message.timestamp.type"] == "LogAppendTime"
+    assert topic_config(s, s.kafka.campaigns_topic)["cleanup.policy"] == "compact"

@@ -1,0 +1,290 @@
+"""The campaign ledger's exactly-once loop: committed outputs and input events in, snapshots out.
+
+A consume-transform-produce loop with its own consumer group (``<kafka.group_id>-campaigns``): it reads the
+input topic (order placements, payment outcomes, customer tenure) and the orders and dunning topics with
+``isolation.level=read_committed``, folds them with :class:`clickcash.cluster.ledger.fold.Ledger`, and in
+one Kafka transaction produces a ``campaign.snapshot`` of every campaign that changed to the compacted
+``kafka.campaigns_topic`` together with its consumed offsets (``send_offsets_to_transaction``). A crash
+aborts the open transaction: snapshots and offsets go together or not at all, so on restart
+:func:`restore` (the latest committed snapshot per campaign) and the group's committed offsets describe the
+same point of the streams, and the replay from there counts each event once.
+
+Input records are counted only when they pass the same contract the shards check (envelope, ``data`` of
+the type, Kafka key equal to ``partitionkey``): a record the shards dead-letter is not an order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from pydantic import ValidationError
+
+from clickcash.actors.engines.dunning import classify_decline
+from clickcash.campaign_snapshot import SNAPSHOT_SOURCE, SNAPSHOT_TYPE, CampaignSnapshot
+from clickcash.card_data import card_data_field
+from clickcash.cluster.ledger.fold import CampaignTotals, DeclineClassifier, Ledger
+from clickcash.config.domain import load_domain_config
+from clickcash.config.settings import Settings
+from clickcash.envelope import structured_event
+from clickcash.errors import ServiceError
+from clickcash.events import INPUT_TYPES, SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE, InputEnvelope
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_NAMESPACE = uuid.UUID("3d0c7f52-1a8e-4b7d-9c51-6b2f0e9a4c13")
+
+
+def ledger_group(settings: Settings) -> str:
+    return f"{settings.kafka.group_id}-campaigns"
+
+
+def ledger_transactional_id(settings: Settings) -> str:
+    k = settings.kafka
+    return f"{k.transactional_id_prefix}-{k.group_id}-campaign-ledger"
+
+
+def is_synthetic(envelope: Mapping[str, Any], headers: Any) -> bool:
+    """Synthetic when the envelope's ``synthetic`` attribute is true or the ``ce_synthetic`` header says
+    ``true`` (the shards write both on every output of a synthetic input)."""
+    if envelope.get("synthetic") is True:
+        return True
+    return any(key == SYNTHETIC_HEADER and value == SYNTHETIC_HEADER_VALUE for key, value in headers or [])
+
+
+def snapshot_event(totals: CampaignTotals, now: datetime) -> bytes:
+    """A ``campaign.snapshot`` CloudEvent (structured mode) whose id follows its content: the same state
+    published again carries the same id."""
+    data = CampaignSnapshot.model_validate(totals.to_dict()).model_dump(mode="json")
+    body = orjson.dumps(data)
+    return structured_event(
+        id=str(uuid.uuid5(SNAPSHOT_NAMESPACE, totals.campaign_id + "\x00" + body.decode())),
+        source=SNAPSHOT_SOURCE,
+        type=SNAPSHOT_TYPE,
+        time=now.isoformat(),
+        datacontenttype="application/json",
+        partitionkey=totals.campaign_id,
+        extensions={"campaignid": totals.campaign_id},
+        data=body,
+    )
+
+
+def restore(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, CampaignTotals]:
+    """The latest committed snapshot of every campaign (read_committed, from the start of the topic)."""
+    topic = settings.kafka.campaigns_topic
+    c = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"clickcash-campaigns-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    out: dict[str, CampaignTotals] = {}
+    try:
+        md = c.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if md is None or md.error is not None or not md.partitions:
+            return out
+        ends: dict[int, int] = {}
+        for p in md.partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            if high > low:
+                ends[p] = high
+        c.assign([TopicPartition(topic, p, 0) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                raise ServiceError("kafka", f"reading {topic} to its end took over {timeout_s:g} s")
+            for m in c.consume(1000, 0.5):
+                if m.error() is not None:
+                    continue
+                value = m.value()
+                if value:
+                    data = orjson.loads(value)["data"]
+                    out[str(data["campaign_id"])] = CampaignTotals.from_dict(data)
+            # positions, not last offsets: the log ends in transaction markers, which are not records
+            for tp in c.position([TopicPartition(topic, p) for p in list(ends)]):
+                if tp.offset >= ends[tp.partition]:
+                    ends.pop(tp.partition, None)
+    except KafkaException as exc:
+        raise ServiceError("kafka", f"reading {topic}: {exc}") from exc
+    finally:
+        c.close()
+    return out
+
+
+def domain_classifier(settings: Settings) -> DeclineClassifier:
+    """The dunning rules' own decline classes (``domain_file``), for the declines by class."""
+    policy = load_domain_config(settings.domain_file).dunning
+
+    def classify(code: str, network: str | None, advice_code: str | None) -> str:
+        return classify_decline(code, policy, network=network, advice_code=advice_code)
+
+    return classify
+
+
+def _input_fields(
+    m: Message, env: Mapping[str, Any], max_event_bytes: int
+) -> tuple[InputEnvelope, Mapping[str, Any]] | None:
+    """The envelope and ``data`` of a valid input of a type the ledger reads; None for anything the shards
+    dead-letter (the same checks as their decoding: size, card data, contract, key)."""
+    etype = env.get("type")
+    model = INPUT_TYPES.get(etype) if isinstance(etype, str) else None
+    if model is None or etype == "dunning.timer_fired" or etype == "payment_method.updated":
+        return None
+    value = m.value() or b""
+    if len(value) > max_event_bytes or card_data_field(m.key(), value) is not None:
+        return None
+    try:
+        head = InputEnvelope.model_validate(env)
+        data = model.model_validate(head.data)
+    except ValidationError:
+        return None
+    key = m.key()
+    if key is None or key.decode(errors="replace") != head.partitionkey:
+        return None
+    return head, data.model_dump(mode="json")
+
+
+@dataclass
+class LedgerStats:
+    transactions: int = 0
+    events_read: int = 0
+    events_counted: int = 0
+    snapshots: int = 0
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """campaign id -> its latest snapshot data (without the resume block), for the metrics"""
+
+
+class LedgerLoop:
+    """One ledger process: :meth:`run` until ``should_stop()``; :attr:`stats` for the monitor."""
+
+    def __init__(self, settings: Settings, *, batch: int = 2000) -> None:
+        self.settings = settings
+        self.batch = batch
+        self.stats = LedgerStats()
+
+    def run(self, should_stop: Callable[[], bool]) -> Ledger:
+        """Returns the ledger as of its last committed transaction. Any Kafka error propagates: the caller
+        runs it again, which restores from the committed snapshots (an aborted transaction's fold is
+        discarded with this call's state)."""
+        s = self.settings
+        k = s.kafka
+        timeout_s = k.transaction_call_timeout_ms / 1000
+        producer = Producer(
+            {
+                **k.client_config(),
+                "transactional.id": ledger_transactional_id(s),
+                "transaction.timeout.ms": k.transaction_timeout_ms,
+                "compression.type": "zstd",
+                "retry.backoff.ms": 5,
+            }
+        )
+        try:
+            # first: this fences a previous incarnation and aborts its open transaction, so the snapshots
+            # and offsets read next are the last committed ones and nothing of the old run commits later
+            producer.init_transactions(timeout_s)
+        except KafkaException as exc:
+            raise ServiceError("kafka", f"campaign ledger: {exc}") from exc
+        ledger = Ledger(
+            restore(s),
+            classify_decline=domain_classifier(s),
+            recent_ids_per_campaign=s.ledger.recent_ids_per_campaign,
+        )
+        for camp in ledger.campaigns.values():
+            self.stats.campaigns[camp.campaign_id] = _public(camp)
+        consumer = Consumer(
+            {
+                **k.client_config(),
+                "group.id": ledger_group(s),
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            consumer.subscribe([k.input_topic, k.orders_topic, k.dunning_topic])
+            while not should_stop():
+                msgs = [m for m in consumer.consume(self.batch, 0.5) if m.error() is None]
+                if not msgs:
+                    continue
+                for m in msgs:
+                    self._fold(ledger, m)
+                producer.begin_transaction()
+                now = datetime.now(UTC)
+                for totals in ledger.drain_changed():
+                    producer.produce(
+                        k.campaigns_topic,
+                        key=totals.campaign_id.encode(),
+                        value=snapshot_event(totals, now),
+                        headers=[("ce_type", SNAPSHOT_TYPE.encode())],
+                    )
+                    self.stats.snapshots += 1
+                    self.stats.campaigns[totals.campaign_id] = _public(totals)
+                producer.send_offsets_to_transaction(
+                    consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), timeout_s
+                )
+                producer.commit_transaction(timeout_s)
+                self.stats.transactions += 1
+        except KafkaException as exc:
+            raise ServiceError("kafka", f"campaign ledger: {exc}") from exc
+        finally:
+            consumer.close()
+            producer.flush(10)
+        return ledger
+
+    def _fold(self, ledger: Ledger, m: Message) -> None:
+        value = m.value()
+        if not value:
+            return
+        self.stats.events_read += 1
+        try:
+            env = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(env, dict):
+            return
+        synthetic = is_synthetic(env, m.headers())
+        is_input = m.topic() == self.settings.kafka.input_topic
+        if is_input:
+            parsed = _input_fields(m, env, self.settings.pipeline.max_event_bytes)
+            if parsed is None:
+                return
+            head, data = parsed
+            counted = ledger.fold(
+                event_id=head.id,
+                event_type=head.type,
+                time=head.time,
+                campaign_id=head.campaignid,
+                data=data,
+                synthetic=synthetic,
+            )
+        else:
+            try:
+                counted = ledger.fold(
+                    event_id=str(env["id"]),
+                    event_type=str(env["type"]),
+                    time=datetime.fromisoformat(str(env["time"])),
+                    campaign_id=env.get("campaignid"),
+                    data=env.get("data") or {},
+                    synthetic=synthetic,
+                    is_input=False,
+                )
+            except (KeyError, ValueError, TypeError) as exc:  # outputs are clickcash's own: never expected
+                log.error("campaign ledger: unreadable output at %s/%d/%d: %s", m.topic(), m.partition(),
+                          m.offset(), exc)  # fmt: skip
+                return
+        self.stats.events_counted += int(counted)
+
+
+def _public(totals: CampaignTotals) -> dict[str, Any]:
+    d = totals.to_dict()
+    d.pop("resume", None)
+    return d

@@ -1,0 +1,242 @@
+"""The campaign ledger's fold: exact totals, re-sent inputs not counted twice, snapshots that continue
+exactly, the table, the snapshot contract and the bounded metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from clickcash.campaign_snapshot import CampaignSnapshot, SnapshotEnvelope
+from clickcash.cluster.ledger.fold import (
+    OPEN_ORDER_MAX_AGE_MS,
+    CampaignTotals,
+    Ledger,
+    tenure_tier,
+    value_tier,
+)
+from clickcash.cluster.ledger.metrics import OTHER, top_campaigns
+from clickcash.cluster.ledger.table import render
+from clickcash.cluster.observability.metric_defs import METRICS, Family, ledger_families
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+OUTPUTS = {"order.accepted", "order.rejected", "dunning.scheduled", "dunning.recovered", "dunning.exhausted"}
+
+
+def _ev(
+    i: str, t: str, s: float, data: dict[str, Any], camp: str | None = "c1", syn: bool = False
+) -> dict[str, Any]:
+    return {
+        "event_id": i, "event_type": t, "time": T0 + timedelta(seconds=s), "campaign_id": camp,
+        "data": data, "synthetic": syn, "is_input": t not in OUTPUTS,
+    }  # fmt: skip
+
+
+def _events() -> list[dict[str, Any]]:
+    placed = {
+        "order_id": "o1", "customer_id": "k1", "currency": "EUR", "total_cents": 12_000,
+        "payment_method": {"network": "visa"},
+    }  # fmt: skip
+    return [
+        _ev(
+            "p0",
+            "customer.preferences_updated",
+            0,
+            {"customer_id": "k1", "customer_since": "2026-11-20"},
+            None,
+        ),
+        _ev("i1", "order.placed", 0, placed),
+        _ev("o1a", "order.accepted", 2, {"order_id": "o1", "currency": "EUR", "total_cents": 12_000}),
+        _ev(
+            "i2",
+            "payment.declined",
+            60,
+            {"order_id": "o1", "decline_code": "51", "currency": "EUR", "amount_cents": 1},
+        ),
+        _ev("o2", "dunning.scheduled", 61, {"order_id": "o1", "decline_class": "soft"}),
+        _ev("i3", "payment.authorized", 3_661, {"order_id": "o1", "currency": "EUR", "amount_cents": 12_000}),
+        _ev("o3", "dunning.recovered", 3_662, {"order_id": "o1", "reason": "paid"}),
+        _ev("i4", "order.placed", 5, {**placed, "order_id": "o2", "total_cents": 100}),
+        _ev(
+            "o4", "order.rejected", 6, {"order_id": "o2", "reasons": [{"code": "velocity"}, {"code": "geo"}]}
+        ),
+        _ev("i5", "order.placed", 5, {**placed, "order_id": "s1"}, syn=True),
+        _ev("i6", "order.placed", 5, {**placed, "order_id": "n1"}, camp=None),
+    ]
+
+
+def _fold_all(ledger: Ledger, events: list[dict[str, Any]]) -> None:
+    for e in events:
+        ledger.fold(**e)
+
+
+def test_totals_per_campaign() -> None:
+    ledger = Ledger()
+    _fold_all(ledger, _events())
+    c = ledger.campaigns["c1"]
+    r = c.real
+    assert (r.orders_placed, r.orders_accepted, r.orders_rejected) == (2, 1, 1)
+    assert r.rejected_by_reason == {"velocity": 1, "geo": 1}
+    assert r.accepted_cents_by_currency == {"EUR": 12_000}
+    assert (r.payments_authorized, r.authorized_cents_by_currency) == (1, {"EUR": 12_000})
+    assert (r.payments_declined, r.declined_by_class) == (1, {"soft": 1})
+    assert (r.dunning_scheduled, r.dunning_recovered, r.dunning_exhausted) == (1, 1, 0)
+    assert r.recovered_cents_by_currency == {"EUR": 12_000}
+    assert r.cohorts["decline_class=soft"] == {"scheduled": 1, "recovered": 1}
+    assert r.cohorts["network=visa"] == {"scheduled": 1, "recovered": 1}
+    assert r.cohorts["value_tier=mid"] == {"scheduled": 1, "recovered": 1}
+    assert r.cohorts["tenure_tier=new"] == {"scheduled": 1, "recovered": 1}
+    assert c.synthetic.orders_placed == 1
+    assert set(ledger.campaigns) == {"c1"}
+    assert c.click_to_decision.count == 2
+    assert c.decision_to_authorization.count == 1
+    assert c.authorization_to_recovery.count == 1
+    assert c.authorization_to_recovery.sum_s == 3_601
+    # finished orders are forgotten: o1 recovered, o2 rejected; only the synthetic s1 is still open
+    assert set(c.open_orders) == {"s1"}
+
+
+def test_resent_inputs_are_not_counted_twice() -> None:
+    once, twice = Ledger(), Ledger()
+    _fold_all(once, _events())
+    _fold_all(twice, _events())
+    inputs = [e for e in _events() if e["is_input"] and e["campaign_id"]]
+    assert all(not twice.fold(**e) for e in inputs)
+    assert twice.campaigns["c1"].to_dict() == once.campaigns["c1"].to_dict()
+
+
+def test_outputs_read_before_their_inputs_give_the_same_totals() -> None:
+    events = _events()
+    forward, backward = Ledger(), Ledger()
+    _fold_all(forward, events)
+    _fold_all(backward, [e for e in events if not e["is_input"]] + [e for e in events if e["is_input"]])
+    f, b = forward.campaigns["c1"], backward.campaigns["c1"]
+    assert b.real.to_dict()["orders_placed"] == f.real.orders_placed
+    assert {k: v for k, v in b.real.to_dict().items() if k != "cohorts"} == {
+        k: v for k, v in f.real.to_dict().items() if k != "cohorts"
+    }
+    assert "o2" not in b.open_orders, "a rejection read before its placement is closed by the placement"
+
+
+def test_snapshot_restart_continues_exactly() -> None:
+    events = _events()
+    whole = Ledger()
+    _fold_all(whole, events)
+    first = Ledger()
+    _fold_all(first, events[:5])
+    snap = {
+        k: CampaignTotals.from_dict(orjson.loads(orjson.dumps(v.to_dict())))
+        for k, v in first.campaigns.items()
+    }
+    restarted = Ledger(snap)
+    restarted.fold(**events[0])  # the customer's tenure is input state, re-read from the input topic
+    _fold_all(restarted, events[5:])
+    assert restarted.campaigns["c1"].to_dict() == whole.campaigns["c1"].to_dict()
+
+
+def test_recent_input_ids_are_bounded() -> None:
+    ledger = Ledger(recent_ids_per_campaign=100)
+    for i in range(250):
+        ledger.fold(
+            **_ev(
+                f"x{i}",
+                "payment.declined",
+                i,
+                {"order_id": f"q{i}", "decline_code": "51", "currency": "EUR", "amount_cents": 5},
+            )
+        )
+    c = ledger.campaigns["c1"]
+    assert c.real.payments_declined == 250
+    assert list(c.recent_input_ids) == [f"x{i}" for i in range(150, 250)]
+
+
+def test_silent_open_orders_are_forgotten() -> None:
+    ledger = Ledger()
+    placed = {"order_id": "a", "customer_id": "k", "currency": "EUR", "total_cents": 1}
+    ledger.fold(**_ev("i1", "order.placed", 0, placed))
+    ledger.fold(**_ev("i2", "order.placed", OPEN_ORDER_MAX_AGE_MS / 1000 + 1, {**placed, "order_id": "b"}))
+    assert set(ledger.campaigns["c1"].open_orders) == {"b"}
+
+
+def test_changed_campaigns_are_drained_once() -> None:
+    ledger = Ledger()
+    _fold_all(ledger, _events())
+    assert [c.campaign_id for c in ledger.drain_changed()] == ["c1"]
+    assert ledger.drain_changed() == []
+
+
+def test_tiers() -> None:
+    assert [value_tier(v) for v in (0, 4_999, 5_000, 49_999, 50_000)] == ["low", "low", "mid", "mid", "high"]
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    assert tenure_tier(None, at) == "unknown"
+    assert tenure_tier(date(2026, 11, 30), at) == "new"
+    assert tenure_tier(date(2026, 1, 1), at) == "established"
+    assert tenure_tier(date(2020, 1, 1), at) == "loyal"
+
+
+def test_table_lists_campaigns_by_volume_with_synthetic_rows_apart() -> None:
+    ledger = Ledger()
+    _fold_all(ledger, _events())
+    ledger.fold(
+        **_ev("x", "order.placed", 0, {"order_id": "z", "total_cents": 1, "currency": "USD"}, camp="c0")
+    )
+    lines = render(c.to_dict() for c in ledger.campaigns.values()).splitlines()
+    assert lines[0].split()[:2] == ["campaign", "traffic"]
+    assert [line.split()[:2] for line in lines[1:]] == [["c1", "real"], ["c1", "synthetic"], ["c0", "real"]]
+    assert "120.00 EUR" in lines[1] and "100.0%" in lines[1]
+
+
+def test_snapshot_event_matches_the_published_contract() -> None:
+    from clickcash.cluster.ledger.loop import is_synthetic, snapshot_event
+
+    ledger = Ledger()
+    _fold_all(ledger, _events())
+    raw = snapshot_event(ledger.campaigns["c1"], T0)
+    env = SnapshotEnvelope.model_validate_json(raw)
+    assert (env.type, env.partitionkey, env.campaignid) == ("campaign.snapshot", "c1", "c1")
+    data = CampaignSnapshot.model_validate(env.data)
+    assert CampaignTotals.from_dict(data.model_dump()).to_dict() == ledger.campaigns["c1"].to_dict()
+    assert env.id == SnapshotEnvelope.model_validate_json(snapshot_event(ledger.campaigns["c1"], T0)).id
+    assert is_synthetic({}, [("ce_synthetic", b"true")]) and not is_synthetic({}, [("ce_type", b"true")])
+    assert is_synthetic({"synthetic": True}, None) and not is_synthetic({"synthetic": "yes"}, None)
+
+
+def _snap(cid: str, placed: int) -> dict[str, Any]:
+    t = CampaignTotals(cid)
+    t.real.orders_placed = placed
+    t.real.cohorts = {"network=visa": {"scheduled": placed}}
+    d = t.to_dict()
+    d.pop("resume")
+    return d
+
+
+def test_metrics_name_the_top_campaigns_and_sum_the_rest() -> None:
+    snaps = {f"c{i}": _snap(f"c{i}", i) for i in range(1, 6)}
+    top = top_campaigns(snaps, 2)
+    assert [r["campaign"] for r in top] == ["c5", "c4", OTHER]
+    assert top[-1]["real"]["orders_placed"] == 1 + 2 + 3
+    fam = {d.name: Family(d) for d in METRICS.values()}
+    ledger_families(fam, {"running": True, "campaigns": 5, "transactions": 3, "top": top})
+    placed = {
+        s.labels["campaign"]: s.value
+        for s in fam["clickcash_campaign_orders"].samples
+        if s.labels["outcome"] == "placed" and s.labels["synthetic"] == "false"
+    }
+    assert placed == {"c5": 5, "c4": 4, OTHER: 6}
+    cohort = [s for s in fam["clickcash_recovery_cohort"].samples if s.labels["synthetic"] == "false"]
+    assert [(s.labels["dimension"], s.labels["cohort"], s.value) for s in cohort] == [("network", "visa", 15)]
+    assert {s.labels["campaign"] for s in fam["clickcash_campaign_cycle_seconds"].histograms} == {
+        "c5",
+        "c4",
+        OTHER,
+    }
+
+
+def test_a_recovery_read_before_its_order_is_valued_when_the_order_is_read() -> None:
+    events = _events()
+    forward, outputs_first = Ledger(), Ledger()
+    _fold_all(forward, events)
+    _fold_all(outputs_first, [e for e in events if not e["is_input"]] + [e for e in events if e["is_input"]])
+    f, o = forward.campaigns["c1"].real, outputs_first.campaigns["c1"].real
+    assert o.recovered_cents_by_currency == f.recovered_cents_by_currency == {"EUR": 12_000}
