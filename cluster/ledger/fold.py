@@ -52,6 +52,11 @@ OUTPUT_TYPES_COUNTED = frozenset(
 OPEN_ORDER_MAX_AGE_MS = 45 * 86_400_000
 """An open order with no event for this long is forgotten (longer than any dunning plan of
 ``config/domain.toml``): it bounds the snapshot when a placement or an outcome is never read."""
+MAX_OPEN_ORDERS_PER_CAMPAIGN = 4_000
+"""At most this many open orders per campaign are kept (the least recently active go first): about
+600 KB of snapshot JSON uncompressed, so a snapshot with its recent input ids fits the default 1 MiB
+record limit whatever the campaign does. A forgotten order's later outcome is still counted; its value
+and cohort are then unknown."""
 
 DeclineClassifier = Callable[[str, str | None, str | None], str]
 """(decline code, network, merchant advice code) -> ``hard`` / ``soft`` / ``technical``"""
@@ -388,6 +393,8 @@ class Ledger:
 
     @staticmethod
     def _forget_silent(camp: CampaignTotals, now_ms: int) -> None:
+        while len(camp.open_orders) > MAX_OPEN_ORDERS_PER_CAMPAIGN:
+            del camp.open_orders[next(iter(camp.open_orders))]
         oldest = next(iter(camp.open_orders.values()), None)
         while oldest is not None and oldest.last_ms < now_ms - OPEN_ORDER_MAX_AGE_MS:
             del camp.open_orders[next(iter(camp.open_orders))]

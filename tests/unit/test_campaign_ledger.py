@@ -10,6 +10,7 @@ import orjson
 
 from clickcash.campaign_snapshot import CampaignSnapshot, SnapshotEnvelope
 from clickcash.cluster.ledger.fold import (
+    MAX_OPEN_ORDERS_PER_CAMPAIGN,
     OPEN_ORDER_MAX_AGE_MS,
     CampaignTotals,
     Ledger,
@@ -157,6 +158,19 @@ def test_silent_open_orders_are_forgotten() -> None:
     ledger.fold(**_ev("i1", "order.placed", 0, placed))
     ledger.fold(**_ev("i2", "order.placed", OPEN_ORDER_MAX_AGE_MS / 1000 + 1, {**placed, "order_id": "b"}))
     assert set(ledger.campaigns["c1"].open_orders) == {"b"}
+
+
+def test_open_orders_per_campaign_are_capped_least_recently_active_first() -> None:
+    ledger = Ledger()
+    n = MAX_OPEN_ORDERS_PER_CAMPAIGN + 50
+    for i in range(n):
+        placed = {"order_id": f"o{i}", "customer_id": f"k{i}", "currency": "EUR", "total_cents": 1}
+        ledger.fold(**_ev(f"i{i}", "order.placed", i, placed))
+    camp = ledger.campaigns["c1"]
+    assert len(camp.open_orders) == MAX_OPEN_ORDERS_PER_CAMPAIGN
+    assert next(iter(camp.open_orders)) == "o50" and "o49" not in camp.open_orders
+    assert camp.real.orders_placed == n
+    assert len(orjson.dumps(camp.to_dict())) < 1_048_576
 
 
 def test_changed_campaigns_are_drained_once() -> None:
