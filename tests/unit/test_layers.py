@@ -100,3 +100,21 @@ def test_the_check_can_fail() -> None:
     assert _package_of_module("clickcash.cli") == ("cli", ["cli"])
     assert _package_of_module("ray") is None
     assert LAYERS.index("loadtest") > LAYERS.index("cluster")
+
+
+def duplicate_test_basenames(root: Path) -> dict[str, list[str]]:
+    """Test module names used more than once under ``root``: pytest's rootdir-relative imports make a
+    second ``test_x.py`` fail the whole collection (``import file mismatch``)."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(path.relative_to(root).as_posix())
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
+def test_every_test_module_has_a_name_of_its_own(tmp_path: Path) -> None:
+    assert duplicate_test_basenames(Path(__file__).resolve().parents[1]) == {}
+    (tmp_path / "unit").mkdir()
+    (tmp_path / "integration").mkdir()
+    (tmp_path / "unit" / "test_x.py").write_text("")
+    (tmp_path / "integration" / "test_x.py").write_text("")
+    assert duplicate_test_basenames(tmp_path) == {"test_x.py": ["integration/test_x.py", "unit/test_x.py"]}
