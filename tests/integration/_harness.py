@@ -17,6 +17,8 @@ from clickcash.cluster.app import App
 from clickcash.cluster.offsets import group_lag
 from clickcash.cluster.outputs import OutputReader, OutputRecord
 from clickcash.config.settings import Settings
+from clickcash.errors import ServiceError
+from clickcash.offset_retry import RetryBudget
 
 SettingsFactory = Callable[..., Settings]
 
@@ -147,6 +149,17 @@ def running_app(settings: Settings) -> Iterator[App]:
                 ray.kill(a, no_restart=True)
 
 
+def _lag_now(settings: Settings) -> int | None:
+    """The group's lag, or None while it cannot be read. A killed router's open transaction holds
+    transactional offset commits of the group pending until its restarted successor's producer aborts it
+    (``init_transactions``), and the broker answers offset reads meanwhile with a retriable error; the
+    app must be supervised while that lasts, so the read gets a short budget here, not the 30 s default."""
+    try:
+        return group_lag(settings, budget=RetryBudget(budget_s=2.0))
+    except ServiceError:
+        return None
+
+
 def wait_for_drain(settings: Settings, app: App | None = None, timeout_s: float = 180) -> None:
     """Until the group committed every input offset (supervising the app while waiting)."""
     deadline = time.monotonic() + timeout_s
@@ -155,9 +168,9 @@ def wait_for_drain(settings: Settings, app: App | None = None, timeout_s: float 
             app.supervise(0.2)
         else:
             time.sleep(0.2)
-        if group_lag(settings) == 0:
+        if _lag_now(settings) == 0:
             return
-    raise AssertionError(f"input not drained in {timeout_s} s: lag {group_lag(settings)}")
+    raise AssertionError(f"input not drained in {timeout_s} s: lag {_lag_now(settings)}")
 
 
 def read_outputs(settings: Settings, expected: int | None = None, idle_s: float = 3.0) -> list[OutputRecord]:
