@@ -40,10 +40,17 @@ KEY_CLASSES: tuple[KeyClass, ...] = (
         "pipeline.idempotency_retention_s from the first sighting",
     ),
     KeyClass(
+        "batch_responses",
+        "resps:<writer>.<batch>",
+        "the first responses of one shard batch's new events (framed event id + outputs), returned on a "
+        "replay of the same offset; each event's idempotency record names the batch",
+        "deleted once every offset of the batch is committed; at most pipeline.replay_response_ttl_s",
+    ),
+    KeyClass(
         "response",
         "resp:<event id>",
-        "the first response to an event, returned on replay of the same offset",
-        "deleted once its offset is committed; at most pipeline.replay_response_ttl_s",
+        "previous layout only (no longer written): the first response to one event, still read on replay",
+        "deleted at release by the version that wrote it, else at most pipeline.replay_response_ttl_s",
     ),
     KeyClass(
         "timers",
@@ -117,7 +124,14 @@ def idempotency(prefix: str, event_id: str) -> str:
 
 
 def response(prefix: str, event_id: str) -> str:
+    """One event's first response in the previous layout: read on replay, never written any more."""
     return f"{prefix}:resp:{event_id}"
+
+
+def batch_responses(prefix: str, batch_ref: str) -> str:
+    """The first responses of one shard batch (``batch_ref``: ``<writer>.<batch>``, see
+    ``clickcash.actors.state.layout``), released with one UNLINK once all its offsets are committed."""
+    return f"{prefix}:resps:{batch_ref}"
 
 
 def timers(prefix: str, partition: int) -> str:
@@ -197,6 +211,7 @@ _CLASS_BY_HEAD = {
     "cust": "customer",
     "idem": "idempotency",
     "resp": "response",
+    "resps": "batch_responses",
     "timers": "timers",
     "psp": "psp_counter",
     "topology": "topology",

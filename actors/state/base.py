@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -244,7 +244,8 @@ class StateCache:
 @dataclass(slots=True)
 class LoadedBatch:
     records: dict[str, IdempotencyRecord]
-    responses: dict[str, bytes]
+    responses: Mapping[str, bytes]
+    """event id -> stored first response (the Redis store reads them only when one is asked for)"""
     customers: dict[str, tuple[int, bytes | None]]
     """customer id -> (version, encoded state or None when new)"""
     counters: dict[str, int] = field(default_factory=dict)

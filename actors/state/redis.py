@@ -6,20 +6,32 @@ by its commit, so an outcome of a replayed batch is never counted twice.
 Customer documents are stored as ``<version>|<json>`` so the commit script can check versions without
 decoding JSON; every write sets the document's expiry afresh (``pipeline.customer_ttl_s`` since the
 customer's last activity); an empty document (a customer erased by ``clickcash forget``) deletes the key.
-Idempotency records expire after the retention; first responses expire after
-the (shorter) replay TTL and are deleted earlier, once the router reports their offsets committed. Keys of
-one batch span many customers, so this needs standalone Redis (with replicas or Sentinel), not Redis Cluster.
+Idempotency records are one key per event and expire after the retention; the first responses of a batch
+are one key per batch (``clickcash.actors.state.layout``), named by each event's record, that expires after
+the (shorter) replay TTL and is deleted earlier, once the router reports every offset of the batch
+committed. A response is read only when an event is replayed at the offset of its first sighting: the
+records come with the batch's MGET, and the responses of the replayed events with one more round trip
+when the shard first asks for one. Keys of one batch span many customers, so this needs standalone Redis
+(with replicas or Sentinel), not Redis Cluster.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import redis
 
 from clickcash.actors import keyspace
 from clickcash.actors.state.base import BatchWrite, IdempotencyRecord, LoadedBatch, timer_key
+from clickcash.actors.state.layout import (
+    PendingReleases,
+    decode_record,
+    encode_record,
+    pack_responses,
+    unpack_responses,
+)
 from clickcash.errors import map_exceptions
 
 _COMMIT_LUA = """
@@ -31,36 +43,41 @@ local resp_ttl = ARGV[5]
 local cust_ttl = tonumber(ARGV[6])
 local a = 7
 for i = 1, nc do
-  local cur = redis.call('GET', KEYS[i])
+  local cur = redis.call('GETRANGE', KEYS[i], 0, 20)
   local v = 0
-  if cur then v = tonumber(string.match(cur, '^(%d+)|')) end
+  if cur ~= '' then v = tonumber(string.match(cur, '^(%d+)|')) end
   if v ~= tonumber(ARGV[a + i - 1]) then return 0 end
-end
-for i = 1, ni do
-  if redis.call('EXISTS', KEYS[nc + i]) == 1 then return 0 end
-end
-for i = 1, nc do
-  local v = tonumber(ARGV[a + i - 1]) + 1
-  if ARGV[a + nc + i - 1] == '' then
-    redis.call('DEL', KEYS[i])
-  elseif cust_ttl > 0 then
-    redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1], 'EX', cust_ttl)
-  else
-    redis.call('SET', KEYS[i], v .. '|' .. ARGV[a + nc + i - 1])
-  end
 end
 local b = a + 2 * nc
 for i = 1, ni do
-  redis.call('SET', KEYS[nc + i], ARGV[b + i - 1], 'EX', retention)
-  redis.call('SET', KEYS[nc + ni + i], ARGV[b + ni + i - 1], 'EX', resp_ttl)
+  if not redis.call('SET', KEYS[nc + i], ARGV[b + i - 1], 'EX', retention, 'NX') then
+    for j = 1, i - 1 do redis.call('DEL', KEYS[nc + j]) end
+    return 0
+  end
+end
+for i = 1, nc do
+  if ARGV[a + nc + i - 1] == '' then
+    redis.call('DEL', KEYS[i])
+  elseif cust_ttl > 0 then
+    redis.call('SET', KEYS[i], ARGV[a + nc + i - 1], 'EX', cust_ttl)
+  else
+    redis.call('SET', KEYS[i], ARGV[a + nc + i - 1])
+  end
+end
+local k = nc + ni
+local t = b + ni
+if ni > 0 then
+  redis.call('SET', KEYS[k + 1], ARGV[t], 'EX', resp_ttl)
+  k = k + 1
+  t = t + 1
 end
 for i = 1, nr do
-  redis.call('UNLINK', KEYS[nc + 2 * ni + i])
+  redis.call('UNLINK', KEYS[k + i])
 end
-local nta = tonumber(ARGV[b + 2 * ni])
-local ntr = tonumber(ARGV[b + 2 * ni + 1])
-local k = nc + 2 * ni + nr
-local t = b + 2 * ni + 2
+k = k + nr
+local nta = tonumber(ARGV[t])
+local ntr = tonumber(ARGV[t + 1])
+t = t + 2
 for i = 1, ntr do
   redis.call('ZREM', KEYS[k + i], ARGV[t + i - 1])
 end
@@ -80,6 +97,11 @@ for i = 1, nci do
 end
 return 1
 """
+"""Checks every version first (reads only: ``GETRANGE`` of the version prefix, not the whole document),
+then claims every event with ``SET ... NX``: a claim that finds its record taken deletes the records this
+call created and fails the commit, so nothing is written (the script is atomic; no client sees the records
+in between). That saves an ``EXISTS`` per event. Documents arrive already prefixed with their new version
+(``<version + 1>|<json>``), so the script copies no document into a Lua string."""
 
 
 class RedisStateStore:
@@ -100,6 +122,11 @@ class RedisStateStore:
         with map_exceptions("redis", redis.RedisError):
             self._commit = self._r.register_script(_COMMIT_LUA)
         self.round_trips = 0
+        self._writer = secrets.token_hex(6)
+        """names this store's batches of responses apart from every other store's (48 random bits)"""
+        self._batches = 0
+        self.pending = PendingReleases()
+        """the batches of responses this store wrote and has not released yet"""
 
     @classmethod
     def from_url(
@@ -117,9 +144,6 @@ class RedisStateStore:
     def _idem(self, eid: str) -> str:
         return keyspace.idempotency(self._p, eid)
 
-    def _resp(self, eid: str) -> str:
-        return keyspace.response(self._p, eid)
-
     def _cust(self, cid: str) -> str:
         return keyspace.customer(self._p, cid)
 
@@ -131,7 +155,6 @@ class RedisStateStore:
     ) -> LoadedBatch:
         keys = (
             [self._idem(e) for e in event_ids]
-            + [self._resp(e) for e in event_ids]
             + [self._cust(c) for c in customer_ids]
             + [self._counter(k) for k in counter_keys]
         )
@@ -141,52 +164,87 @@ class RedisStateStore:
         with map_exceptions("redis", redis.RedisError):
             values = cast(list[bytes | None], self._r.mget(keys))
         n = len(event_ids)
-        records = {
-            eid: IdempotencyRecord.decode(raw)
-            for eid, raw in zip(event_ids, values[:n], strict=True)
-            if raw is not None
-        }
-        responses = {
-            eid: raw for eid, raw in zip(event_ids, values[n : 2 * n], strict=True) if raw is not None
-        }
-        m = 2 * n + len(customer_ids)
+        records: dict[str, IdempotencyRecord] = {}
+        refs: dict[str, str | None] = {}
+        for eid, raw in zip(event_ids, values[:n], strict=True):
+            if raw is not None:
+                records[eid], refs[eid] = decode_record(raw)
+        m = n + len(customer_ids)
         counters = {
             k: int(raw) if raw is not None else 0 for k, raw in zip(counter_keys, values[m:], strict=True)
         }
         customers: dict[str, tuple[int, bytes | None]] = {}
-        for cid, raw in zip(customer_ids, values[2 * n : m], strict=True):
+        for cid, raw in zip(customer_ids, values[n:m], strict=True):
             if raw is None:
                 customers[cid] = (0, None)
             else:
                 ver, _, doc = raw.partition(b"|")
                 customers[cid] = (int(ver), doc)
-        return LoadedBatch(records, responses, customers, counters)
+        return LoadedBatch(records, _StoredResponses(self, refs), customers, counters)
+
+    def read_responses(self, refs: Mapping[str, str | None]) -> dict[str, bytes]:
+        """The stored first responses of events by their records' batch references (None: the previous
+        layout's ``resp:<event id>``), in one round trip; events whose responses are gone are left out."""
+        batch_keys = sorted({ref for ref in refs.values() if ref is not None})
+        legacy = [eid for eid, ref in refs.items() if ref is None]
+        keys = [keyspace.batch_responses(self._p, r) for r in batch_keys]
+        keys += [keyspace.response(self._p, e) for e in legacy]
+        if not keys:
+            return {}
+        self.round_trips += 1
+        with map_exceptions("redis", redis.RedisError):
+            values = cast(list[bytes | None], self._r.mget(keys))
+        by_batch = {
+            ref: unpack_responses(raw)
+            for ref, raw in zip(batch_keys, values[: len(batch_keys)], strict=True)
+            if raw is not None
+        }
+        out = {
+            eid: by_batch[ref][eid]
+            for eid, ref in refs.items()
+            if ref is not None and ref in by_batch and eid in by_batch[ref]
+        }
+        for eid, raw in zip(legacy, values[len(batch_keys) :], strict=True):
+            if raw is not None:
+                out[eid] = raw
+        return out
 
     def commit(self, write: BatchWrite) -> bool:
         if write.is_empty():
             return True
         cids = list(write.customers)
+        claims = write.claims
+        if len({eid for eid, _, _ in claims}) != len(claims):
+            # one claim per event, the last one wins (as in the in-memory store)
+            claims = list({eid: (eid, rec, resp) for eid, rec, resp in claims}.values())
+        batch_ref = f"{self._writer}.{self._batches + 1}"
+        released = self.pending.releasable(write.release_responses)
         keys = (
             [self._cust(c) for c in cids]
-            + [self._idem(e) for e, _, _ in write.claims]
-            + [self._resp(e) for e, _, _ in write.claims]
-            + [self._resp(e) for e in write.release_responses]
+            + [self._idem(e) for e, _, _ in claims]
+            + ([keyspace.batch_responses(self._p, batch_ref)] if claims else [])
+            + [keyspace.batch_responses(self._p, r) for r in released]
             + [timer_key(self._p, p) for p, _ in write.timer_removes]
             + [timer_key(self._p, p) for p, _, _ in write.timer_adds]
             + [self._counter(k) for k in write.counter_increments]
         )
         args: list[bytes | str | int] = [
             len(cids),
-            len(write.claims),
-            len(write.release_responses),
+            len(claims),
+            len(released),
             self._retention_s,
             self._response_ttl_s,
             self._customer_ttl_s,
         ]
-        args += [write.expected_versions.get(c, 0) for c in cids]
-        args += [write.customers[c] for c in cids]
-        args += [rec.encode() for _, rec, _ in write.claims]
-        args += [resp for _, _, resp in write.claims]
+        versions = [write.expected_versions.get(c, 0) for c in cids]
+        args += versions
+        args += [
+            b"%d|%b" % (v + 1, doc) if (doc := write.customers[c]) else b""
+            for c, v in zip(cids, versions, strict=True)
+        ]
+        args += [encode_record(rec, batch_ref) for _, rec, _ in claims]
+        if claims:
+            args.append(pack_responses([(eid, resp) for eid, _, resp in claims]))
         args += [len(write.timer_adds), len(write.timer_removes)]
         args += [member for _, member in write.timer_removes]
         for _, member, due_ms in write.timer_adds:
@@ -195,7 +253,45 @@ class RedisStateStore:
         args += list(write.counter_increments.values())
         self.round_trips += 1
         with map_exceptions("redis", redis.RedisError):
-            return bool(self._commit(keys=keys, args=args))
+            ok = bool(self._commit(keys=keys, args=args))
+        if ok:
+            self.pending.released(write.release_responses)
+            if claims:
+                self._batches += 1
+                self.pending.stored(batch_ref, [eid for eid, _, _ in claims])
+        return ok
 
     def close(self) -> None:
         self._r.close()
+
+
+class _StoredResponses(Mapping[str, bytes]):
+    """A loaded batch's stored first responses, read on first use: the shard asks only for events replayed
+    at the offset of their first sighting, so a batch without replays never reads one."""
+
+    def __init__(self, store: RedisStateStore, refs: dict[str, str | None]) -> None:
+        self._store = store
+        self._refs = refs
+        """event id -> batch reference of its record (None: previous layout), for every loaded record"""
+        self._read: dict[str, bytes] | None = None
+
+    def _responses(self) -> dict[str, bytes]:
+        if self._read is None:
+            self._read = self._store.read_responses(self._refs)
+        return self._read
+
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        if key not in self._refs:
+            return default
+        return self._responses().get(key, default)
+
+    def __getitem__(self, key: str) -> bytes:
+        if key not in self._refs:
+            raise KeyError(key)
+        return self._responses()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._responses())
+
+    def __len__(self) -> int:
+        return len(self._responses())

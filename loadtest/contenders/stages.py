@@ -156,7 +156,8 @@ def _batches(events: int, batch_size: int, customers: int, seed: int, offset0: i
         batch.timestamps_ms.append(_T0_MS + offset0 + i)
         if len(batch) == batch_size:
             out.append(batch)
-            batch = ShardBatch("clickcash.events")
+            # as the router does: a batch carries the watermark of the round before, committed by then
+            batch = ShardBatch("clickcash.events", committed={0: offset0 + i + 1})
     if len(batch):
         out.append(batch)
     return out
