@@ -99,6 +99,10 @@ class PendingReleases:
         """Events whose responses are stored and not released."""
         return len(self._batch_of)
 
+    def __contains__(self, event_id: object) -> bool:
+        """Whether ``event_id``'s response is stored by this writer and not released."""
+        return event_id in self._batch_of
+
     def batches(self) -> int:
         return len(self._waiting)
 

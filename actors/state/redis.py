@@ -199,10 +199,16 @@ class RedisStateStore:
             for ref, raw in zip(batch_keys, values[: len(batch_keys)], strict=True)
             if raw is not None
         }
+        # a batch's key outlives the release of its first events until the last one is released: a
+        # response this store already released is gone, as in the in-memory store
+        mine = self._writer + "."
         out = {
             eid: by_batch[ref][eid]
             for eid, ref in refs.items()
-            if ref is not None and ref in by_batch and eid in by_batch[ref]
+            if ref is not None
+            and ref in by_batch
+            and eid in by_batch[ref]
+            and (eid in self.pending or not ref.startswith(mine))
         }
         for eid, raw in zip(legacy, values[len(batch_keys) :], strict=True):
             if raw is not None:

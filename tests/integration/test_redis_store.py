@@ -115,6 +115,8 @@ def test_a_batch_of_responses_goes_once_every_one_of_its_events_is_released(
     assert key_classes(client, prefix)["batch_responses"] == 2
     assert store.commit(BatchWrite(release_responses=["e-1", "never-stored"]))
     assert key_classes(client, prefix)["batch_responses"] == 2, "e-2 of the first batch still waits"
+    loaded = store.load(["e-1", "e-2", "e-3"], [])
+    assert dict(loaded.responses) == {"e-2": b"2", "e-3": b"3"}, "a released response is gone"
     assert store.commit(BatchWrite(release_responses=["e-2", "e-3"]))
     assert key_classes(client, prefix) == {"idempotency": 3}
     loaded = store.load(["e-1", "e-2", "e-3"], [])

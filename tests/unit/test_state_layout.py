@@ -63,6 +63,7 @@ def test_a_batch_is_released_once_every_one_of_its_events_is() -> None:
     assert pending.releasable(["e-1", "never-stored"]) == []
     pending.released(["e-1", "never-stored"])
     assert len(pending) == 2 and pending.batches() == 2
+    assert "e-1" not in pending and "e-2" in pending
     assert sorted(pending.releasable(["e-2", "e-3", "e-2"])) == ["w.1", "w.2"]
     pending.released(["e-2", "e-3"])
     assert len(pending) == 0 and pending.batches() == 0
