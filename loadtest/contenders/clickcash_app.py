@@ -69,6 +69,7 @@ def app_settings(
             "payments_topic": f"{prefix}.payments",
             "dunning_topic": f"{prefix}.dunning",
             "dlq_topic": f"{prefix}.dlq",
+            "campaigns_topic": f"{prefix}.campaigns",
             "group_id": group,
             "transactional_id_prefix": group,
         },
@@ -87,6 +88,8 @@ class AppProcesses:
 
     routers: list[int]
     shards: list[int]
+    ledger: int | None = None
+    """the campaign ledger's process (``ledger.enabled``): its own row of the CPU breakdown"""
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since sampling started, summed RSS in MiB of routers + shards)"""
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -94,9 +97,11 @@ class AppProcesses:
 
     @classmethod
     def of(cls, app: App) -> AppProcesses:
+        ledger = ray.get(app.ledger.stats.remote(), timeout=30) if app.ledger is not None else {}
         return cls(
             [int(s["pid"]) for s in app.router_stats() if "pid" in s],
             [int(s["pid"]) for s in app.shard_stats() if "pid" in s],
+            int(ledger["pid"]) if "pid" in ledger else None,
         )
 
     def rss_mb(self) -> float:
@@ -126,10 +131,10 @@ class AppProcesses:
 
 
 def cpu_by_role(procs: AppProcesses, service_pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of this driver, the routers, the shards, every other Ray process and the shared
-    services."""
+    """CPU seconds so far of this driver, the routers, the shards, the campaign ledger, every other Ray
+    process and the shared services."""
     me = psutil.Process(os.getpid())
-    out = {"router": 0.0, "shard": 0.0, "ray_system": 0.0, "driver": 0.0}
+    out = {"router": 0.0, "shard": 0.0, "ledger": 0.0, "ray_system": 0.0, "driver": 0.0}
     for name, pid in service_pids.items():
         cpu = process_cpu_s(pid)
         if cpu is not None:
@@ -142,7 +147,13 @@ def cpu_by_role(procs: AppProcesses, service_pids: dict[str, int]) -> dict[str, 
         except psutil.Error:
             continue
         role = (
-            "router" if child.pid in procs.routers else "shard" if child.pid in procs.shards else "ray_system"
+            "router"
+            if child.pid in procs.routers
+            else "shard"
+            if child.pid in procs.shards
+            else "ledger"
+            if child.pid == procs.ledger
+            else "ray_system"
         )
         out[role] += ct.user + ct.system
     return out
@@ -197,10 +208,13 @@ def throughput(cfg: ContenderConfig, settings: Settings, log: Any) -> tuple[Cont
         procs.stop_sampling()
         router_stats = app.router_stats()
         shard_stats = app.shard_stats()
+        ledger = ledger_catch_up(app, procs, deadline)
     finally:
         app.stop()
     assert cpu0 is not None
     cpu = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu1}
+    if ledger is not None:
+        ledger["cpu_s"] = round(ledger.pop("cpu_s_so_far") - cpu0["ledger"], 3)
     counts: dict[str, int] = {}
     for s in shard_stats:
         for k, v in (s.get("totals") or {}).items():
@@ -223,9 +237,38 @@ def throughput(cfg: ContenderConfig, settings: Settings, log: Any) -> tuple[Cont
             "shard_batches": sum(int(s.get("batches", 0)) for s in shard_stats),
             "counts": counts,
             "rss_samples_mb": procs.rss_samples,
+            "ledger": ledger,
         },
     )
     return result, procs
+
+
+LEDGER_IDLE_POLLS = 4
+"""the ledger counts as caught up when its records read stayed the same over this many 0.5 s polls"""
+
+
+def ledger_catch_up(app: App, procs: AppProcesses, deadline: float) -> dict[str, Any] | None:
+    """After the routers' last commit: wait until the campaign ledger has read everything (its count of
+    records read stops moving) and return its CPU so far (``cpu_s_so_far``, seconds), records read and the
+    seconds it trailed the routers. The throughput window's ``ledger`` row holds only its share while the
+    routers ran; this is its whole cost for the run. None without a ledger."""
+    if app.ledger is None or procs.ledger is None:
+        return None
+    started = time.monotonic()
+    read, idle = -1, 0
+    while idle < LEDGER_IDLE_POLLS and time.monotonic() < deadline:
+        stats = ray.get(app.ledger.stats.remote(), timeout=30)
+        now_read = int(stats.get("events_read", 0))
+        idle = idle + 1 if now_read == read else 0
+        read = now_read
+        app.supervise(0.5)
+    return {
+        "cpu_s_so_far": process_cpu_s(procs.ledger) or 0.0,
+        "records_read": read,
+        "trailed_s": round(time.monotonic() - started - LEDGER_IDLE_POLLS * 0.5, 1),
+        "transactions": int(stats.get("transactions", 0)),
+        "snapshots": int(stats.get("snapshots", 0)),
+    }
 
 
 class LatencyReader:
@@ -356,6 +399,9 @@ def run(cfg: ContenderConfig) -> ContenderResult:
         print(msg, flush=True)
 
     settings = app_settings(cfg)
+    # the campaign ledger's compacted topic (the input and output topics exist already): without it the
+    # ledger's first transaction fails and it never gets past its first batch
+    ensure_topics(settings, partitions=len(cfg.end_offsets))
     init_ray(settings)
     try:
         result, _ = throughput(cfg, settings, log)

@@ -407,6 +407,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if stages:
         lines += ["", "| clickcash CPU per event by process (throughput run) | µs |", "| --- | --- |"]
         lines += [f"| {k} | {v:,.1f} |" for k, v in stages.items()]
+    ledger = report.get("ledger")
+    if ledger:
+        lines.append(
+            f"\nThe campaign ledger (`ledger` above: its share while the routers ran) trailed them by "
+            f"{ledger['trailed_s']:,.1f} s; until it had read all {ledger['records_read']:,} records "
+            f"(inputs and committed outputs) it used {ledger['cpu_us_per_event']:,.1f} µs of CPU per input "
+            f"event, in {ledger['transactions']:,} transactions."
+        )
     prof = report.get("profile_us_per_event")
     if prof:
         total = sum(prof.values()) or 1.0
