@@ -15,19 +15,16 @@ send) and memory at 70 % of the peak (RSS of the app's router and shard processe
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import orjson
 import psutil
 import ray
-from confluent_kafka import Consumer, TopicPartition
 
 from clickcash.cluster.app import App
 from clickcash.cluster.ray_runtime import init_ray
@@ -41,7 +38,8 @@ from clickcash.loadtest.contenders._common import (
     process_cpu_s,
     self_cpu_s,
 )
-from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S
+from clickcash.loadtest.contenders._latency import LatencyReader
+from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S, latency_summary
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import produce_events, run_campaign, wait_drained
 
@@ -271,73 +269,14 @@ def ledger_catch_up(app: App, procs: AppProcesses, deadline: float) -> dict[str,
     }
 
 
-class LatencyReader:
-    """Reads the outputs as they commit (read_committed) and notes when each was seen.
-
-    Partitions are assigned directly at the output topics' current ends, so the reader is reading before
-    the first paced event is sent (a subscribing reader would still be joining its group and see the first
-    outputs late).
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        k = settings.kafka
-        self._c = Consumer(
-            {
-                **k.client_config(),
-                "group.id": f"clickcash-latency-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        tps = []
-        for t in (k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic):
-            for p in self._c.list_topics(t, timeout=10).topics[t].partitions:
-                tps.append(
-                    TopicPartition(t, p, self._c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1])
-                )
-        self._c.assign(tps)
-        self.seen: list[tuple[str | None, str, str, float]] = []
-        """(causation id, output id, type, seconds when seen)"""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="latency-reader", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            msgs = self._c.consume(5000, 0.005)
-            at = time.time()
-            for m in msgs:
-                if m.error() is not None:
-                    continue
-                headers = cast(dict[str, bytes], dict(m.headers() or []))
-                if "ce_id" in headers:
-                    cause = headers.get("ce_causationid")
-                    self.seen.append(
-                        (
-                            cause.decode() if cause else None,
-                            headers["ce_id"].decode(),
-                            "clickcash.dead_letter",
-                            at,
-                        )
-                    )
-                else:
-                    ev = orjson.loads(m.value() or b"{}")
-                    self.seen.append((ev.get("causationid"), str(ev.get("id")), str(ev.get("type")), at))
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._c.close()
-
-
 def paced_latency(
     settings: Settings, events: int, rate_per_s: float, mix: Any, *, seed: int = 13, timeout_s: float = 900
 ) -> dict[str, Any]:
     """Send ``events`` at ``rate_per_s`` and measure send -> committed output for every output."""
-    reader = LatencyReader(settings)
+    k = settings.kafka
+    reader = LatencyReader(
+        k.bootstrap_servers, [k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
+    )
     reader.start()
     try:
         gen = CampaignGenerator(mix, seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}")
@@ -349,19 +288,14 @@ def paced_latency(
         time.sleep(1.0)
     finally:
         reader.stop()
-    latencies = sorted((at - sent_at[c]) * 1000 for c, _, _, at in reader.seen if c in sent_at)
-    ids = Counter(i for c, i, _, _ in reader.seen if c in sent_at)
-    decided = {c for c, _, t, _ in reader.seen if t in ("order.accepted", "order.rejected")}
-    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [0.0] * 99
+    ids = Counter(i for c, i in reader.output_ids if c is not None and c in sent_at)
+    decided = {c for c, t, _ in reader.seen if t in ("order.accepted", "order.rejected")}
     return {
         "events": events,
         "produce_s": round(produce_s, 2),
         # seconds from the last send until every input was committed: a backlog shows here
         "drain_s": round(drain_s, 2),
-        "outputs_seen": len(latencies),
-        "latency_ms": {"p50": round(q[49], 1), "p99": round(q[98], 1), "max": round(latencies[-1], 1)}
-        if latencies
-        else {},
+        **latency_summary(sent_at, reader.seen),
         "duplicate_output_ids": sum(n - 1 for n in ids.values() if n > 1),
         "orders_without_decision": sum(1 for o in orders if o not in decided),
     }

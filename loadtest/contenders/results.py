@@ -216,6 +216,19 @@ def cause_of(headers: dict[str, bytes], value: bytes | None) -> tuple[str | None
     return (None if found is None else str(found)), str(ev.get("type", ""))
 
 
+def output_id_of(headers: dict[str, bytes], value: bytes | None) -> str:
+    """An output's own id: the ``ce_id`` header of a binary-mode record (a dead letter), else the
+    structured envelope's ``id``; empty when it has neither."""
+    ce_id = headers.get("ce_id")
+    if ce_id is not None:
+        return ce_id.decode()
+    try:
+        ev = orjson.loads(value or b"{}")
+    except orjson.JSONDecodeError:
+        return ""
+    return str(ev.get("id", "")) if isinstance(ev, dict) else ""
+
+
 def latency_cell(phase: Mapping[str, Any] | None) -> str:
     """``p50 / p99 ms`` of a paced phase, with the offered rate; ``-`` when not measured."""
     if not phase or not phase.get("latency_ms"):

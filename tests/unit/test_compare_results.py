@@ -16,6 +16,7 @@ from clickcash.loadtest.contenders.results import (
     latency_cell,
     latency_summary,
     memory_growth_pct,
+    output_id_of,
     ratios,
     render_markdown,
     same_outputs,
@@ -160,6 +161,10 @@ def test_an_output_is_matched_to_its_input_by_header_field_or_its_own_id() -> No
     assert cause_of({"ce_id": b"0:7"}, echoed) == ("e3", "order.placed")
     assert cause_of({}, b"not json") == (None, "")
     assert cause_of({}, b"[1]") == (None, "")
+    # an output's own id, to count one seen twice: the dead letter's header, else the envelope's id
+    assert output_id_of({"ce_id": b"dl-1", "ce_causationid": b"e1"}, b"x") == "dl-1"
+    assert output_id_of({}, decision) == "o9"
+    assert output_id_of({}, b"not json") == "" and output_id_of({}, b"[1]") == ""
 
 
 def test_memory_growth_skips_the_warm_up_and_compares_halves() -> None:
