@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 SNAPSHOT_NAMESPACE = uuid.UUID("3d0c7f52-1a8e-4b7d-9c51-6b2f0e9a4c13")
 
 
+FETCH_MIN_BYTES = 256 * 1024
+FETCH_WAIT_MAX_MS = 500
+"""The ledger's fetches wait for this many bytes or this long: it tails the topics as the routers commit, and
+without them every fetch would carry a handful of records (each costing the ledger and the broker a request);
+its snapshots go out once per ``ledger.commit_interval_ms`` anyway."""
+
+
 def ledger_group(settings: Settings) -> str:
     return f"{settings.kafka.group_id}-campaigns"
 
@@ -247,6 +254,8 @@ class LedgerLoop:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                "fetch.min.bytes": FETCH_MIN_BYTES,
+                "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             }
         )
         interval_s = s.ledger.commit_interval_ms / 1000
