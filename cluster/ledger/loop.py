@@ -10,7 +10,8 @@ aborts the open transaction: snapshots and offsets go together or not at all, so
 same point of the streams, and the replay from there counts each event once.
 
 Input records are counted only when they pass the same contract the shards check (envelope, ``data`` of
-the type, Kafka key equal to ``partitionkey``): a record the shards dead-letter is not an order.
+the type, Kafka key, ``partitionkey`` and ``data.customer_id`` the same): a record the shards dead-letter
+is not an order.
 """
 
 from __future__ import annotations
