@@ -179,7 +179,9 @@ def _input_fields(
     dead-letter (the same checks as their decoding: size, card data, contract, key) and, before any
     validation, for what the fold would not count anyway (another type, or no campaign id)."""
     etype = env.get("type")
-    if etype not in _READ_INPUT_TYPES or (etype != TENURE_TYPE and env.get("campaignid") is None):
+    if not isinstance(etype, str) or etype not in _READ_INPUT_TYPES:
+        return None
+    if etype != TENURE_TYPE and env.get("campaignid") is None:
         return None
     model = INPUT_TYPES[etype]
     value = m.value() or b""

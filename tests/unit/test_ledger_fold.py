@@ -295,6 +295,9 @@ def test_the_ledger_counts_exactly_the_inputs_the_shards_accept() -> None:
     placed = orjson.loads(next(v for _, v in records if b'"order.placed"' in v))
     other = {**placed, "data": {**placed["data"], "customer_id": "someone-else"}}
     records.append((placed["partitionkey"].encode(), orjson.dumps(other)))
+    odd_types: list[Any] = [[], {"a": 1}, 7, None]
+    for odd_type in odd_types:  # hostile input: a type that is no string is no event
+        records.append((placed["partitionkey"].encode(), orjson.dumps({**placed, "type": odd_type})))
     checked = counted = 0
     for key, value in records:
         try:
