@@ -381,6 +381,10 @@ class LedgerSettings(_Section):
     recent_ids_per_campaign: Annotated[int, Field(ge=100, le=1_000_000)] = 5_000
     """counted input event ids a campaign remembers to skip a re-sent input (about 40 bytes each in the
     snapshot); a re-send arrives within one producer retry, far inside this window"""
+    commit_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 1_000
+    """the ledger folds what it reads for this long before one transaction publishes the changed campaigns'
+    snapshots with its offsets (0: one transaction per read batch); each snapshot re-encodes a campaign's
+    open orders and recent ids, so this bounds that cost, and how far a published snapshot trails"""
     metrics_top_campaigns: Annotated[int, Field(ge=1, le=200)] = 10
     """campaigns exported by name to Prometheus (the largest by orders placed); the rest are ``other``"""
 

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import ConfigDict
+
+from clickcash.campaign_snapshot import CampaignCounts
 from clickcash.histogram import END_TO_END_BOUNDS_S, Histogram
 
 CYCLE_BOUNDS_S: tuple[float, ...] = (*END_TO_END_BOUNDS_S, 1800.0, 3600.0, 4 * 3600.0, 86400.0, 7 * 86400.0)
@@ -83,50 +86,33 @@ def _bump(d: dict[str, int], key: str, by: int = 1) -> None:
     d[key] = d.get(key, 0) + by
 
 
-@dataclass(slots=True)
-class Counts:
-    """Additive totals of one campaign (real traffic, or synthetic traffic apart); see
-    :class:`clickcash.campaign_snapshot.CampaignCounts` for the meaning of each field."""
+class Counts(CampaignCounts):
+    """Additive totals of one campaign (real traffic, or synthetic traffic apart), as the fold keeps them.
 
-    orders_placed: int = 0
-    orders_accepted: int = 0
-    orders_rejected: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    accepted_cents_by_currency: dict[str, int] = field(default_factory=dict)
-    payments_authorized: int = 0
-    authorized_cents_by_currency: dict[str, int] = field(default_factory=dict)
-    payments_declined: int = 0
-    declined_by_class: dict[str, int] = field(default_factory=dict)
-    dunning_scheduled: int = 0
-    dunning_recovered: int = 0
-    recovered_cents_by_currency: dict[str, int] = field(default_factory=dict)
-    dunning_exhausted: int = 0
-    dunning_cancelled: int = 0
-    cohorts: dict[str, dict[str, int]] = field(default_factory=dict)
+    The published contract :class:`clickcash.campaign_snapshot.CampaignCounts` is the one definition of
+    the fields (names, types, meaning, JSON Schema); this is the same model made mutable (an assignment is
+    not validated: the fold only adds counts), so a field added to the contract is counted and published
+    with no second list to keep in step."""
+
+    model_config = ConfigDict(frozen=False, extra="forbid")
 
     def to_dict(self) -> dict[str, Any]:
+        """The contract's fields in its order, dictionaries sorted by key: the same totals always encode to
+        the same bytes (the snapshot id follows them)."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "cohorts":
-                out[f.name] = {k: dict(sorted(o.items())) for k, o in sorted(v.items())}
+        for name in CampaignCounts.model_fields:
+            v = getattr(self, name)
+            if name == "cohorts":
+                out[name] = {k: dict(sorted(o.items())) for k, o in sorted(v.items())}
             elif isinstance(v, dict):
-                out[f.name] = dict(sorted(v.items()))
+                out[name] = dict(sorted(v.items()))
             else:
-                out[f.name] = v
+                out[name] = v
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Counts:
-        c = cls()
-        for k, v in d.items():
-            if k == "cohorts":
-                c.cohorts = {str(ck): {str(o): int(n) for o, n in cv.items()} for ck, cv in v.items()}
-            elif isinstance(v, dict):
-                setattr(c, k, {str(x): int(n) for x, n in v.items()})
-            else:
-                setattr(c, k, int(v))
-        return c
+        return cls.model_validate(d)
 
 
 @dataclass(slots=True)

@@ -10,11 +10,13 @@ aborts the open transaction: snapshots and offsets go together or not at all, so
 same point of the streams, and the replay from there counts each event once.
 
 Input records are counted only when they pass the same contract the shards check (envelope, ``data`` of
-the type, Kafka key equal to ``partitionkey``): a record the shards dead-letter is not an order.
+the type, Kafka key, ``partitionkey`` and ``data.customer_id`` the same): a record the shards dead-letter
+is not an order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -25,21 +27,34 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from clickcash.actors.engines.dunning import classify_decline
-from clickcash.campaign_snapshot import SNAPSHOT_SOURCE, SNAPSHOT_TYPE, CampaignSnapshot
+from clickcash.campaign_snapshot import SNAPSHOT_SOURCE, SNAPSHOT_TYPE
 from clickcash.card_data import card_data_field
-from clickcash.cluster.ledger.fold import CampaignTotals, DeclineClassifier, Ledger
+from clickcash.cluster.ledger.fold import INPUT_TYPES_COUNTED, CampaignTotals, DeclineClassifier, Ledger
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import Settings
 from clickcash.envelope import structured_event
 from clickcash.errors import ServiceError
-from clickcash.events import INPUT_TYPES, SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE, InputEnvelope
+from clickcash.events import (
+    INPUT_TYPES,
+    SYNTHETIC_HEADER,
+    SYNTHETIC_HEADER_VALUE,
+    InputEnvelope,
+    PaymentMethod,
+)
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_NAMESPACE = uuid.UUID("3d0c7f52-1a8e-4b7d-9c51-6b2f0e9a4c13")
+
+
+FETCH_MIN_BYTES = 256 * 1024
+FETCH_WAIT_MAX_MS = 500
+"""The ledger's fetches wait for this many bytes or this long: it tails the topics as the routers commit, and
+without them every fetch would carry a handful of records (each costing the ledger and the broker a request);
+its snapshots go out once per ``ledger.commit_interval_ms`` anyway."""
 
 
 def ledger_group(settings: Settings) -> str:
@@ -62,16 +77,28 @@ def is_synthetic(envelope: Mapping[str, Any], headers: Any) -> bool:
 def snapshot_event(totals: CampaignTotals, now: datetime) -> bytes:
     """A ``campaign.snapshot`` CloudEvent (structured mode) whose id follows its content: the same state
     published again carries the same id."""
-    data = CampaignSnapshot.model_validate(totals.to_dict()).model_dump(mode="json")
+    return snapshot_record(totals.to_dict(), now)
+
+
+def snapshot_record(data: Mapping[str, Any], now: datetime) -> bytes:
+    """:func:`snapshot_event` of ``CampaignTotals.to_dict()`` output already at hand.
+
+    The fold's own dict is the contract's JSON (same fields, order and types), so it is encoded directly:
+    a pydantic round trip over a campaign's thousands of open orders and ids would cost several times
+    more; a unit test checks that the bytes validate and re-encode identically."""
+    campaign_id = str(data["campaign_id"])
     body = orjson.dumps(data)
+    # uuid5(SNAPSHOT_NAMESPACE, campaign id NUL body) without decoding the body to text and back
+    name = SNAPSHOT_NAMESPACE.bytes + campaign_id.encode() + b"\x00" + body
+    digest = hashlib.sha1(name, usedforsecurity=False).digest()  # an id, as uuid5's own SHA-1
     return structured_event(
-        id=str(uuid.uuid5(SNAPSHOT_NAMESPACE, totals.campaign_id + "\x00" + body.decode())),
+        id=str(uuid.UUID(bytes=digest[:16], version=5)),
         source=SNAPSHOT_SOURCE,
         type=SNAPSHOT_TYPE,
         time=now.isoformat(),
         datacontenttype="application/json",
-        partitionkey=totals.campaign_id,
-        extensions={"campaignid": totals.campaign_id},
+        partitionkey=campaign_id,
+        extensions={"campaignid": campaign_id},
         data=body,
     )
 
@@ -130,15 +157,33 @@ def domain_classifier(settings: Settings) -> DeclineClassifier:
     return classify
 
 
+TENURE_TYPE = "customer.preferences_updated"
+"""read for customer tenure (cohorts), with or without a campaign id"""
+_READ_INPUT_TYPES = frozenset(INPUT_TYPES_COUNTED | {TENURE_TYPE})
+
+
+def _fold_data(data: BaseModel) -> dict[str, Any]:
+    """A validated input's fields as the fold reads them: the top level as they are (no serialization; a
+    date stays a date), the payment method reduced to its network."""
+    out = dict(data.__dict__)
+    pm = out.get("payment_method")
+    if isinstance(pm, PaymentMethod):
+        out["payment_method"] = {"network": pm.network}
+    return out
+
+
 def _input_fields(
     m: Message, env: Mapping[str, Any], max_event_bytes: int
 ) -> tuple[InputEnvelope, Mapping[str, Any]] | None:
     """The envelope and ``data`` of a valid input of a type the ledger reads; None for anything the shards
-    dead-letter (the same checks as their decoding: size, card data, contract, key)."""
+    dead-letter (the same checks as their decoding: size, card data, contract, key) and, before any
+    validation, for what the fold would not count anyway (another type, or no campaign id)."""
     etype = env.get("type")
-    model = INPUT_TYPES.get(etype) if isinstance(etype, str) else None
-    if model is None or etype == "dunning.timer_fired" or etype == "payment_method.updated":
+    if not isinstance(etype, str) or etype not in _READ_INPUT_TYPES:
         return None
+    if etype != TENURE_TYPE and env.get("campaignid") is None:
+        return None
+    model = INPUT_TYPES[etype]
     value = m.value() or b""
     if len(value) > max_event_bytes or card_data_field(m.key(), value) is not None:
         return None
@@ -148,9 +193,14 @@ def _input_fields(
     except ValidationError:
         return None
     key = m.key()
-    if key is None or key.decode(errors="replace") != head.partitionkey:
+    try:
+        key_text = None if key is None else key.decode()
+    except UnicodeDecodeError:
         return None
-    return head, data.model_dump(mode="json")
+    customer_id: str = data.customer_id  # type: ignore[attr-defined]
+    if key_text != head.partitionkey or customer_id != head.partitionkey:
+        return None
+    return head, _fold_data(data)
 
 
 @dataclass
@@ -207,38 +257,60 @@ class LedgerLoop:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                "fetch.min.bytes": FETCH_MIN_BYTES,
+                "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             }
         )
+        interval_s = s.ledger.commit_interval_ms / 1000
+        opened: float | None = None
+        """when the first record not yet committed was folded"""
         try:
             consumer.subscribe([k.input_topic, k.orders_topic, k.dunning_topic])
             while not should_stop():
                 msgs = [m for m in consumer.consume(self.batch, 0.5) if m.error() is None]
-                if not msgs:
-                    continue
                 for m in msgs:
                     self._fold(ledger, m)
-                producer.begin_transaction()
-                now = datetime.now(UTC)
-                for totals in ledger.drain_changed():
-                    producer.produce(
-                        k.campaigns_topic,
-                        key=totals.campaign_id.encode(),
-                        value=snapshot_event(totals, now),
-                        headers=[("ce_type", SNAPSHOT_TYPE.encode())],
-                    )
-                    self.stats.snapshots += 1
-                    self.stats.campaigns[totals.campaign_id] = _public(totals)
-                producer.send_offsets_to_transaction(
-                    consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), timeout_s
-                )
-                producer.commit_transaction(timeout_s)
-                self.stats.transactions += 1
+                if msgs and opened is None:
+                    opened = time.monotonic()
+                if opened is not None and time.monotonic() - opened >= interval_s:
+                    self._commit(producer, consumer, ledger, timeout_s)
+                    opened = None
+            if opened is not None:  # stopping: publish what was folded rather than fold it again
+                self._commit(producer, consumer, ledger, timeout_s)
         except KafkaException as exc:
             raise ServiceError("kafka", f"campaign ledger: {exc}") from exc
         finally:
             consumer.close()
             producer.flush(10)
         return ledger
+
+    def snapshots(self, ledger: Ledger, now: datetime) -> list[tuple[str, bytes]]:
+        """(campaign id, ``campaign.snapshot`` record) of every campaign changed since the last call; the
+        stats take each one's public part."""
+        out = []
+        for totals in ledger.drain_changed():
+            data = totals.to_dict()
+            out.append((totals.campaign_id, snapshot_record(data, now)))
+            data.pop("resume", None)
+            self.stats.campaigns[totals.campaign_id] = data
+            self.stats.snapshots += 1
+        return out
+
+    def _commit(self, producer: Producer, consumer: Consumer, ledger: Ledger, timeout_s: float) -> None:
+        """One transaction: the changed campaigns' snapshots and the consumed offsets, together."""
+        producer.begin_transaction()
+        for campaign_id, record in self.snapshots(ledger, datetime.now(UTC)):
+            producer.produce(
+                self.settings.kafka.campaigns_topic,
+                key=campaign_id.encode(),
+                value=record,
+                headers=[("ce_type", SNAPSHOT_TYPE.encode())],
+            )
+        producer.send_offsets_to_transaction(
+            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), timeout_s
+        )
+        producer.commit_transaction(timeout_s)
+        self.stats.transactions += 1
 
     def _fold(self, ledger: Ledger, m: Message) -> None:
         value = m.value()

@@ -28,7 +28,7 @@ from clickcash.cluster.offsets import group_lag
 from clickcash.config.settings import load_settings
 from clickcash.errors import ClickcashError
 from clickcash.loadtest.contenders._common import kafka_client_config
-from clickcash.loadtest.contenders.results import cause_of, latency_summary
+from clickcash.loadtest.contenders.results import cause_of, latency_summary, output_id_of
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import send_campaign
 
@@ -37,6 +37,10 @@ Seen = tuple[str | None, str, float]
 
 
 class LatencyReader:
+    """The one reader behind every latency figure of the benchmark lab (clickcash's paced runs and the
+    other contenders'): :attr:`seen` per committed output, and :attr:`output_ids` (causation id, output
+    id) to count an output seen twice."""
+
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self._c = Consumer(
             {
@@ -54,6 +58,8 @@ class LatencyReader:
                 tps.append(TopicPartition(t, p, high))
         self._c.assign(tps)
         self.seen: list[Seen] = []
+        self.output_ids: list[tuple[str | None, str]] = []
+        """(causation id, the output's own id: ``ce_id`` header or envelope ``id``)"""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="latency-reader", daemon=True)
 
@@ -71,6 +77,7 @@ class LatencyReader:
                 headers = cast(dict[str, bytes], dict(m.headers() or []))
                 cause, type_ = cause_of(headers, m.value())
                 self.seen.append((cause, type_, at))
+                self.output_ids.append((cause, output_id_of(headers, m.value())))
 
     def start(self) -> None:
         self._thread.start()

@@ -15,19 +15,16 @@ send) and memory at 70 % of the peak (RSS of the app's router and shard processe
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import orjson
 import psutil
 import ray
-from confluent_kafka import Consumer, TopicPartition
 
 from clickcash.cluster.app import App
 from clickcash.cluster.ray_runtime import init_ray
@@ -41,7 +38,8 @@ from clickcash.loadtest.contenders._common import (
     process_cpu_s,
     self_cpu_s,
 )
-from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S
+from clickcash.loadtest.contenders._latency import LatencyReader
+from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S, latency_summary
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import produce_events, run_campaign, wait_drained
 
@@ -69,6 +67,7 @@ def app_settings(
             "payments_topic": f"{prefix}.payments",
             "dunning_topic": f"{prefix}.dunning",
             "dlq_topic": f"{prefix}.dlq",
+            "campaigns_topic": f"{prefix}.campaigns",
             "group_id": group,
             "transactional_id_prefix": group,
         },
@@ -87,6 +86,8 @@ class AppProcesses:
 
     routers: list[int]
     shards: list[int]
+    ledger: int | None = None
+    """the campaign ledger's process (``ledger.enabled``): its own row of the CPU breakdown"""
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since sampling started, summed RSS in MiB of routers + shards)"""
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -94,9 +95,11 @@ class AppProcesses:
 
     @classmethod
     def of(cls, app: App) -> AppProcesses:
+        ledger = ray.get(app.ledger.stats.remote(), timeout=30) if app.ledger is not None else {}
         return cls(
             [int(s["pid"]) for s in app.router_stats() if "pid" in s],
             [int(s["pid"]) for s in app.shard_stats() if "pid" in s],
+            int(ledger["pid"]) if "pid" in ledger else None,
         )
 
     def rss_mb(self) -> float:
@@ -126,10 +129,10 @@ class AppProcesses:
 
 
 def cpu_by_role(procs: AppProcesses, service_pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of this driver, the routers, the shards, every other Ray process and the shared
-    services."""
+    """CPU seconds so far of this driver, the routers, the shards, the campaign ledger, every other Ray
+    process and the shared services."""
     me = psutil.Process(os.getpid())
-    out = {"router": 0.0, "shard": 0.0, "ray_system": 0.0, "driver": 0.0}
+    out = {"router": 0.0, "shard": 0.0, "ledger": 0.0, "ray_system": 0.0, "driver": 0.0}
     for name, pid in service_pids.items():
         cpu = process_cpu_s(pid)
         if cpu is not None:
@@ -142,7 +145,13 @@ def cpu_by_role(procs: AppProcesses, service_pids: dict[str, int]) -> dict[str, 
         except psutil.Error:
             continue
         role = (
-            "router" if child.pid in procs.routers else "shard" if child.pid in procs.shards else "ray_system"
+            "router"
+            if child.pid in procs.routers
+            else "shard"
+            if child.pid in procs.shards
+            else "ledger"
+            if child.pid == procs.ledger
+            else "ray_system"
         )
         out[role] += ct.user + ct.system
     return out
@@ -197,10 +206,13 @@ def throughput(cfg: ContenderConfig, settings: Settings, log: Any) -> tuple[Cont
         procs.stop_sampling()
         router_stats = app.router_stats()
         shard_stats = app.shard_stats()
+        ledger = ledger_catch_up(app, procs, deadline)
     finally:
         app.stop()
     assert cpu0 is not None
     cpu = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu1}
+    if ledger is not None:
+        ledger["cpu_s"] = round(ledger.pop("cpu_s_so_far") - cpu0["ledger"], 3)
     counts: dict[str, int] = {}
     for s in shard_stats:
         for k, v in (s.get("totals") or {}).items():
@@ -223,78 +235,48 @@ def throughput(cfg: ContenderConfig, settings: Settings, log: Any) -> tuple[Cont
             "shard_batches": sum(int(s.get("batches", 0)) for s in shard_stats),
             "counts": counts,
             "rss_samples_mb": procs.rss_samples,
+            "ledger": ledger,
         },
     )
     return result, procs
 
 
-class LatencyReader:
-    """Reads the outputs as they commit (read_committed) and notes when each was seen.
+LEDGER_IDLE_POLLS = 4
+"""the ledger counts as caught up when its records read stayed the same over this many 0.5 s polls"""
 
-    Partitions are assigned directly at the output topics' current ends, so the reader is reading before
-    the first paced event is sent (a subscribing reader would still be joining its group and see the first
-    outputs late).
-    """
 
-    def __init__(self, settings: Settings) -> None:
-        k = settings.kafka
-        self._c = Consumer(
-            {
-                **k.client_config(),
-                "group.id": f"clickcash-latency-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        tps = []
-        for t in (k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic):
-            for p in self._c.list_topics(t, timeout=10).topics[t].partitions:
-                tps.append(
-                    TopicPartition(t, p, self._c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1])
-                )
-        self._c.assign(tps)
-        self.seen: list[tuple[str | None, str, str, float]] = []
-        """(causation id, output id, type, seconds when seen)"""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="latency-reader", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            msgs = self._c.consume(5000, 0.005)
-            at = time.time()
-            for m in msgs:
-                if m.error() is not None:
-                    continue
-                headers = cast(dict[str, bytes], dict(m.headers() or []))
-                if "ce_id" in headers:
-                    cause = headers.get("ce_causationid")
-                    self.seen.append(
-                        (
-                            cause.decode() if cause else None,
-                            headers["ce_id"].decode(),
-                            "clickcash.dead_letter",
-                            at,
-                        )
-                    )
-                else:
-                    ev = orjson.loads(m.value() or b"{}")
-                    self.seen.append((ev.get("causationid"), str(ev.get("id")), str(ev.get("type")), at))
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._c.close()
+def ledger_catch_up(app: App, procs: AppProcesses, deadline: float) -> dict[str, Any] | None:
+    """After the routers' last commit: wait until the campaign ledger has read everything (its count of
+    records read stops moving) and return its CPU so far (``cpu_s_so_far``, seconds), records read and the
+    seconds it trailed the routers. The throughput window's ``ledger`` row holds only its share while the
+    routers ran; this is its whole cost for the run. None without a ledger."""
+    if app.ledger is None or procs.ledger is None:
+        return None
+    started = time.monotonic()
+    read, idle = -1, 0
+    while idle < LEDGER_IDLE_POLLS and time.monotonic() < deadline:
+        stats = ray.get(app.ledger.stats.remote(), timeout=30)
+        now_read = int(stats.get("events_read", 0))
+        idle = idle + 1 if now_read == read else 0
+        read = now_read
+        app.supervise(0.5)
+    return {
+        "cpu_s_so_far": process_cpu_s(procs.ledger) or 0.0,
+        "records_read": read,
+        "trailed_s": round(time.monotonic() - started - LEDGER_IDLE_POLLS * 0.5, 1),
+        "transactions": int(stats.get("transactions", 0)),
+        "snapshots": int(stats.get("snapshots", 0)),
+    }
 
 
 def paced_latency(
     settings: Settings, events: int, rate_per_s: float, mix: Any, *, seed: int = 13, timeout_s: float = 900
 ) -> dict[str, Any]:
     """Send ``events`` at ``rate_per_s`` and measure send -> committed output for every output."""
-    reader = LatencyReader(settings)
+    k = settings.kafka
+    reader = LatencyReader(
+        k.bootstrap_servers, [k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
+    )
     reader.start()
     try:
         gen = CampaignGenerator(mix, seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}")
@@ -306,19 +288,14 @@ def paced_latency(
         time.sleep(1.0)
     finally:
         reader.stop()
-    latencies = sorted((at - sent_at[c]) * 1000 for c, _, _, at in reader.seen if c in sent_at)
-    ids = Counter(i for c, i, _, _ in reader.seen if c in sent_at)
-    decided = {c for c, _, t, _ in reader.seen if t in ("order.accepted", "order.rejected")}
-    q = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [0.0] * 99
+    ids = Counter(i for c, i in reader.output_ids if c is not None and c in sent_at)
+    decided = {c for c, t, _ in reader.seen if t in ("order.accepted", "order.rejected")}
     return {
         "events": events,
         "produce_s": round(produce_s, 2),
         # seconds from the last send until every input was committed: a backlog shows here
         "drain_s": round(drain_s, 2),
-        "outputs_seen": len(latencies),
-        "latency_ms": {"p50": round(q[49], 1), "p99": round(q[98], 1), "max": round(latencies[-1], 1)}
-        if latencies
-        else {},
+        **latency_summary(sent_at, reader.seen),
         "duplicate_output_ids": sum(n - 1 for n in ids.values() if n > 1),
         "orders_without_decision": sum(1 for o in orders if o not in decided),
     }
@@ -356,6 +333,9 @@ def run(cfg: ContenderConfig) -> ContenderResult:
         print(msg, flush=True)
 
     settings = app_settings(cfg)
+    # the campaign ledger's compacted topic (the input and output topics exist already): without it the
+    # ledger's first transaction fails and it never gets past its first batch
+    ensure_topics(settings, partitions=len(cfg.end_offsets))
     init_ray(settings)
     try:
         result, _ = throughput(cfg, settings, log)

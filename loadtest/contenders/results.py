@@ -216,6 +216,19 @@ def cause_of(headers: dict[str, bytes], value: bytes | None) -> tuple[str | None
     return (None if found is None else str(found)), str(ev.get("type", ""))
 
 
+def output_id_of(headers: dict[str, bytes], value: bytes | None) -> str:
+    """An output's own id: the ``ce_id`` header of a binary-mode record (a dead letter), else the
+    structured envelope's ``id``; empty when it has neither."""
+    ce_id = headers.get("ce_id")
+    if ce_id is not None:
+        return ce_id.decode()
+    try:
+        ev = orjson.loads(value or b"{}")
+    except orjson.JSONDecodeError:
+        return ""
+    return str(ev.get("id", "")) if isinstance(ev, dict) else ""
+
+
 def latency_cell(phase: Mapping[str, Any] | None) -> str:
     """``p50 / p99 ms`` of a paced phase, with the offered rate; ``-`` when not measured."""
     if not phase or not phase.get("latency_ms"):
@@ -407,6 +420,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if stages:
         lines += ["", "| clickcash CPU per event by process (throughput run) | µs |", "| --- | --- |"]
         lines += [f"| {k} | {v:,.1f} |" for k, v in stages.items()]
+    ledger = report.get("ledger")
+    if ledger:
+        lines.append(
+            f"\nThe campaign ledger (`ledger` above: its share while the routers ran) trailed them by "
+            f"{ledger['trailed_s']:,.1f} s; until it had read all {ledger['records_read']:,} records "
+            f"(inputs and committed outputs) it used {ledger['cpu_us_per_event']:,.1f} µs of CPU per input "
+            f"event, in {ledger['transactions']:,} transactions."
+        )
     prof = report.get("profile_us_per_event")
     if prof:
         total = sum(prof.values()) or 1.0

@@ -33,6 +33,7 @@ from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from clickcash.router._router import ShardFailedError
 from clickcash.router.actor import RayShardPool, start_router_actor
 from clickcash.router.parking import RedisParkingStore
+from tests.integration._fixtures import domain_without_breakers, faulty_customer
 from tests.integration._harness import (
     SettingsFactory,
     event,
@@ -42,7 +43,6 @@ from tests.integration._harness import (
     wait_for_drain,
 )
 from tests.integration.conftest import Services
-from tests.integration.test_failure_handling import _domain_without_breakers, _faulty_customer
 
 pytestmark = pytest.mark.chaos
 
@@ -289,7 +289,7 @@ def test_poison_record_parks_one_customer_and_the_stream_moves_on(
     router retries, isolates the failing record, parks the customer, and everyone else is verified
     exactly-once; the customer's records wait in the parking store, none lost."""
     seed = 105
-    faulty = _faulty_customer(_workload(seed))
+    faulty = faulty_customer(_workload(seed))
     settings = make_settings(
         partitions=4,
         pipeline={
@@ -300,7 +300,7 @@ def test_poison_record_parks_one_customer_and_the_stream_moves_on(
             "fault_inject_customer_ids": faulty,
         },
         kafka={"consume_batch_max": 1000},
-        domain_file=_domain_without_breakers(tmp_path),
+        domain_file=domain_without_breakers(tmp_path),
     )
     _run_scenario(settings, seed, lambda app: f"engine fault for customer {faulty} from the start")
     r = settings.redis

@@ -7,9 +7,7 @@ Real Kafka, Redis and Ray. The engine fault is the test-only hook ``pipeline.fau
 
 from __future__ import annotations
 
-import re
 import time
-from collections import Counter
 from pathlib import Path
 
 from clickcash.cluster.observability.watchdog import outage_stalls
@@ -17,50 +15,14 @@ from clickcash.cluster.ops.parked import request
 from clickcash.cluster.outputs import OutputReader
 from clickcash.cluster.verify import verify
 from clickcash.config.settings import Settings
-from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
-from clickcash.router.parking import RedisParkingStore
+from tests.integration._fixtures import domain_without_breakers, faulty_customer, parking_store, say, workload
 from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
 from tests.integration.conftest import Services
 
 
-def _say(msg: str) -> None:
-    print(f"[failures {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _workload(seed: int, events: int, customers: int) -> list[tuple[bytes | None, bytes]]:
-    gen = CampaignGenerator(
-        CampaignMix(customers=customers, duplicate_rate=0.02, malformed_rate=0.01),
-        seed=seed,
-        run_id=f"f{seed}",
-    )
-    return [(e.key, e.value) for e in gen.events(events)]
-
-
-def _store(settings: Settings) -> RedisParkingStore:
-    r = settings.redis
-    return RedisParkingStore.from_url(r.url.get_secret_value(), r.key_prefix, r.socket_timeout_s)
-
-
-def _domain_without_breakers(tmp_path: Path) -> Path:
-    """The shipped domain with PSP breakers that never trip.
-
-    A breaker trips on the technical failures of every customer in a time window, so whether an order is
-    accepted depends on how far the other shards have got when it is decided. While the router isolates a
-    record, the shards of the failing round wait and the others run ahead, and the verifier's sequential
-    reference sees that shared evidence in another order: other customers' accept/reject decisions could
-    differ for that reason alone. This test is about the per-customer guarantees of parking."""
-    text = (Path(__file__).resolve().parents[2] / "config" / "domain.toml").read_text()
-    text = re.sub(r"(?m)^min_failures = \d+", "min_failures = 1000000000", text)
-    text = re.sub(r"(?m)^min_attempts = \d+", "min_attempts = 1000000000", text)
-    assert text.count("1000000000") == 2, "the breaker section of config/domain.toml changed"
-    path = tmp_path / "domain.toml"
-    path.write_text(text)
-    return path
-
-
 def _fault_settings(make_settings: SettingsFactory, faulty: str, tmp_path: Path) -> Settings:
     return make_settings(
-        domain_file=_domain_without_breakers(tmp_path),
+        domain_file=domain_without_breakers(tmp_path),
         partitions=4,
         pipeline={
             "shards": 2,
@@ -79,26 +41,11 @@ def _without_fault(settings: Settings) -> Settings:
     return settings.model_copy(update={"pipeline": fixed})
 
 
-def _faulty_customer(records: list[tuple[bytes | None, bytes]]) -> str:
-    """An ordinary customer (a few events, the first of them well into the stream, so some rounds pass
-    before its first record). Not one of the campaign's few heavy customers: leaving a fifth of the
-    traffic unprocessed would change the shared PSP success rates every other customer is routed on,
-    and with them decisions the verifier's sequential reference makes from rates it sees sooner."""
-    counts = Counter(k for k, _ in records if k)
-    first: dict[bytes, int] = {}
-    for i, (k, _) in enumerate(records):
-        if k:
-            first.setdefault(k, i)
-    median = sorted(counts.values())[len(counts) // 2]
-    ordinary = [k for k, n in counts.items() if 4 <= n <= max(12, median) and first[k] > len(records) // 10]
-    return max(ordinary, key=lambda k: (counts[k], k)).decode()
-
-
 def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_it_exactly(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    records = _workload(201, 3_000, 1_500)
-    faulty = _faulty_customer(records)
+    records = workload(201, 3_000, 1_500)
+    faulty = faulty_customer(records)
     settings = _fault_settings(make_settings, faulty, tmp_path)
     produce(settings, records)
     with running_app(settings) as app:
@@ -107,7 +54,7 @@ def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_
     assert sum(int(r.get("parked", 0)) for r in routers) == 1, routers
     assert sum(int(r.get("failed_rounds", 0)) for r in routers) >= 2
 
-    store = _store(settings)
+    store = parking_store(settings)
     try:
         parked = store.load()
         assert list(parked) == [faulty.encode()]
@@ -118,8 +65,8 @@ def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_
         assert "injected fault" in first.reason
 
         # everyone else: exactly once, in order; the parked customer's held records are accounted for
-        report = verify(settings, log=_say)
-        _say(report.render())
+        report = verify(settings, log=say)
+        say(report.render())
         assert report.ok, report.render()
         assert report.parked_customers == 1 and report.parked_records == len(held)
 
@@ -135,8 +82,8 @@ def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_
         store.close()
 
     # the same outputs, ids and order as a run that never had the fault
-    report = verify(fixed, log=_say)
-    _say(report.render())
+    report = verify(fixed, log=say)
+    say(report.render())
     assert report.ok, report.render()
     assert report.parked_customers == 0 and report.parked_records == 0
 
@@ -144,11 +91,11 @@ def test_an_engine_fault_parks_one_customer_and_a_replay_after_the_fix_releases_
 def test_a_dropped_customer_gets_one_dead_letter_per_parked_record(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    records = _workload(202, 1_500, 800)
-    faulty = _faulty_customer(records)
+    records = workload(202, 1_500, 800)
+    faulty = faulty_customer(records)
     settings = _fault_settings(make_settings, faulty, tmp_path)
     produce(settings, records)
-    store = _store(settings)
+    store = parking_store(settings)
     try:
         with running_app(settings) as app:
             wait_for_drain(settings, app, timeout_s=300)
@@ -159,8 +106,8 @@ def test_a_dropped_customer_gets_one_dead_letter_per_parked_record(
         assert store.load() == {}
     finally:
         store.close()
-    report = verify(settings, log=_say)
-    _say(report.render())
+    report = verify(settings, log=say)
+    say(report.render())
     assert report.ok, report.render()
     reader = OutputReader(settings)
     try:
@@ -181,7 +128,7 @@ def test_redis_down_for_20_s_under_load_is_waited_out_reported_and_loses_nothing
 ) -> None:
     assert services.stack is not None, "needs the session's local Redis (CLICKCASH_TEST_REDIS_URL unset)"
     settings = make_settings(partitions=4, pipeline={"shards": 2}, kafka={"consume_batch_max": 500})
-    records = _workload(203, 6_000, 300)
+    records = workload(203, 6_000, 300)
     produce(settings, records[:3_000])
     with running_app(settings) as app:
         deadline = time.monotonic() + 120
@@ -190,7 +137,7 @@ def test_redis_down_for_20_s_under_load_is_waited_out_reported_and_loses_nothing
             assert time.monotonic() < deadline, "the app did not start consuming"
         before = app.router_stats()
         services.stack.redis.stop()
-        _say("redis stopped")
+        say("redis stopped")
         reported: set[str] = set()
         try:
             produce(settings, records[3_000:])  # the input keeps coming while Redis is down
@@ -207,7 +154,7 @@ def test_redis_down_for_20_s_under_load_is_waited_out_reported_and_loses_nothing
             during = app.router_stats()
         finally:
             services.stack.redis.start()
-            _say("redis started again")
+            say("redis started again")
         assert any("redis unavailable" in r for r in reported), reported
         failed = sum(int(r.get("failed_rounds", 0)) for r in during) - sum(
             int(r.get("failed_rounds", 0)) for r in before
@@ -216,8 +163,8 @@ def test_redis_down_for_20_s_under_load_is_waited_out_reported_and_loses_nothing
         assert 1 <= failed <= 20, failed
         assert sum(int(r.get("parked", 0)) for r in during) == 0, "an outage must never park anyone"
         wait_for_drain(settings, app, timeout_s=300)
-    report = verify(settings, log=_say)
-    _say(report.render())
+    report = verify(settings, log=say)
+    say(report.render())
     assert report.ok, report.render()
     assert report.parked_customers == 0
     assert report.inputs - report.timer_commands == len(records)

@@ -21,13 +21,8 @@ from clickcash.cluster.ops.forget import forget
 from clickcash.cluster.verify import verify
 from clickcash.erasure_mac import LOCAL_STACK_ERASURE_MAC
 from clickcash.events import DeadLetter
+from tests.integration._fixtures import domain_without_breakers, faulty_customer, parking_store, workload
 from tests.integration._harness import SettingsFactory, produce, read_outputs, running_app, wait_for_drain
-from tests.integration.test_failure_handling import (
-    _domain_without_breakers,
-    _faulty_customer,
-    _store,
-    _workload,
-)
 
 ERASURE_KEY = "integration-test-erasure-key-0001"
 
@@ -76,10 +71,10 @@ def _customers_with_timers(r: redis.Redis, prefix: str) -> set[str]:
 def test_forget_erases_two_customers_one_parked_and_a_forged_forget_changes_nothing(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    records = _workload(201, 3_000, 1_500)
-    parked = _faulty_customer(records)
+    records = workload(201, 3_000, 1_500)
+    parked = faulty_customer(records)
     settings = make_settings(
-        domain_file=_domain_without_breakers(tmp_path),
+        domain_file=domain_without_breakers(tmp_path),
         partitions=4,
         pipeline={
             "shards": 2,
@@ -95,7 +90,7 @@ def test_forget_erases_two_customers_one_parked_and_a_forged_forget_changes_noth
     prefix = settings.redis.key_prefix
     produce(settings, records)
     r = redis.Redis.from_url(settings.redis.url.get_secret_value())
-    store = _store(settings)
+    store = parking_store(settings)
     try:
         with running_app(settings) as app:
             wait_for_drain(settings, app, timeout_s=300)

@@ -19,8 +19,8 @@ import ray
 from clickcash.cluster.ops.parked import set_paused
 from clickcash.cluster.verify import verify
 from clickcash.router._pause import campaign_of, pause_reason
+from tests.integration._fixtures import domain_without_breakers, parking_store, say, workload
 from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
-from tests.integration.test_failure_handling import _domain_without_breakers, _say, _store, _workload
 
 PAUSED = "flash-pause"
 
@@ -52,16 +52,16 @@ def _mark_paused(records: list[tuple[bytes | None, bytes]]) -> dict[bytes, str]:
 def test_a_paused_campaign_holds_its_customers_and_a_resume_releases_them_exactly(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    records = _workload(211, 2_000, 1_000)
+    records = workload(211, 2_000, 1_000)
     first_paused = _mark_paused(records)
     assert first_paused, "the workload must give the paused campaign some customers"
     settings = make_settings(
-        domain_file=_domain_without_breakers(tmp_path),
+        domain_file=domain_without_breakers(tmp_path),
         partitions=4,
         pipeline={"shards": 2, "timer_poll_interval_ms": 200},
         kafka={"consume_batch_max": 500},
     )
-    store = _store(settings)
+    store = parking_store(settings)
     try:
         set_paused(store, PAUSED, True)
         produce(settings, records)
@@ -87,8 +87,8 @@ def test_a_paused_campaign_holds_its_customers_and_a_resume_releases_them_exactl
             assert [r[3] for r in kept] == ours[at:]
 
         # everyone else fully decided, exactly once; the held records are accounted for, not produced
-        report = verify(settings, log=_say)
-        _say(report.render())
+        report = verify(settings, log=say)
+        say(report.render())
         assert report.ok, report.render()
         assert report.parked_customers == len(first_paused)
 
@@ -105,8 +105,8 @@ def test_a_paused_campaign_holds_its_customers_and_a_resume_releases_them_exactl
         store.close()
 
     # the same outputs, ids and order as a run that was never paused
-    report = verify(settings, log=_say)
-    _say(report.render())
+    report = verify(settings, log=say)
+    say(report.render())
     assert report.ok, report.render()
     assert report.parked_customers == 0 and report.parked_records == 0
 
@@ -114,16 +114,16 @@ def test_a_paused_campaign_holds_its_customers_and_a_resume_releases_them_exactl
 def test_a_router_kill_while_paused_and_a_shard_kill_at_resume_lose_and_duplicate_nothing(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
-    records = _workload(212, 2_000, 1_000)
+    records = workload(212, 2_000, 1_000)
     first_paused = _mark_paused(records)
     assert first_paused, "the workload must give the paused campaign some customers"
     settings = make_settings(
-        domain_file=_domain_without_breakers(tmp_path),
+        domain_file=domain_without_breakers(tmp_path),
         partitions=4,
         pipeline={"shards": 2, "timer_poll_interval_ms": 200},
         kafka={"consume_batch_max": 200},
     )
-    store = _store(settings)
+    store = parking_store(settings)
     try:
         set_paused(store, PAUSED, True)
         produce(settings, records)
@@ -140,7 +140,7 @@ def test_a_router_kill_while_paused_and_a_shard_kill_at_resume_lose_and_duplicat
             set_paused(store, PAUSED, False)
             pid = app.shard_stats()[0]["pid"]
             os.kill(pid, signal.SIGKILL)  # a shard dies as the resume is served
-            _say(f"resumed; SIGKILL shard-0 pid {pid}")
+            say(f"resumed; SIGKILL shard-0 pid {pid}")
             deadline = time.monotonic() + 240
             while store.load():
                 app.supervise(0.5)
@@ -149,7 +149,7 @@ def test_a_router_kill_while_paused_and_a_shard_kill_at_resume_lose_and_duplicat
     finally:
         store.close()
 
-    report = verify(settings, log=_say)
-    _say(report.render())
+    report = verify(settings, log=say)
+    say(report.render())
     assert report.ok, report.render()
     assert report.parked_customers == 0 and report.parked_records == 0

@@ -16,6 +16,7 @@ from clickcash.loadtest.contenders.results import (
     latency_cell,
     latency_summary,
     memory_growth_pct,
+    output_id_of,
     ratios,
     render_markdown,
     same_outputs,
@@ -160,6 +161,10 @@ def test_an_output_is_matched_to_its_input_by_header_field_or_its_own_id() -> No
     assert cause_of({"ce_id": b"0:7"}, echoed) == ("e3", "order.placed")
     assert cause_of({}, b"not json") == (None, "")
     assert cause_of({}, b"[1]") == (None, "")
+    # an output's own id, to count one seen twice: the dead letter's header, else the envelope's id
+    assert output_id_of({"ce_id": b"dl-1", "ce_causationid": b"e1"}, b"x") == "dl-1"
+    assert output_id_of({}, decision) == "o9"
+    assert output_id_of({}, b"not json") == "" and output_id_of({}, b"[1]") == ""
 
 
 def test_memory_growth_skips_the_warm_up_and_compares_halves() -> None:
@@ -274,3 +279,30 @@ def test_the_soak_line_gives_its_length_and_rss_path() -> None:
     md = render_markdown(report)
     assert "Memory at 70% of peak (2,000 events/s offered for 600 s" in md
     assert "500 MiB at the start, 502 MiB at most, 502 MiB at the end; +0.0% between the halves" in md
+
+
+def test_the_campaign_ledger_has_its_own_row_and_its_whole_cost_per_input_event() -> None:
+    from clickcash.loadtest.contenders.compare import ledger_cost
+
+    ledger = ledger_cost(
+        {"cpu_s": 2.27, "records_read": 162_509, "trailed_s": 1.5, "transactions": 13, "snapshots": 13},
+        100_000,
+    )
+    assert ledger is not None and ledger["cpu_us_per_event"] == 22.7
+    assert ledger_cost(None, 100_000) is None
+    report = {
+        "run": {
+            "started": "x",
+            "events": 1,
+            "partitions": 8,
+            "customers": 10,
+            "machine": {"cores": 2, "model": "m"},
+        },
+        "contenders": {},
+        "targets": [],
+        "cpu_us_per_event": {"router": 28.1, "shard": 112.4, "ledger": 21.3},
+        "ledger": ledger,
+    }
+    md = render_markdown(report)
+    assert "| ledger | 21.3 |" in md
+    assert "read all 162,509 records" in md and "22.7 µs of CPU per input event, in 13 transactions" in md

@@ -81,6 +81,15 @@ def test_queries_use_only_exported_metric_names_correctly() -> None:
         "clickcash_dunning_steps_fired_total",
         "clickcash_partition_stalled",
         "clickcash_shard_stalled",
+        "clickcash_held_customers",
     ):
         assert needed in used, needed
     assert {n.removesuffix("_bucket") for n in used if n.endswith("_bucket")} <= set(METRICS)
+
+
+def test_held_customers_are_shown_by_reason() -> None:
+    """Parked (a failure) and paused (a campaign) customers are told apart on one panel."""
+    held = [(p, t) for p, t in _targets(_dashboard()) if "clickcash_held_customers" in t["expr"]]
+    assert held, "no panel shows clickcash_held_customers"
+    assert any("by (reason)" in t["expr"] and "{{reason}}" in t.get("legendFormat", "") for _, t in held)
+    assert "reason" in METRICS["clickcash_held_customers"].labels

@@ -3,13 +3,16 @@ exactly, the table, the snapshot contract and the bounded metrics."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from clickcash.campaign_snapshot import CampaignSnapshot, SnapshotEnvelope
 from clickcash.cluster.ledger.fold import (
+    INPUT_TYPES_COUNTED,
     MAX_OPEN_ORDERS_PER_CAMPAIGN,
     OPEN_ORDER_MAX_AGE_MS,
     CampaignTotals,
@@ -202,7 +205,7 @@ def test_table_lists_campaigns_by_volume_with_synthetic_rows_apart() -> None:
 
 
 def test_snapshot_event_matches_the_published_contract() -> None:
-    from clickcash.cluster.ledger.loop import is_synthetic, snapshot_event
+    from clickcash.cluster.ledger.loop import SNAPSHOT_NAMESPACE, is_synthetic, snapshot_event
 
     ledger = Ledger()
     _fold_all(ledger, _events())
@@ -212,6 +215,13 @@ def test_snapshot_event_matches_the_published_contract() -> None:
     data = CampaignSnapshot.model_validate(env.data)
     assert CampaignTotals.from_dict(data.model_dump()).to_dict() == ledger.campaigns["c1"].to_dict()
     assert env.id == SnapshotEnvelope.model_validate_json(snapshot_event(ledger.campaigns["c1"], T0)).id
+    # encoded without a pydantic round trip: the same bytes the contract model dumps, and a uuid5 id
+    body = orjson.dumps(
+        CampaignSnapshot.model_validate(ledger.campaigns["c1"].to_dict()).model_dump(mode="json")
+    )
+    assert orjson.loads(raw)["data"] == orjson.loads(body)
+    assert raw.count(body) == 1
+    assert env.id == str(uuid.uuid5(SNAPSHOT_NAMESPACE, "c1\x00" + body.decode()))
     assert is_synthetic({}, [("ce_synthetic", b"true")]) and not is_synthetic({}, [("ce_type", b"true")])
     assert is_synthetic({"synthetic": True}, None) and not is_synthetic({"synthetic": "yes"}, None)
 
@@ -254,3 +264,75 @@ def test_a_recovery_read_before_its_order_is_valued_when_the_order_is_read() -> 
     _fold_all(outputs_first, [e for e in events if not e["is_input"]] + [e for e in events if e["is_input"]])
     f, o = forward.campaigns["c1"].real, outputs_first.campaigns["c1"].real
     assert o.recovered_cents_by_currency == f.recovered_cents_by_currency == {"EUR": 12_000}
+
+
+class _Rec:
+    """The accessors of a Kafka message the ledger's input check reads."""
+
+    def __init__(self, key: bytes | None, value: bytes) -> None:
+        self._key, self._value = key, value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+
+def test_the_ledger_counts_exactly_the_inputs_the_shards_accept() -> None:
+    """The ledger's input check (cheap skips first, then the contract) against the shards' own decoding,
+    on generated traffic with malformed records, and on a record whose data names another customer."""
+    from typing import cast
+
+    from confluent_kafka import Message
+
+    from clickcash.actors._decode import InputEvent, decode_record
+    from clickcash.cluster.ledger.loop import TENURE_TYPE, _input_fields
+    from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+
+    gen = CampaignGenerator(CampaignMix(customers=200, duplicate_rate=0.02, malformed_rate=0.05), seed=3)
+    records = [(e.key, e.value) for e in gen.events(3000)]
+    placed = orjson.loads(next(v for _, v in records if b'"order.placed"' in v))
+    other = {**placed, "data": {**placed["data"], "customer_id": "someone-else"}}
+    records.append((placed["partitionkey"].encode(), orjson.dumps(other)))
+    odd_types: list[Any] = [[], {"a": 1}, 7, None]
+    for odd_type in odd_types:  # hostile input: a type that is no string is no event
+        records.append((placed["partitionkey"].encode(), orjson.dumps({**placed, "type": odd_type})))
+    checked = counted = 0
+    for key, value in records:
+        try:
+            env = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(env, dict):
+            continue
+        mine = _input_fields(cast(Message, _Rec(key, value)), env, 64 * 1024)
+        shard = decode_record("t", 0, 0, key, value, 64 * 1024)
+        read = env.get("type") == TENURE_TYPE or env.get("campaignid") is not None
+        wanted = isinstance(shard, InputEvent) and read and shard.type in {*INPUT_TYPES_COUNTED, TENURE_TYPE}
+        assert (mine is not None) == wanted, value[:300]
+        checked += 1
+        counted += mine is not None
+    assert counted > 1000 and checked - counted > 50
+
+
+def test_the_folds_counts_are_the_published_contract_made_mutable() -> None:
+    """One definition of a campaign's counts: the fold's working totals are the contract's own fields, in
+    its order, and what it publishes validates against it unchanged; the contract itself stays frozen."""
+    from pydantic import ValidationError
+
+    from clickcash.campaign_snapshot import CampaignCounts
+    from clickcash.cluster.ledger.fold import Counts
+
+    c = Counts()
+    c.orders_placed += 2
+    c.rejected_by_reason["b"] = 1
+    c.rejected_by_reason["a"] = 3
+    c.cohorts.setdefault("network=visa", {})["scheduled"] = 1
+    assert list(Counts.model_fields) == list(CampaignCounts.model_fields)
+    assert list(c.to_dict()) == list(CampaignCounts.model_fields)
+    assert list(c.to_dict()["rejected_by_reason"]) == ["a", "b"]
+    assert CampaignCounts.model_validate(c.to_dict()).model_dump() == c.to_dict()
+    assert Counts.from_dict(c.to_dict()) == c
+    with pytest.raises(ValidationError):
+        CampaignCounts().orders_placed = 1  # type: ignore[misc]
