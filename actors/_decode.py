@@ -25,8 +25,11 @@ from clickcash.events import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputEvent:
+    """One validated input. Treated as immutable, but not ``frozen``: a frozen dataclass sets every field
+    through ``object.__setattr__`` (nine fields: ~1.2 µs against ~0.2 µs), and one is built per record."""
+
     id: str
     type: str
     time: datetime
@@ -35,9 +38,9 @@ class InputEvent:
     campaignid: str | None
     data: InputData
     fingerprint: str
+    """digest of (type, partitionkey, data): what makes a re-send 'the same event'"""
     synthetic: bool = False
     """the envelope said ``synthetic: true``: its outputs and dead letters are marked the same way"""
-    """digest of (type, partitionkey, data): what makes a re-send 'the same event'"""
 
 
 class _EnvelopeHead(TypedDict):
@@ -58,8 +61,10 @@ class _EnvelopeHead(TypedDict):
 _HEAD = TypeAdapter(_EnvelopeHead)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Envelope:
+    """Not ``frozen``, for the cost of its ``__init__`` (see ``InputEvent``); built once per record."""
+
     id: str
     type: str
     time: datetime
