@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import blake2b
@@ -25,8 +26,11 @@ from clickcash.events import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputEvent:
+    """One validated input. Treated as immutable, but not ``frozen``: a frozen dataclass sets every field
+    through ``object.__setattr__`` (nine fields: ~1.2 µs against ~0.2 µs), and one is built per record."""
+
     id: str
     type: str
     time: datetime
@@ -35,9 +39,9 @@ class InputEvent:
     campaignid: str | None
     data: InputData
     fingerprint: str
+    """digest of (type, partitionkey, data): what makes a re-send 'the same event'"""
     synthetic: bool = False
     """the envelope said ``synthetic: true``: its outputs and dead letters are marked the same way"""
-    """digest of (type, partitionkey, data): what makes a re-send 'the same event'"""
 
 
 class _EnvelopeHead(TypedDict):
@@ -56,10 +60,18 @@ class _EnvelopeHead(TypedDict):
 
 
 _HEAD = TypeAdapter(_EnvelopeHead)
+_validate_head = _HEAD.validator.validate_python
+"""``_HEAD.validate_python`` without its Python wrapper (its only work here is checking defaults)"""
+_DATA_VALIDATORS: dict[str, Callable[[Any], InputData]] = {
+    name: model.__pydantic_validator__.validate_python for name, model in INPUT_TYPES.items()
+}
+"""input type -> its data model's ``model_validate`` without the Python wrapper: once per record"""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Envelope:
+    """Not ``frozen``, for the cost of its ``__init__`` (see ``InputEvent``); built once per record."""
+
     id: str
     type: str
     time: datetime
@@ -76,7 +88,7 @@ def _validate_envelope(raw: dict[str, Any]) -> _Envelope | InputEnvelope:
     data = raw.get("data")
     if isinstance(data, dict):
         try:
-            head = _HEAD.validate_python(raw)
+            head = _validate_head(raw)
         except ValidationError:
             pass
         else:
@@ -153,19 +165,19 @@ def decode_record(
     except ValidationError as exc:
         field, msg = _first_error(exc)
         return dead(DeadLetterCode.INVALID_FIELD, msg, field)
-    model = INPUT_TYPES.get(env.type)
-    if model is None:
+    validate_data = _DATA_VALIDATORS.get(env.type)
+    if validate_data is None:
         return dead(
             DeadLetterCode.UNKNOWN_TYPE,
             f"unknown event type; known: {', '.join(sorted(INPUT_TYPES))}",
             "type",
         )
     try:
-        data = model.model_validate(env.data)
+        data = validate_data(env.data)
     except ValidationError as exc:
         field, msg = _first_error(exc, "data.")
         return dead(DeadLetterCode.INVALID_FIELD, msg, field)
-    customer_id: str = data.customer_id  # type: ignore[attr-defined]
+    customer_id = data.customer_id
     try:
         key_text = key.decode("utf-8")
     except UnicodeDecodeError:
@@ -187,7 +199,7 @@ def decode_record(
         customer_id=customer_id,
         correlationid=env.correlationid,
         campaignid=env.campaignid,
-        data=data,  # type: ignore[arg-type]
+        data=data,
         fingerprint=fingerprint,
         synthetic=env.synthetic is True,
     )

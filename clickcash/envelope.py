@@ -107,23 +107,21 @@ def structured_tail(
 _SPEC_VERSION_MEMBER = b'{"specversion":' + orjson.dumps(SPEC_VERSION) + b',"id":'
 
 
+_SOURCE_TYPE_MAX = 256
+_source_type_members: dict[tuple[str, str], bytes] = {}
+"""(source, type) -> their encoded members: an emitter writes a handful of pairs, once per output"""
+
+
 def structured_event_after(*, id: str, source: str, type: str, tail: bytes, data: bytes) -> bytes:
     """One structured-mode CloudEvent from its ``id``, ``source``, ``type``, a :func:`structured_tail` and
     ``data`` already encoded as JSON: the bytes :func:`structured_event` writes for the same values."""
-    return b"".join(
-        (
-            _SPEC_VERSION_MEMBER,
-            orjson.dumps(id),
-            b',"source":',
-            orjson.dumps(source),
-            b',"type":',
-            orjson.dumps(type),
-            tail,
-            b',"data":',
-            data,
-            b"}",
-        )
-    )
+    members = _source_type_members.get((source, type))
+    if members is None:
+        if len(_source_type_members) >= _SOURCE_TYPE_MAX:  # a bound, should a caller vary them freely
+            _source_type_members.clear()
+        members = b"".join((b',"source":', orjson.dumps(source), b',"type":', orjson.dumps(type)))
+        _source_type_members[(source, type)] = members
+    return b"".join((_SPEC_VERSION_MEMBER, orjson.dumps(id), members, tail, b',"data":', data, b"}"))
 
 
 def binary_headers(*, id: str, source: str, type: str, time: str) -> Headers:

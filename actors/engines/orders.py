@@ -34,18 +34,23 @@ _PRICE_RULES_MAX = 100_000
 _price_rules: dict[int, tuple[OrderRules, dict[str, tuple[int, int | None, str]]]] = {}
 
 
-def _price_rule(sku: str, rules: OrderRules) -> tuple[int, int | None, str]:
-    """``price_bounds_cents`` with the source as a reason may show it, remembered per SKU: the catalogue
-    scan (exact SKUs, then ``fnmatch`` patterns) and the card-number check ran for every line of every
-    order, while a campaign's orders repeat a small set of SKUs. Rules are frozen, so an answer holds as
-    long as its rules object does (the memo is keyed by that object, and checked to be it)."""
+def _price_memo(rules: OrderRules) -> dict[str, tuple[int, int | None, str]]:
+    """The SKU -> price rule memo of ``rules`` (see ``_price_rule``)."""
     memo = _price_rules.get(id(rules))
     if memo is None or memo[0] is not rules:
         if len(_price_rules) >= 16:  # rules objects come and go in tests and reloads; keep a few
             _price_rules.clear()
         memo = (rules, {})
         _price_rules[id(rules)] = memo
-    known = memo[1]
+    return memo[1]
+
+
+def _price_rule(sku: str, rules: OrderRules) -> tuple[int, int | None, str]:
+    """``price_bounds_cents`` with the source as a reason may show it, remembered per SKU: the catalogue
+    scan (exact SKUs, then ``fnmatch`` patterns) and the card-number check ran for every line of every
+    order, while a campaign's orders repeat a small set of SKUs. Rules are frozen, so an answer holds as
+    long as its rules object does (the memo is keyed by that object, and checked to be it)."""
+    known = _price_memo(rules)
     rule = known.get(sku)
     if rule is None:
         floor, ceiling, source = price_bounds_cents(sku, rules)
@@ -106,7 +111,29 @@ def check_order(
                 detail="payment method must be a token, not a card number",
             )
         )
-    line_total = sum(i.quantity * i.unit_price_cents for i in order.items)
+    # one pass over the lines; the reasons keep their order: total, quantities, then prices
+    line_total = 0
+    units = 0
+    quantity_reasons: list[Reason] = []
+    price_reasons: list[Reason] = []
+    max_quantity = rules.max_quantity_per_line
+    known = _price_memo(rules)
+    for n, item in enumerate(order.items):
+        quantity, unit_price = item.quantity, item.unit_price_cents
+        line_total += quantity * unit_price
+        units += quantity
+        if quantity > max_quantity:
+            quantity_reasons.append(
+                Reason(
+                    code="quantity_above_limit",
+                    field=f"data.items.{n}.quantity",
+                    detail=f"limit is {max_quantity}",
+                )
+            )
+        rule = known.get(item.sku)
+        floor, ceiling, _ = rule if rule is not None else _price_rule(item.sku, rules)
+        if unit_price < floor or (ceiling is not None and unit_price > ceiling):
+            price_reasons.extend(_price_reasons(n, item, rules))
     if line_total != order.total_cents:
         reasons.append(
             Reason(
@@ -123,20 +150,11 @@ def check_order(
                 detail=f"limit is {rules.max_order_total_cents}",
             )
         )
-    for n, item in enumerate(order.items):
-        if item.quantity > rules.max_quantity_per_line:
-            reasons.append(
-                Reason(
-                    code="quantity_above_limit",
-                    field=f"data.items.{n}.quantity",
-                    detail=f"limit is {rules.max_quantity_per_line}",
-                )
-            )
-    for n, item in enumerate(order.items):
-        reasons.extend(_price_reasons(n, item, rules))
+    reasons.extend(quantity_reasons)
+    reasons.extend(price_reasons)
     limit = campaign_quantity_limit(campaign_id, rules)
     if limit is not None:
-        wanted = order_quantity(order)
+        wanted = units
         if max(quantity_so_far, 0) + wanted > limit:
             reasons.append(
                 Reason(

@@ -23,6 +23,7 @@ ranking), ``breaker_open``, ``avoided_after_decline``, ``override_pinned``, ``ov
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -299,45 +300,53 @@ def route_payment(
     if stats and now is None:
         raise ValueError("route_payment needs now to read stats")
     now_ms = int(now.timestamp() * 1000) if now is not None else None
-
-    def stats_of(p: Psp) -> SegmentStats:
-        return stats.get(p.name, EMPTY_STATS)
+    cutoff = _window_cutoff(now_ms, pol)
 
     # the same arithmetic as ``score`` and ``expected_fee_cents``, each fee computed once per PSP
     amount = request.amount_cents
     w = pol.weights
+    by_cost = pol.ranking == "cost"
     rates: dict[str, float] = {}
     scores: dict[str, float] = {}
     fees: dict[str, int] = {}
+    keys: dict[str, tuple[float, int, int, str]] = {}
+    """each PSP's rank key: (minus score, or 0 when ranking by cost; fee; priority; name)"""
     broken: dict[str, tuple[int, int]] = {}
     for p in candidates:
-        seg_stats = stats_of(p)
+        name = p.name
+        seg_stats = stats.get(name, EMPTY_STATS)
         prior = None if p.expected_approval_pct is None else p.expected_approval_pct / 100
-        rate, technical = _rate_and_technical(seg_stats, pol, now_ms, prior)
-        fee = fees[p.name] = round(amount * p.fee_pct / 100) + p.fee_fixed_cents
-        rates[p.name] = rate
+        rate, technical = _rate_and_technical(seg_stats, pol, now_ms, prior, cutoff)
+        fee = fees[name] = round(amount * p.fee_pct / 100) + p.fee_fixed_cents
+        rates[name] = rate
         cost_pct = fee * 100 / max(amount, 1)
-        scores[p.name] = (
+        score = scores[name] = (
             w.success_per_pct * rate * 100 - w.cost_per_pct * cost_pct - w.priority_per_unit * p.priority
         )
+        keys[name] = (0.0 if by_cost else -score, fee, p.priority, name)
         if technical and now_ms is not None:  # no technical failure in the window: the breaker is closed
             tripped = _breaker_at(seg_stats, now_ms, pol)
             if tripped is not None:
-                broken[p.name] = tripped
+                broken[name] = tripped
 
-    def rank_key(p: Psp) -> tuple[float, int, int, str]:
-        primary = 0.0 if pol.ranking == "cost" else -scores[p.name]
-        return (primary, fees[p.name], p.priority, p.name)
+    # sorted by rank key, ties (none: names differ) kept in the PSPs' order, as a stable sort would
+    ranked = [p for _, _, p in sorted([(keys[p.name], i, p) for i, p in enumerate(candidates)])]
+    if broken:
+        healthy = [p for p in ranked if p.name not in broken]
 
-    def badness(p: Psp) -> tuple[float, bool, tuple[float, int, int, str]]:
-        failures, attempts = broken[p.name]
-        return (failures / max(attempts, 1), p.name in request.avoid, rank_key(p))
+        def badness(p: Psp) -> tuple[float, bool, tuple[float, int, int, str]]:
+            failures, attempts = broken[p.name]
+            return (failures / max(attempts, 1), p.name in request.avoid, keys[p.name])
 
-    ranked = sorted(candidates, key=rank_key)
-    healthy = [p for p in ranked if p.name not in broken]
-    fresh = [p for p in healthy if p.name not in request.avoid]
-    order = fresh + [p for p in healthy if p.name in request.avoid]
-    order += sorted((p for p in candidates if p.name in broken), key=badness)
+        worst = sorted((p for p in candidates if p.name in broken), key=badness)
+    else:
+        healthy, worst = ranked, []
+    if request.avoid:
+        fresh = [p for p in healthy if p.name not in request.avoid]
+        order = fresh + [p for p in healthy if p.name in request.avoid] + worst
+    else:
+        fresh = healthy
+        order = healthy + worst
     by_name = {p.name: p for p in candidates}
 
     reasons = [
@@ -345,13 +354,7 @@ def route_payment(
         _ranking_reason(ranked, fees, rates, scores, pol),
     ]
     for name, (failures, attempts) in sorted(broken.items()):
-        reasons.append(
-            Reason(
-                code="breaker_open",
-                detail=f"{name}: {failures} technical failures in {attempts} attempts within "
-                f"{pol.breaker.window_ms} ms; excluded",
-            )
-        )
+        reasons.append(_breaker_reason(name, failures, attempts, pol.breaker.window_ms))
     if request.avoid & by_name.keys():
         reasons.append(Reason(code="avoided_after_decline", detail=",".join(sorted(request.avoid))))
 
@@ -390,6 +393,33 @@ def route_payment(
     return RouteDecision(psp=chosen, fallbacks=[p.name for p in order if p.name != chosen], reasons=reasons)
 
 
+_REASON_MEMO_MAX = 4_096
+_breaker_reasons: dict[tuple[str, int, int, int], Reason] = {}
+
+
+def _breaker_reason(name: str, failures: int, attempts: int, window_ms: int) -> Reason:
+    """The ``breaker_open`` reason, one (frozen) model per distinct text: a tripped breaker holds for a
+    while, and every order of its segment meanwhile gives the same reason."""
+    key = (name, failures, attempts, window_ms)
+    reason = _breaker_reasons.get(key)
+    if reason is None:
+        if len(_breaker_reasons) >= _REASON_MEMO_MAX:
+            _breaker_reasons.clear()
+        reason = _breaker_reasons[key] = Reason(
+            code="breaker_open",
+            detail=f"{name}: {failures} technical failures in {attempts} attempts within {window_ms} ms; "
+            "excluded",
+        )
+    return reason
+
+
+def _window_cutoff(now_ms: int | None, policy: RoutingPolicy) -> int | None:
+    """The first bucket start still in the window at ``now_ms`` (None: no clock, every bucket counts)."""
+    if now_ms is None:
+        return None
+    return _bucket_start_ms(now_ms, policy) - (policy.max_buckets - 1) * policy.bucket_ms
+
+
 _RATE_MEMO_MAX = 4_096
 _rate_memo: dict[
     tuple[int, int, int | None, float | None], tuple[SegmentStats, RoutingPolicy, float, bool]
@@ -397,18 +427,18 @@ _rate_memo: dict[
 
 
 def _rate_and_technical(
-    stats: SegmentStats, policy: RoutingPolicy, now_ms: int | None, prior: float | None
+    stats: SegmentStats,
+    policy: RoutingPolicy,
+    now_ms: int | None,
+    prior: float | None,
+    cutoff: int | None,
 ) -> tuple[float, bool]:
     """``success_rate`` of ``stats`` at ``now_ms`` and whether its window holds a technical failure,
     remembered per stats object: a segment's stats change only when the shard refreshes or commits them,
     while every order of the segment asks again. The answer depends on ``now_ms`` only through the
     window's first bucket (``_live``), which is in the key; the entry holds the stats and the policy it
-    was computed for, so a key whose objects were freed and their ids reused never matches."""
-    cutoff = (
-        None
-        if now_ms is None
-        else _bucket_start_ms(now_ms, policy) - (policy.max_buckets - 1) * policy.bucket_ms
-    )
+    was computed for, so a key whose objects were freed and their ids reused never matches.
+    ``cutoff`` is ``_window_cutoff(now_ms, policy)``, computed once per decision by the caller."""
     key = (id(stats), id(policy), cutoff, prior)
     hit = _rate_memo.get(key)
     if hit is not None and hit[0] is stats and hit[1] is policy:
@@ -464,11 +494,7 @@ def _eligible(psps: Sequence[Psp], request: RouteRequest) -> tuple[list[Psp], Re
     while the list still holds exactly those, so a list changed in place starts a new memo. The returned
     list and reason are shared: callers must not mutate them (``Reason`` is frozen)."""
     memo = _eligible_memo.get(id(psps))
-    if (
-        memo is None
-        or len(memo[0]) != len(psps)
-        or any(a is not b for a, b in zip(memo[0], psps, strict=True))
-    ):
+    if memo is None or len(memo[0]) != len(psps) or not all(map(operator.is_, memo[0], psps)):
         if len(_eligible_memo) >= 16:  # PSP lists come and go in tests and reloads; keep a few
             _eligible_memo.clear()
         memo = (tuple(psps), {})

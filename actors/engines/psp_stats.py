@@ -26,6 +26,8 @@ from clickcash.config.domain import Psp, RoutingPolicy
 
 _FIELDS = ("a", "o", "t")
 """attempts, approvals (ok), technical failures"""
+_BUCKET_KEYS_MAX = 4_096
+"""bound of the counter-key memo (cleared when full: it only saves formatting, never changes a key)"""
 REFRESHED_BUCKETS = 2
 """the current bucket and the one before it (an outcome decided at a bucket's end by a shard whose clock is a
 little behind still lands in it)"""
@@ -50,6 +52,8 @@ class PspStatsBook:
     """segment -> PSP -> stats: routing reads one segment per decision"""
     _loaded_at_ms: dict[str, int] = field(default_factory=dict)
     _wanted: set[str] = field(default_factory=set)
+    _bucket_keys: dict[tuple[str, str, int], tuple[str, ...]] = field(default_factory=dict)
+    """(psp, segment, bucket start) -> its three counter keys: every outcome of a bucket writes the same"""
 
     @property
     def counter_ttl_ms(self) -> int:
@@ -118,11 +122,19 @@ class PspStatsBook:
     ) -> dict[str, int]:
         """The counter increments of one authorization outcome, to commit with the batch."""
         start = now_ms - now_ms % self.policy.bucket_ms
-        return {
-            counter_key(psp, segment, start, what): add
-            for what, add in (("a", 1), ("o", int(approved)), ("t", int(technical)))
-            if add
-        }
+        keys = self._bucket_keys.get((psp, segment, start))
+        if keys is None:
+            if len(self._bucket_keys) >= _BUCKET_KEYS_MAX:
+                self._bucket_keys.clear()
+            keys = self._bucket_keys[(psp, segment, start)] = tuple(
+                counter_key(psp, segment, start, what) for what in _FIELDS
+            )
+        increments = {keys[0]: 1}
+        if approved:
+            increments[keys[1]] = 1
+        if technical:
+            increments[keys[2]] = 1
+        return increments
 
     def committed(self, increments: Mapping[str, int], now_ms: int) -> None:
         """Add this shard's committed increments to its cache, so its next decisions see its own outcomes
