@@ -282,6 +282,8 @@ class Router:
             "transaction": Histogram.of(KAFKA_BOUNDS_S),
         }
         self._uncommitted_stamps_ms: list[int] = []
+        self._closing = False
+        """``_close`` has begun: a revoke then commits nothing"""
         self._pending_pool: ShardPool | None = None
         self._fenced = False
         self._delivered_since_seek: set[int] = set()
@@ -394,6 +396,11 @@ class Router:
         log.info("router %d: now dispatching to %d shards", self.stats.router_index, pool.size)
 
     def _close(self) -> None:
+        # Leaving the group below revokes through ``_on_revoke``, which must not drain and commit now:
+        # after an error that ended the run, the abort below throws away produced outputs, and a commit
+        # of the consumer's positions would skip their records for good (``run`` has already drained and
+        # committed on a normal stop).
+        self._closing = True
         wedged = self._txn.wedged
         if wedged is not None:
             log.error(
@@ -970,10 +977,14 @@ class Router:
         self._parked_loaded = False
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Finish and commit everything consumed so far before the partitions go to another router."""
+        """Finish and commit everything consumed so far before the partitions go to another router (not
+        while closing: what was not committed then is replayed by the next owner)."""
         try:
-            self._drain()
-            self._commit()
+            if self._closing:
+                self._inflight.clear()
+            else:
+                self._drain()
+                self._commit()
         except (KafkaException, ShardFailedError, ServiceError) as exc:
             log.warning("router %d: could not commit before revoke: %s", self.stats.router_index, exc)
             if self._txn.open:
