@@ -26,7 +26,7 @@ import psutil
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clickcash.config.settings import redact_url
+from clickcash.config.settings import load_settings, redact_url
 from clickcash.errors import ClickcashError, ConfigError, ServiceError
 from clickcash.loadtest.contenders._common import (
     OUTPUT_ROLES,
@@ -54,6 +54,7 @@ from clickcash.loadtest.contenders.results import (
 )
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import send_campaign
+from clickcash.loadtest.traffic.warm_broker import WARM_TRANSACTIONS, warm_transactions
 from clickcash.paths import checkout_root
 
 REPO_ROOT = checkout_root() or Path.cwd()
@@ -369,6 +370,16 @@ def compare(
         f"{manifest.malformed:,} malformed, by kind {manifest.by_kind}"
     )
 
+    if args.warm_transactions > 0:
+        # a freshly started broker compiles its transaction path (offsets in a transaction, commit markers)
+        # while the first transactional contender runs, and bills that contender for it; a broker in
+        # service is long warm (docs/benchmark.md#broker-and-driver)
+        _log(f"warming the broker's transaction path ({args.warm_transactions:,} transactions) ...")
+        warm_transactions(
+            load_settings(kafka={"bootstrap_servers": bootstrap, "input_topic": input_topic}),
+            args.warm_transactions,
+            log=_log,
+        )
     idle = idle_cpu_share(service_pids)
     if idle:
         _log(f"services at idle (share of one core): {idle}")
@@ -606,6 +617,13 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds of the memory run at 70%% of peak (default: --paced-s); 600 is a 10-minute soak",
     )
     p.add_argument("--num-cpus", type=int, default=4, help="CPUs local Ray may schedule on")
+    p.add_argument(
+        "--warm-transactions",
+        type=int,
+        default=WARM_TRANSACTIONS,
+        help="transactions run against a scratch topic before the first contender, so that no contender pays "
+        "for a fresh broker compiling its transaction path; 0: a cold broker",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds one contender may take")
     p.add_argument("--quix-python", default=str(QUIX_PYTHON), help="python of the Quix Streams virtualenv")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting one (with --redis-url)")
