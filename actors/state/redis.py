@@ -223,7 +223,10 @@ class RedisStateStore:
         if len({eid for eid, _, _ in claims}) != len(claims):
             # one claim per event, the last one wins (as in the in-memory store)
             claims = list({eid: (eid, rec, resp) for eid, rec, resp in claims}.values())
-        batch_ref = f"{self._writer}.{self._batches + 1}"
+        # a new reference per attempt: an attempt whose outcome is unknown may have stored its batch, which
+        # a later batch must not overwrite
+        self._batches += 1
+        batch_ref = f"{self._writer}.{self._batches}"
         released = self.pending.releasable(write.release_responses)
         keys = (
             [self._cust(c) for c in cids]
@@ -258,12 +261,19 @@ class RedisStateStore:
         args += [len(write.counter_increments), max(write.counter_ttl_ms, 1)]
         args += list(write.counter_increments.values())
         self.round_trips += 1
-        with map_exceptions("redis", redis.RedisError):
-            ok = bool(self._commit(keys=keys, args=args))
+        try:
+            with map_exceptions("redis", redis.RedisError):
+                ok = bool(self._commit(keys=keys, args=args))
+        except BaseException:
+            # Outcome unknown (a reply lost to a restart or a dropped connection): the script may have run.
+            # Its responses then count as this store's and unreleased, so the batch's replay gets them back;
+            # if it did not run there are no records, and a later release of the batch deletes nothing.
+            if claims:
+                self.pending.stored(batch_ref, [eid for eid, _, _ in claims])
+            raise
         if ok:
             self.pending.released(write.release_responses)
             if claims:
-                self._batches += 1
                 self.pending.stored(batch_ref, [eid for eid, _, _ in claims])
         return ok
 

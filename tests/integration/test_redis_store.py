@@ -20,6 +20,7 @@ from clickcash.actors.state.layout import decode_record, unpack_responses
 from clickcash.actors.state.redis import RedisStateStore
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import load_settings
+from clickcash.errors import ServiceError
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from tests.integration.conftest import Services
 
@@ -104,6 +105,30 @@ def test_a_commit_that_fails_writes_nothing_not_even_the_claims_it_made_first(
     assert set(loaded.records) == {"e-1"} and loaded.records["e-1"].offset == 0
     assert dict(loaded.responses) == {"e-1": b"first"}
     assert loaded.customers == {"c-1": (0, None)}
+
+
+def test_a_commit_whose_reply_is_lost_still_replays_its_responses_and_is_not_overwritten(
+    client: redis.Redis, prefix: str
+) -> None:
+    """Redis ran the script but the reply never arrived (a restart, a dropped connection): the shard's batch
+    fails and is replayed. The replay must get the stored first responses back, and the store's next batch
+    must not write over them."""
+    store = make_store(client, prefix)
+    script = store._commit
+
+    def reply_lost(**kwargs: object) -> object:
+        script(**kwargs)
+        raise redis.ConnectionError("Connection closed by server.")
+
+    store._commit = reply_lost  # type: ignore[assignment]
+    with pytest.raises(ServiceError):
+        store.commit(BatchWrite(claims=[claim("e-1", 0, b"first"), claim("e-2", 1, b"second")]))
+    store._commit = script
+    assert store.commit(BatchWrite(claims=[claim("e-3", 2, b"third")]))
+    loaded = store.load(["e-1", "e-2", "e-3"], [])
+    assert dict(loaded.responses) == {"e-1": b"first", "e-2": b"second", "e-3": b"third"}
+    assert store.commit(BatchWrite(release_responses=["e-1", "e-2", "e-3"]))
+    assert key_classes(client, prefix) == {"idempotency": 3}
 
 
 def test_a_batch_of_responses_goes_once_every_one_of_its_events_is_released(
