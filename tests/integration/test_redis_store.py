@@ -116,8 +116,8 @@ def test_a_commit_whose_reply_is_lost_still_replays_its_responses_and_is_not_ove
     store = make_store(client, prefix)
     script = store._commit
 
-    def reply_lost(**kwargs: object) -> object:
-        script(**kwargs)
+    def reply_lost(*, keys: list[str], args: list[bytes | str | int]) -> object:
+        script(keys=keys, args=args)
         raise redis.ConnectionError("Connection closed by server.")
 
     store._commit = reply_lost  # type: ignore[assignment]
