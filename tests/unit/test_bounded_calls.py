@@ -16,6 +16,7 @@ from clickcash.config.settings import load_settings
 from clickcash.errors import ClientWedgedError
 from clickcash.router._bounded import BoundedCalls
 from clickcash.router._router import Router
+from tests.unit._fake_kafka import FakeMessage
 
 
 def test_a_call_gets_its_timeout_and_returns_its_result() -> None:
@@ -63,38 +64,15 @@ def test_a_service_error_survives_pickling_as_ray_sends_it_to_the_caller() -> No
     assert (back.service, back.message, str(back)) == (err.service, err.message, str(err))
 
 
-class _Message:
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return b"c-1"
-
-    def value(self) -> bytes:
-        return b"{}"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
-
-
 class _Consumer:
     def __init__(self, config: dict[str, Any]) -> None:
-        self.batches = [[_Message(0), _Message(1)]]
+        self.batches = [[FakeMessage(0), FakeMessage(1)]]
         self.closed = False
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
-    def consume(self, n: int, timeout: float) -> list[_Message]:
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
         if self.batches:
             return self.batches.pop()
         time.sleep(min(timeout, 0.01))

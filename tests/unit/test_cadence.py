@@ -14,6 +14,7 @@ from clickcash.actors.contract import ShardBatch, ShardResult
 from clickcash.config.settings import load_settings
 from clickcash.router._cadence import FULL_WAIT_S, Cadence
 from clickcash.router._router import Router
+from tests.unit._fake_kafka import FakeMessage, RecordingProducer
 
 CADENCE = Cadence(
     commit_interval_s=0.1, idle_wait_s=0.02, inflight_poll_s=0.002, batch_max=2000, max_inflight=4
@@ -99,37 +100,14 @@ def test_cadence_refuses_nonsense() -> None:
 # --- the router follows it ---------------------------------------------------------------------------
 
 
-class _Message:
-    def __init__(self, partition: int, offset: int) -> None:
-        self._p, self._o = partition, offset
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes:
-        return b"c-1"
-
-    def value(self) -> bytes:
-        return b"{}"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
-
-
 class _Consumer:
     """Hands out a queue of records, at most ``n`` a call as librdkafka does, or a script of batches (one per
     call); ``revoke_on_call``: the rebalance callback revokes partition 0 inside that call."""
 
     def __init__(
         self,
-        records: list[_Message] | None = None,
-        script: list[list[_Message]] | None = None,
+        records: list[FakeMessage] | None = None,
+        script: list[list[FakeMessage]] | None = None,
         revoke_on_call: int | None = None,
     ) -> None:
         self.queue = list(records or [])
@@ -142,7 +120,7 @@ class _Consumer:
         self.high = 0
         """partition 0's end as last fetched"""
 
-    def consume(self, n: int, timeout: float) -> list[_Message]:
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
         self.calls.append((n, timeout))
         if self.revoke_on_call == len(self.calls):
             self.callbacks["on_revoke"](self, [TopicPartition("t", 0)])
@@ -168,38 +146,6 @@ class _Consumer:
         pass
 
 
-class _Producer:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.offsets: list[list[tuple[int, int]]] = []
-
-    def init_transactions(self, timeout: float) -> None:
-        self.calls.append("init")
-
-    def begin_transaction(self) -> None:
-        self.calls.append("begin")
-
-    def produce(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append("produce")
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def send_offsets_to_transaction(
-        self, offsets: list[TopicPartition], metadata: Any, timeout: float
-    ) -> None:
-        self.offsets.append([(tp.partition, tp.offset) for tp in offsets])
-
-    def commit_transaction(self, timeout: float) -> None:
-        self.calls.append("commit")
-
-    def abort_transaction(self, timeout: float) -> None:
-        self.calls.append("abort")
-
-    def flush(self, timeout: float) -> int:
-        return 0
-
-
 class _Pool:
     """Each shard call answers with one output; ``ready`` says whether calls have finished yet."""
 
@@ -223,7 +169,7 @@ class _Pool:
         return list(handles)
 
 
-def _router(consumer: _Consumer, producer: _Producer, pool: _Pool, **kafka: Any) -> Router:
+def _router(consumer: _Consumer, producer: RecordingProducer, pool: _Pool, **kafka: Any) -> Router:
     settings = load_settings(kafka={"commit_interval_ms": 60_000, "consume_batch_max": 100, **kafka})
     router = Router(
         settings,
@@ -239,7 +185,11 @@ def _router(consumer: _Consumer, producer: _Producer, pool: _Pool, **kafka: Any)
 
 def test_a_light_round_commits_once_its_outputs_are_produced_not_after_the_interval() -> None:
     """The interval is a minute here: a commit within a few steps can only come from the no-backlog rule."""
-    consumer, producer, pool = _Consumer([_Message(0, 0), _Message(0, 1)]), _Producer(), _Pool()
+    consumer, producer, pool = (
+        _Consumer([FakeMessage(0), FakeMessage(1)]),
+        RecordingProducer(),
+        _Pool(),
+    )
     router = _router(consumer, producer, pool)
     pool.ready = False
     router._step()  # consumes both records and dispatches them; the shard has not answered
@@ -254,7 +204,11 @@ def test_a_light_round_commits_once_its_outputs_are_produced_not_after_the_inter
 
 
 def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> None:
-    consumer, producer, pool = _Consumer([_Message(0, i) for i in range(300)]), _Producer(), _Pool()
+    consumer, producer, pool = (
+        _Consumer([FakeMessage(i) for i in range(300)]),
+        RecordingProducer(),
+        _Pool(),
+    )
     router = _router(consumer, producer, pool)
     for _ in range(3):  # every consume returns a full batch of 100
         router._step()
@@ -267,7 +221,11 @@ def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> No
 
 
 def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_queue_ran_dry() -> None:
-    consumer, producer, pool = _Consumer([_Message(0, 0), _Message(0, 1)]), _Producer(), _Pool()
+    consumer, producer, pool = (
+        _Consumer([FakeMessage(0), FakeMessage(1)]),
+        RecordingProducer(),
+        _Pool(),
+    )
     router = _router(consumer, producer, pool)
     consumer.position_of, consumer.high = 2, 50_000
     router._step()
@@ -283,8 +241,8 @@ def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_que
 def test_records_of_a_partition_revoked_while_the_round_lingers_are_not_dispatched() -> None:
     """The first record came before the revoke: the partition's next owner reads it again from the
     committed offset, so dispatching it here would process it twice."""
-    consumer = _Consumer(script=[[_Message(0, 5)], [_Message(1, 7)]], revoke_on_call=2)
-    producer, pool = _Producer(), _Pool()
+    consumer = _Consumer(script=[[FakeMessage(5)], [FakeMessage(7, partition=1)]], revoke_on_call=2)
+    producer, pool = RecordingProducer(), _Pool()
     router = _router(consumer, producer, pool)
     consumer.subscribe(["t"], on_revoke=router._on_revoke, on_lost=router._on_lost)
     router._step()

@@ -12,36 +12,14 @@ from confluent_kafka import TopicPartition
 from clickcash.actors.contract import ShardBatch, ShardResult
 from clickcash.config.settings import load_settings
 from clickcash.router._router import Router
-
-
-class _Message:
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return b"c-1"
-
-    def value(self) -> bytes:
-        return b"{}"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
+from tests.unit._fake_kafka import FakeMessage, RecordingProducer
 
 
 class _Consumer:
     """One batch per consume call from a script; leaving the group revokes through the callback, as
     librdkafka's close does."""
 
-    def __init__(self, script: list[list[_Message]]) -> None:
+    def __init__(self, script: list[list[FakeMessage]]) -> None:
         self.script = script
         self.callbacks: dict[str, Any] = {}
         self.position_of = 0
@@ -49,7 +27,7 @@ class _Consumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
-    def consume(self, n: int, timeout: float) -> list[_Message]:
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
         out = self.script.pop(0) if self.script else []
         if out:
             self.position_of = out[-1].offset() + 1
@@ -66,38 +44,6 @@ class _Consumer:
 
     def close(self) -> None:
         self.callbacks["on_revoke"](self, [TopicPartition("t", 0)])
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.offsets: list[list[tuple[int, int]]] = []
-        self.calls: list[str] = []
-
-    def init_transactions(self, timeout: float) -> None:
-        pass
-
-    def begin_transaction(self) -> None:
-        self.calls.append("begin")
-
-    def produce(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append("produce")
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-    def send_offsets_to_transaction(
-        self, offsets: list[TopicPartition], metadata: Any, timeout: float
-    ) -> None:
-        self.offsets.append([(tp.partition, tp.offset) for tp in offsets])
-
-    def commit_transaction(self, timeout: float) -> None:
-        self.calls.append("commit")
-
-    def abort_transaction(self, timeout: float) -> None:
-        self.calls.append("abort")
-
-    def flush(self, timeout: float) -> int:
-        return 0
 
 
 class _Pool:
@@ -130,8 +76,8 @@ class _Timers:
 
 
 def test_a_run_ended_by_an_unexpected_error_commits_nothing_past_the_aborted_transaction() -> None:
-    consumer = _Consumer([[_Message(0)], [_Message(1)], [_Message(2), _Message(3)]])
-    producer = _Producer()
+    consumer = _Consumer([[FakeMessage(0)], [FakeMessage(1)], [FakeMessage(2), FakeMessage(3)]])
+    producer = RecordingProducer()
     router = Router(
         load_settings(kafka={"commit_interval_ms": 60_000, "consume_batch_max": 100}),
         0,
