@@ -18,11 +18,14 @@ def say(msg: str) -> None:
     print(f"[failures {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def workload(seed: int, events: int, customers: int) -> list[tuple[bytes | None, bytes]]:
+def workload(
+    seed: int, events: int, customers: int, run_prefix: str = "f"
+) -> list[tuple[bytes | None, bytes]]:
+    """The campaign mix with 2 % duplicates and 1 % malformed records; ids start ``<run_prefix><seed>``."""
     gen = CampaignGenerator(
         CampaignMix(customers=customers, duplicate_rate=0.02, malformed_rate=0.01),
         seed=seed,
-        run_id=f"f{seed}",
+        run_id=f"{run_prefix}{seed}",
     )
     return [(e.key, e.value) for e in gen.events(events)]
 

@@ -29,11 +29,10 @@ from clickcash.cluster.local.stack import CACHE_DIR
 from clickcash.cluster.verify import verify
 from clickcash.config.settings import Settings
 from clickcash.errors import StaleShardCallError
-from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from clickcash.router._router import ShardFailedError
 from clickcash.router.actor import RayShardPool, start_router_actor
 from clickcash.router.parking import RedisParkingStore
-from tests.integration._fixtures import domain_without_breakers, faulty_customer
+from tests.integration._fixtures import domain_without_breakers, faulty_customer, workload
 from tests.integration._harness import (
     SettingsFactory,
     event,
@@ -55,12 +54,7 @@ def _say(msg: str) -> None:
 
 
 def _workload(seed: int) -> list[tuple[bytes | None, bytes]]:
-    gen = CampaignGenerator(
-        CampaignMix(customers=CUSTOMERS, duplicate_rate=0.02, malformed_rate=0.01),
-        seed=seed,
-        run_id=f"x{seed}",
-    )
-    return [(e.key, e.value) for e in gen.events(EVENTS)]
+    return workload(seed, EVENTS, CUSTOMERS, run_prefix="x")
 
 
 def _consumed(app: App) -> int:
