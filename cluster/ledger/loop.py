@@ -16,7 +16,6 @@ is not an order.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
@@ -88,11 +87,8 @@ def snapshot_record(data: Mapping[str, Any], now: datetime) -> bytes:
     more; a unit test checks that the bytes validate and re-encode identically."""
     campaign_id = str(data["campaign_id"])
     body = orjson.dumps(data)
-    # uuid5(SNAPSHOT_NAMESPACE, campaign id NUL body) without decoding the body to text and back
-    name = SNAPSHOT_NAMESPACE.bytes + campaign_id.encode() + b"\x00" + body
-    digest = hashlib.sha1(name, usedforsecurity=False).digest()  # an id, as uuid5's own SHA-1
     return structured_event(
-        id=str(uuid.UUID(bytes=digest[:16], version=5)),
+        id=str(uuid.uuid5(SNAPSHOT_NAMESPACE, campaign_id + "\x00" + body.decode())),
         source=SNAPSHOT_SOURCE,
         type=SNAPSHOT_TYPE,
         time=now.isoformat(),
