@@ -6,10 +6,15 @@ input's end (outputs commit in the same transaction as the offsets, so that is t
 every process is read at both ends, split into router, shard and Ray-system processes, and the app's RSS is
 sampled throughout.
 
-Optionally (``options.paced_s`` > 0), three paced runs on fresh topics follow, each with a fresh app and a
-warm-up: latency at 50 % of the measured peak and at the light fixed rate (as ``clickcash bench --rate``:
-send -> committed output, p50/p99, but read by a reader assigned to the output partitions before the first
-send) and memory at 70 % of the peak (RSS of the app's router and shard processes every second).
+Optionally (``options.paced_s`` > 0), three paced runs follow on the same app, warm from the throughput
+run (its state cache holds the customers it served, as a cluster's does in the middle of a campaign):
+latency at 50 % of the measured peak and at the light fixed rate (as ``clickcash bench --rate``: send ->
+committed output, p50/p99, but read by a reader assigned to the output partitions before the first send)
+and memory at 70 % of the peak (RSS of the app's router and shard processes every second). Their input goes
+to the throughput run's input topic once that is drained, with event ids of their own; each waits until
+its input is committed before the next begins. A fresh app would measure its start (cold state cache,
+first connections) instead of the pipeline the peak was measured on: its state cache alone grew the RSS by
+~200 MiB over a 20 s run at 70 % of peak.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ from clickcash.loadtest.contenders._common import (
     self_cpu_s,
 )
 from clickcash.loadtest.contenders._latency import LatencyReader
-from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S, latency_summary
+from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S, cpu_us_per_event, latency_summary
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
-from clickcash.loadtest.traffic.campaign_run import produce_events, run_campaign, wait_drained
+from clickcash.loadtest.traffic.campaign_run import produce_events, wait_drained
 
 POLL_S = 0.02
 """how often the driver looks for the end of the throughput run once it is near (the end time's precision)"""
@@ -187,44 +192,41 @@ def _committed(app: App) -> dict[int, int]:
     return merged
 
 
-def throughput(cfg: ContenderConfig, settings: Settings, log: Any) -> tuple[ContenderResult, AppProcesses]:
-    app = App(settings)
-    app.start()
-    try:
-        procs = AppProcesses.of(app)
-        procs.start_sampling(0.5)
-        services = dict(cfg.options.get("service_pids", {}))
-        cpu0: dict[str, float] | None = None
-        first: float | None = None
-        while first is None:
-            stats = app.router_stats()
-            if sum(int(s.get("consumed", 0)) for s in stats) > 0:
-                first = now()
-                cpu0 = cpu_by_role(procs, services)
-                busy0 = machine_busy_s()
-                break
-            time.sleep(POLL_S)
-        deadline = time.monotonic() + float(cfg.options.get("timeout_s", 1800))
-        next_log = time.monotonic() + 5
-        while True:
-            committed = _committed(app)
-            if all(committed.get(p, 0) >= end for p, end in cfg.end_offsets.items()):
-                last = now()
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"clickcash did not finish in time (committed {committed})")
-            if time.monotonic() > next_log:
-                next_log = time.monotonic() + 5
-                log(f"    clickcash: committed {sum(committed.values()):,}/{cfg.events:,}")
-            app.supervise(poll_interval_s(committed, cfg.end_offsets))
-        cpu1 = cpu_by_role(procs, services)
-        busy1 = machine_busy_s()
-        procs.stop_sampling()
-        router_stats = app.router_stats()
-        shard_stats = app.shard_stats()
-        ledger = ledger_catch_up(app, procs, deadline)
-    finally:
-        app.stop()
+def throughput(
+    cfg: ContenderConfig, settings: Settings, app: App, log: Any
+) -> tuple[ContenderResult, AppProcesses]:
+    procs = AppProcesses.of(app)
+    procs.start_sampling(0.5)
+    services = dict(cfg.options.get("service_pids", {}))
+    cpu0: dict[str, float] | None = None
+    first: float | None = None
+    while first is None:
+        stats = app.router_stats()
+        if sum(int(s.get("consumed", 0)) for s in stats) > 0:
+            first = now()
+            cpu0 = cpu_by_role(procs, services)
+            busy0 = machine_busy_s()
+            break
+        time.sleep(POLL_S)
+    deadline = time.monotonic() + float(cfg.options.get("timeout_s", 1800))
+    next_log = time.monotonic() + 5
+    while True:
+        committed = _committed(app)
+        if all(committed.get(p, 0) >= end for p, end in cfg.end_offsets.items()):
+            last = now()
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"clickcash did not finish in time (committed {committed})")
+        if time.monotonic() > next_log:
+            next_log = time.monotonic() + 5
+            log(f"    clickcash: committed {sum(committed.values()):,}/{cfg.events:,}")
+        app.supervise(poll_interval_s(committed, cfg.end_offsets))
+    cpu1 = cpu_by_role(procs, services)
+    busy1 = machine_busy_s()
+    procs.stop_sampling()
+    router_stats = app.router_stats()
+    shard_stats = app.shard_stats()
+    ledger = ledger_catch_up(app, procs, deadline)
     assert cpu0 is not None
     cpu = {k: round(cpu1[k] - cpu0[k], 3) for k in cpu1}
     if ledger is not None:
@@ -317,31 +319,51 @@ def paced_latency(
     }
 
 
-def paced(cfg: ContenderConfig, tag: str, rate_per_s: float, seconds: float, log: Any) -> dict[str, Any]:
-    """A fresh app on fresh topics, a warm-up, then ``seconds`` of input at ``rate_per_s``."""
-    prefix = f"{cfg.topic_prefix}-{tag}"
-    settings = app_settings(cfg, input_topic=f"{prefix}.events", prefix=prefix)
-    ensure_topics(settings, partitions=len(cfg.end_offsets))
-    mix = loadtest_mix(customers=int(cfg.options.get("customers", 10_000)))
-    app = App(settings)
-    app.start()
+def paced(
+    app: App,
+    settings: Settings,
+    rate_per_s: float,
+    seconds: float,
+    *,
+    customers: int,
+    service_pids: dict[str, int],
+    tag: str,
+    log: Any,
+) -> dict[str, Any]:
+    """``seconds`` of input at ``rate_per_s`` into the running ``app``, measured until it is committed:
+    latency, CPU per event by process (``service_pids``: the shared services' processes, by name) and
+    events per shard call."""
+    mix = loadtest_mix(customers=customers)
+    procs = AppProcesses.of(app)
+    procs.start_sampling(1.0)
+    events = max(1000, int(rate_per_s * seconds))
+    log(f"    clickcash {tag}: {events:,} events at {rate_per_s:,.0f}/s ({seconds:,.0f} s)")
+    transactions0 = _transactions(app)
+    cpu0, batches0 = cpu_by_role(procs, service_pids), _shard_batches(app)
     try:
-        run_campaign(settings, int(cfg.options.get("warmup", 3000)), mix=mix, seed=11, log=lambda _m: None)
-        procs = AppProcesses.of(app)
-        procs.start_sampling(1.0)
-        events = max(1000, int(rate_per_s * seconds))
-        log(f"    clickcash {tag}: {events:,} events at {rate_per_s:,.0f}/s ({seconds:,.0f} s)")
         measured = paced_latency(settings, events, rate_per_s, mix)
-        procs.stop_sampling()
-        stats = app.router_stats()
+        cpu1, batches1 = cpu_by_role(procs, service_pids), _shard_batches(app)
     finally:
-        app.stop()
+        procs.stop_sampling()
     return {
         "rate_per_s": round(rate_per_s, 1),
         **measured,
-        "transactions": sum(int(s.get("transactions", 0)) for s in stats),
+        "transactions": _transactions(app) - transactions0,
+        # what the pipeline spent on this paced run (sending, draining, the last second's wait; the driver
+        # row holds the load generator and the latency reader), and how full its shard calls were: at a
+        # paced rate the calls are smaller than flat out, and each call and transaction has a fixed cost
+        "cpu_us_per_event": cpu_us_per_event({k: cpu1[k] - cpu0[k] for k in cpu1}, events),
+        "events_per_shard_call": round(events / max(batches1 - batches0, 1), 1),
         "rss_samples_mb": procs.rss_samples,
     }
+
+
+def _transactions(app: App) -> int:
+    return sum(int(s.get("transactions", 0)) for s in app.router_stats())
+
+
+def _shard_batches(app: App) -> int:
+    return sum(int(s.get("batches", 0)) for s in app.shard_stats())
 
 
 def run(cfg: ContenderConfig) -> ContenderResult:
@@ -354,14 +376,31 @@ def run(cfg: ContenderConfig) -> ContenderResult:
     ensure_topics(settings, partitions=len(cfg.end_offsets))
     init_ray(settings)
     try:
-        result, _ = throughput(cfg, settings, log)
-        paced_s = float(cfg.options.get("paced_s", 0))
-        if paced_s > 0:
-            peak = result.events_per_s
-            soak_s = float(cfg.options.get("soak_s", paced_s))
-            result.extra["latency_at_50pct"] = paced(cfg, "p50pct", 0.5 * peak, paced_s, log)
-            result.extra["latency_at_light"] = paced(cfg, "light", LIGHT_RATE_PER_S, paced_s, log)
-            result.extra["memory_at_70pct"] = paced(cfg, "p70pct", 0.7 * peak, soak_s, log)
+        app = App(settings)
+        app.start()
+        try:
+            result, _ = throughput(cfg, settings, app, log)
+            paced_s = float(cfg.options.get("paced_s", 0))
+            if paced_s > 0:
+                peak = result.events_per_s
+                soak_s = float(cfg.options.get("soak_s", paced_s))
+                for key, tag, rate, seconds in (
+                    ("latency_at_50pct", "p50pct", 0.5 * peak, paced_s),
+                    ("latency_at_light", "light", LIGHT_RATE_PER_S, paced_s),
+                    ("memory_at_70pct", "p70pct", 0.7 * peak, soak_s),
+                ):
+                    result.extra[key] = paced(
+                        app,
+                        settings,
+                        rate,
+                        seconds,
+                        customers=int(cfg.options.get("customers", 10_000)),
+                        service_pids=dict(cfg.options.get("service_pids", {})),
+                        tag=tag,
+                        log=log,
+                    )
+        finally:
+            app.stop()
         result.process_cpu_s = self_cpu_s()
     finally:
         ray.shutdown()

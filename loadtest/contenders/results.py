@@ -418,8 +418,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"Peak RSS of clickcash's router and shard processes: {report['peak_rss_mb']:,.0f} MiB.")
     stages = report.get("cpu_us_per_event")
     if stages:
-        lines += ["", "| clickcash CPU per event by process (throughput run) | µs |", "| --- | --- |"]
-        lines += [f"| {k} | {v:,.1f} |" for k, v in stages.items()]
+        cc = (report.get("contenders") or {}).get("clickcash") or {}
+        batches = int((cc.get("extra") or {}).get("shard_batches") or 0)
+        lines += cpu_by_process_table(
+            stages,
+            report.get("latency_at_50pct") or {},
+            report.get("latency_at_light") or {},
+            flat_out_events_per_call=cc.get("events", 0) / batches if batches else None,
+        )
     ledger = report.get("ledger")
     if ledger:
         lines.append(
@@ -445,6 +451,36 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("bound"):
         lines += ["", f"What bounds the rate: {report['bound']}"]
     return "\n".join(lines) + "\n"
+
+
+def cpu_by_process_table(
+    flat_out: Mapping[str, float],
+    at_50pct: Mapping[str, Any],
+    at_light: Mapping[str, Any],
+    *,
+    flat_out_events_per_call: float | None = None,
+) -> list[str]:
+    """clickcash's CPU per event by process, flat out and in the paced runs that have the figures.
+
+    A paced run's shard calls carry fewer events than flat out, and every call, Redis round trip and
+    transaction has a fixed cost: the columns side by side show how much of the latency at a paced rate
+    is the pipeline's work growing per event as its batches shrink."""
+    paced = [
+        (f"at {run['rate_per_s']:,.0f}/s", run) for run in (at_50pct, at_light) if run.get("cpu_us_per_event")
+    ]
+    head = "| clickcash CPU µs per event by process | throughput run |"
+    head += "".join(f" {name} |" for name, _ in paced)
+    rows = ["", head, "| --- |" + " --- |" * (1 + len(paced))]
+    for k, v in flat_out.items():
+        cells = "".join(f" {run['cpu_us_per_event'].get(k, 0.0):,.1f} |" for _, run in paced)
+        rows.append(f"| {k} | {v:,.1f} |{cells}")
+    totals = "".join(f" {sum(run['cpu_us_per_event'].values()):,.1f} |" for _, run in paced)
+    rows.append(f"| total | {sum(flat_out.values()):,.1f} |{totals}")
+    if paced:
+        calls = "".join(f" {run.get('events_per_shard_call', 0):,.0f} |" for _, run in paced)
+        flat = "-" if flat_out_events_per_call is None else f"{flat_out_events_per_call:,.0f}"
+        rows.append(f"| events per shard call | {flat} |{calls}")
+    return rows
 
 
 def peak_rss(samples: Iterable[tuple[float, float]]) -> float:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clickcash.cluster.verify import verify
 from clickcash.config.settings import load_settings
+from clickcash.loadtest.contenders.clickcash_app import paced
 from clickcash.loadtest.contenders.compare import (
     contender_config,
     create_topics,
@@ -24,6 +25,7 @@ from clickcash.loadtest.contenders.compare import (
     run_contender,
 )
 from clickcash.loadtest.contenders.results import check_full, check_passthrough
+from tests.integration._harness import SettingsFactory, running_app, wait_for_drain
 from tests.integration.conftest import Services
 
 EVENTS = 3000
@@ -106,3 +108,26 @@ def test_a_contender_process_is_timed_send_to_committed_output_at_a_paced_rate(
     assert 0 < q["p50"] <= q["p99"] <= q["max"]
     log = (tmp_path / "passthrough-light.log").read_text()
     assert "Traceback" not in log, log[-2000:]
+
+
+def test_a_paced_run_goes_into_the_running_app_and_reports_latency_cpu_and_call_sizes(
+    make_settings: SettingsFactory,
+) -> None:
+    """clickcash's paced runs in ``compare``: input into the app the throughput run warmed, measured until it
+    is committed, with every order decided once and the app's CPU per event by process."""
+    settings = make_settings(partitions=PARTITIONS)
+    with running_app(settings) as app:
+        wait_for_drain(settings, app, timeout_s=120)  # started and serving: the throughput run's app
+        phase = paced(
+            app, settings, 200.0, 2.0, customers=100, service_pids={}, tag="light", log=lambda _m: None
+        )
+    assert phase["events"] == 1000 and phase["rate_per_s"] == 200.0
+    assert phase["duplicate_output_ids"] == 0 and phase["orders_without_decision"] == 0
+    # every input answered: valid events by their outputs, malformed ones by their dead letters
+    assert phase["outputs_seen"] >= 1000
+    q = phase["latency_ms"]
+    assert 0 < q["p50"] <= q["p99"] <= q["max"]
+    cpu = phase["cpu_us_per_event"]
+    assert cpu["router"] > 0 and cpu["shard"] > 0
+    assert phase["events_per_shard_call"] >= 1 and phase["transactions"] >= 1
+    assert len(phase["rss_samples_mb"]) >= 2

@@ -12,6 +12,7 @@ from clickcash.loadtest.contenders.results import (
     cause_of,
     check_full,
     check_passthrough,
+    cpu_by_process_table,
     cpu_split,
     latency_cell,
     latency_summary,
@@ -306,3 +307,27 @@ def test_the_campaign_ledger_has_its_own_row_and_its_whole_cost_per_input_event(
     md = render_markdown(report)
     assert "| ledger | 21.3 |" in md
     assert "read all 162,509 records" in md and "22.7 µs of CPU per input event, in 13 transactions" in md
+
+
+def test_cpu_by_process_sets_paced_runs_beside_the_throughput_run() -> None:
+    at_50pct = {
+        "rate_per_s": 4773.0,
+        "cpu_us_per_event": {"router": 30.0, "shard": 150.0},
+        "events_per_shard_call": 48.0,
+    }
+    at_light = {
+        "rate_per_s": 200.0,
+        "cpu_us_per_event": {"router": 300.0, "shard": 900.0},
+        "events_per_shard_call": 2.5,
+    }
+    rows = cpu_by_process_table(
+        {"router": 19.2, "shard": 108.7}, at_50pct, at_light, flat_out_events_per_call=520.4
+    )
+    assert "| clickcash CPU µs per event by process | throughput run | at 4,773/s | at 200/s |" in rows
+    assert "| shard | 108.7 | 150.0 | 900.0 |" in rows
+    assert "| total | 127.9 | 180.0 | 1,200.0 |" in rows
+    assert "| events per shard call | 520 | 48 | 2 |" in rows
+    # a paced run without the figures (a report from before they were kept) adds no column
+    only = cpu_by_process_table({"router": 19.2}, {"rate_per_s": 4773.0}, {})
+    assert "| clickcash CPU µs per event by process | throughput run |" in only
+    assert "| router | 19.2 |" in only and not any("events per shard call" in r for r in only)
