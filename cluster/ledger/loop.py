@@ -151,14 +151,14 @@ TENURE_TYPE = "customer.preferences_updated"
 _READ_INPUT_TYPES = frozenset(INPUT_TYPES_COUNTED | {TENURE_TYPE})
 
 
-def _fold_data(data: BaseModel) -> dict[str, Any]:
-    """A validated input's fields as the fold reads them: the top level as they are (no serialization; a
-    date stays a date), the payment method reduced to its network."""
-    out = dict(data.__dict__)
-    pm = out.get("payment_method")
+def _fold_data(data: BaseModel) -> Mapping[str, Any]:
+    """A validated input's fields as the fold reads them (it only reads): the model's own attributes (no
+    serialization or copy; a date stays a date), with the payment method reduced to its network."""
+    fields: dict[str, Any] = data.__dict__
+    pm = fields.get("payment_method")
     if isinstance(pm, PaymentMethod):
-        out["payment_method"] = {"network": pm.network}
-    return out
+        return {**fields, "payment_method": {"network": pm.network}}
+    return fields
 
 
 def _input_event(m: Message, value: bytes, env: dict[str, Any], max_event_bytes: int) -> InputEvent | None:
@@ -316,6 +316,8 @@ class LedgerLoop:
                 synthetic=event.synthetic or is_synthetic({}, m.headers()),
             )
         else:
+            if env.get("campaignid") is None and env.get("type") != TENURE_TYPE:
+                return  # the fold counts no output without a campaign: skip reading its time
             synthetic = is_synthetic(env, m.headers())
             try:
                 counted = ledger.fold(
