@@ -343,15 +343,12 @@ def test_the_ledger_counts_an_input_only_when_the_shards_decoder_accepts_it() ->
     dead = 0
     for key, value in records:
         shard = decode_record(topic, 0, 0, key, value, limit)
-        dead += not isinstance(shard, InputEvent)
-        wanted = (
-            isinstance(shard, InputEvent)
-            and shard.type in INPUT_TYPES_COUNTED
-            and shard.campaignid is not None
-            and (shard.campaignid, shard.id) not in seen
-        )
-        if wanted:
-            seen.add((str(shard.campaignid), shard.id))
+        wanted = False
+        if not isinstance(shard, InputEvent):
+            dead += 1
+        elif shard.type in INPUT_TYPES_COUNTED and shard.campaignid is not None:
+            wanted = (shard.campaignid, shard.id) not in seen
+            seen.add((shard.campaignid, shard.id))
         read, counted = loop.stats.events_read, loop.stats.events_counted
         loop._fold(ledger, cast(Message, _Rec(topic, key, value)))
         assert loop.stats.events_read == read + 1
