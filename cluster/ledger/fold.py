@@ -18,6 +18,7 @@ Events without a campaign id are not folded. Events marked synthetic are counted
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -158,7 +159,10 @@ class CampaignTotals:
     decision_to_authorization: Histogram = field(default_factory=lambda: Histogram.of(CYCLE_BOUNDS_S))
     authorization_to_recovery: Histogram = field(default_factory=lambda: Histogram.of(CYCLE_BOUNDS_S))
     open_orders: dict[str, OpenOrder] = field(default_factory=dict)
-    recent_input_ids: dict[str, None] = field(default_factory=dict)
+    recent_input_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    """oldest first; an ``OrderedDict`` because the oldest goes out with every new id once a campaign has its
+    ``recent_ids_per_campaign``: a plain dict's first key is found by scanning past the deleted slots before
+    it (about 2 µs per id at 5,000 ids, against 0.3)"""
 
     @property
     def volume(self) -> int:
@@ -192,7 +196,7 @@ class CampaignTotals:
             decision_to_authorization=Histogram.from_dict(ct["decision_to_authorization"]),
             authorization_to_recovery=Histogram.from_dict(ct["authorization_to_recovery"]),
             open_orders={oid: OpenOrder.from_list(v) for oid, v in (resume.get("open_orders") or {}).items()},
-            recent_input_ids=dict.fromkeys(str(i) for i in resume.get("recent_input_ids") or []),
+            recent_input_ids=OrderedDict.fromkeys(str(i) for i in resume.get("recent_input_ids") or []),
         )
 
 
@@ -265,7 +269,7 @@ class Ledger:
                 return False
             camp.recent_input_ids[event_id] = None
             while len(camp.recent_input_ids) > self._recent_limit:
-                del camp.recent_input_ids[next(iter(camp.recent_input_ids))]
+                camp.recent_input_ids.popitem(last=False)
         self._apply(camp, event_type, _ms(time), data, synthetic)
         self._changed.add(campaign_id)
         return True

@@ -9,9 +9,8 @@ aborts the open transaction: snapshots and offsets go together or not at all, so
 :func:`restore` (the latest committed snapshot per campaign) and the group's committed offsets describe the
 same point of the streams, and the replay from there counts each event once.
 
-Input records are counted only when they pass the same contract the shards check (envelope, ``data`` of
-the type, Kafka key, ``partitionkey`` and ``data.customer_id`` the same): a record the shards dead-letter
-is not an order.
+Input records are judged by the shards' own decoder (:func:`clickcash.actors.decode_record`): a record the
+shards dead-letter is read but not counted, and a valid one is folded from what that decoder returns.
 """
 
 from __future__ import annotations
@@ -26,23 +25,17 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from clickcash.actors import InputEvent, decode_record
 from clickcash.actors.engines.dunning import classify_decline
 from clickcash.campaign_snapshot import SNAPSHOT_SOURCE, SNAPSHOT_TYPE
-from clickcash.card_data import card_data_field
 from clickcash.cluster.ledger.fold import INPUT_TYPES_COUNTED, CampaignTotals, DeclineClassifier, Ledger
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import Settings
 from clickcash.envelope import structured_event
 from clickcash.errors import ServiceError
-from clickcash.events import (
-    INPUT_TYPES,
-    SYNTHETIC_HEADER,
-    SYNTHETIC_HEADER_VALUE,
-    InputEnvelope,
-    PaymentMethod,
-)
+from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE, PaymentMethod
 
 log = logging.getLogger(__name__)
 
@@ -158,45 +151,36 @@ TENURE_TYPE = "customer.preferences_updated"
 _READ_INPUT_TYPES = frozenset(INPUT_TYPES_COUNTED | {TENURE_TYPE})
 
 
-def _fold_data(data: BaseModel) -> dict[str, Any]:
-    """A validated input's fields as the fold reads them: the top level as they are (no serialization; a
-    date stays a date), the payment method reduced to its network."""
-    out = dict(data.__dict__)
-    pm = out.get("payment_method")
+def _fold_data(data: BaseModel) -> Mapping[str, Any]:
+    """A validated input's fields as the fold reads them (it only reads): the model's own attributes (no
+    serialization or copy; a date stays a date), with the payment method reduced to its network."""
+    fields: dict[str, Any] = data.__dict__
+    pm = fields.get("payment_method")
     if isinstance(pm, PaymentMethod):
-        out["payment_method"] = {"network": pm.network}
-    return out
+        return {**fields, "payment_method": {"network": pm.network}}
+    return fields
 
 
-def _input_fields(
-    m: Message, env: Mapping[str, Any], max_event_bytes: int
-) -> tuple[InputEnvelope, Mapping[str, Any]] | None:
-    """The envelope and ``data`` of a valid input of a type the ledger reads; None for anything the shards
-    dead-letter (the same checks as their decoding: size, card data, contract, key) and, before any
-    validation, for what the fold would not count anyway (another type, or no campaign id)."""
+def _input_event(m: Message, value: bytes, env: dict[str, Any], max_event_bytes: int) -> InputEvent | None:
+    """An input of a type the ledger reads, as the shards decode it; None for anything they dead-letter
+    (their own verdict, :func:`clickcash.actors.decode_record`) and, before that verdict, for what the fold
+    would not count anyway (another type, or no campaign id)."""
     etype = env.get("type")
     if not isinstance(etype, str) or etype not in _READ_INPUT_TYPES:
         return None
     if etype != TENURE_TYPE and env.get("campaignid") is None:
         return None
-    model = INPUT_TYPES[etype]
-    value = m.value() or b""
-    if len(value) > max_event_bytes or card_data_field(m.key(), value) is not None:
-        return None
-    try:
-        head = InputEnvelope.model_validate(env)
-        data = model.model_validate(head.data)
-    except ValidationError:
-        return None
-    key = m.key()
-    try:
-        key_text = None if key is None else key.decode()
-    except UnicodeDecodeError:
-        return None
-    customer_id: str = data.customer_id  # type: ignore[attr-defined]
-    if key_text != head.partitionkey or customer_id != head.partitionkey:
-        return None
-    return head, _fold_data(data)
+    event = decode_record(
+        m.topic() or "",  # where: only for a dead letter, which the ledger does not keep
+        m.partition() or 0,
+        m.offset() or 0,
+        m.key(),
+        value,
+        max_event_bytes,
+        parsed=env,
+        with_fingerprint=False,
+    )
+    return event if isinstance(event, InputEvent) else None
 
 
 @dataclass
@@ -319,22 +303,22 @@ class LedgerLoop:
             return
         if not isinstance(env, dict):
             return
-        synthetic = is_synthetic(env, m.headers())
-        is_input = m.topic() == self.settings.kafka.input_topic
-        if is_input:
-            parsed = _input_fields(m, env, self.settings.pipeline.max_event_bytes)
-            if parsed is None:
+        if m.topic() == self.settings.kafka.input_topic:
+            event = _input_event(m, value, env, self.settings.pipeline.max_event_bytes)
+            if event is None:
                 return
-            head, data = parsed
             counted = ledger.fold(
-                event_id=head.id,
-                event_type=head.type,
-                time=head.time,
-                campaign_id=head.campaignid,
-                data=data,
-                synthetic=synthetic,
+                event_id=event.id,
+                event_type=event.type,
+                time=event.time,
+                campaign_id=event.campaignid,
+                data=_fold_data(event.data),
+                synthetic=event.synthetic or is_synthetic({}, m.headers()),
             )
         else:
+            if env.get("campaignid") is None and env.get("type") != TENURE_TYPE:
+                return  # the fold counts no output without a campaign: skip reading its time
+            synthetic = is_synthetic(env, m.headers())
             try:
                 counted = ledger.fold(
                     event_id=str(env["id"]),

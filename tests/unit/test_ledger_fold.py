@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
+from confluent_kafka import Message
 
 from clickcash.campaign_snapshot import CampaignSnapshot, SnapshotEnvelope
 from clickcash.cluster.ledger.fold import (
@@ -267,10 +268,15 @@ def test_a_recovery_read_before_its_order_is_valued_when_the_order_is_read() -> 
 
 
 class _Rec:
-    """The accessors of a Kafka message the ledger's input check reads."""
+    """The accessors of a Kafka message the ledger reads."""
 
-    def __init__(self, key: bytes | None, value: bytes) -> None:
-        self._key, self._value = key, value
+    def __init__(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        self._topic, self._key, self._value, self._headers = topic, key, value, headers
+
+    def topic(self) -> str:
+        return self._topic
 
     def key(self) -> bytes | None:
         return self._key
@@ -278,42 +284,112 @@ class _Rec:
     def value(self) -> bytes:
         return self._value
 
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
-def test_the_ledger_counts_exactly_the_inputs_the_shards_accept() -> None:
-    """The ledger's input check (cheap skips first, then the contract) against the shards' own decoding,
-    on generated traffic with malformed records, and on a record whose data names another customer."""
-    from typing import cast
+    def partition(self) -> int:
+        return 0
 
-    from confluent_kafka import Message
+    def offset(self) -> int:
+        return 0
 
-    from clickcash.actors._decode import InputEvent, decode_record
-    from clickcash.cluster.ledger.loop import TENURE_TYPE, _input_fields
+
+def _hostile_inputs(placed: dict[str, Any], max_event_bytes: int) -> dict[str, tuple[bytes | None, bytes]]:
+    """Inputs of a counted type and campaign that the shards dead-letter, by reason, and one they accept
+    although its campaign attribute is spelled with a JSON escape."""
+    key = placed["partitionkey"].encode()
+    data = placed["data"]
+
+    def rec(env: dict[str, Any], k: bytes | None = key) -> tuple[bytes | None, bytes]:
+        return k, orjson.dumps(env)
+
+    escaped = orjson.dumps({**placed, "id": "escaped"}).replace(b'"campaignid"', b'"campaign\\u0069d"')
+    return {
+        "other customer in data": rec({**placed, "data": {**data, "customer_id": "someone-else"}}),
+        "key names another customer": rec(placed, b"someone-else"),
+        "no key": rec(placed, None),
+        "invalid data": rec({**placed, "data": {**data, "total_cents": -1}}),
+        "unknown data field": rec({**placed, "data": {**data, "coupon": "x"}}),
+        "invalid campaign id": rec({**placed, "campaignid": ""}),
+        "no time": rec({k: v for k, v in placed.items() if k != "time"}),
+        "card number": rec({**placed, "data": {**data, "merchant_segment": "4111111111111111"}}),
+        "oversized": rec({**placed, "padding": "x" * max_event_bytes}),
+        "type is a list": rec({**placed, "type": []}),
+        "type is an object": rec({**placed, "type": {"a": 1}}),
+        "type is a number": rec({**placed, "type": 7}),
+        "valid, campaign attribute escaped": (key, escaped),
+    }
+
+
+def test_the_ledger_counts_an_input_only_when_the_shards_decoder_accepts_it() -> None:
+    """The ledger's input path (cheap skips, then the shards' own ``decode_record``) on generated traffic with
+    malformed records and re-sends, and on hostile records: an input is counted exactly when the shards
+    decode it into an event of a counted type with a campaign, once per id; a record they dead-letter is
+    read (``events_read``) and not counted, like any record the fold does not count."""
+    from clickcash.actors import InputEvent, decode_record
+    from clickcash.cluster.ledger.loop import LedgerLoop
+    from clickcash.config.settings import load_settings
     from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 
+    settings = load_settings()
+    topic, limit = settings.kafka.input_topic, settings.pipeline.max_event_bytes
     gen = CampaignGenerator(CampaignMix(customers=200, duplicate_rate=0.02, malformed_rate=0.05), seed=3)
     records = [(e.key, e.value) for e in gen.events(3000)]
-    placed = orjson.loads(next(v for _, v in records if b'"order.placed"' in v))
-    other = {**placed, "data": {**placed["data"], "customer_id": "someone-else"}}
-    records.append((placed["partitionkey"].encode(), orjson.dumps(other)))
-    odd_types: list[Any] = [[], {"a": 1}, 7, None]
-    for odd_type in odd_types:  # hostile input: a type that is no string is no event
-        records.append((placed["partitionkey"].encode(), orjson.dumps({**placed, "type": odd_type})))
-    checked = counted = 0
+    placed = orjson.loads(next(v for _, v in records if b'"order.placed"' in v and b'"campaignid"' in v))
+    hostile = _hostile_inputs({**placed, "id": "hostile"}, limit)
+    records += hostile.values()
+    loop, ledger = LedgerLoop(settings), Ledger()
+    seen: set[tuple[str, str]] = set()
+    dead = 0
     for key, value in records:
-        try:
-            env = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(env, dict):
-            continue
-        mine = _input_fields(cast(Message, _Rec(key, value)), env, 64 * 1024)
-        shard = decode_record("t", 0, 0, key, value, 64 * 1024)
-        read = env.get("type") == TENURE_TYPE or env.get("campaignid") is not None
-        wanted = isinstance(shard, InputEvent) and read and shard.type in {*INPUT_TYPES_COUNTED, TENURE_TYPE}
-        assert (mine is not None) == wanted, value[:300]
-        checked += 1
-        counted += mine is not None
-    assert counted > 1000 and checked - counted > 50
+        shard = decode_record(topic, 0, 0, key, value, limit)
+        wanted = False
+        if not isinstance(shard, InputEvent):
+            dead += 1
+        elif shard.type in INPUT_TYPES_COUNTED and shard.campaignid is not None:
+            wanted = (shard.campaignid, shard.id) not in seen
+            seen.add((shard.campaignid, shard.id))
+        read, counted = loop.stats.events_read, loop.stats.events_counted
+        loop._fold(ledger, cast(Message, _Rec(topic, key, value)))
+        assert loop.stats.events_read == read + 1
+        assert loop.stats.events_counted == counted + wanted, value[:300]
+    assert loop.stats.events_counted == len(seen) > 1000 and dead > 100
+    for name, (key, value) in hostile.items():
+        valid = isinstance(decode_record(topic, 0, 0, key, value, limit), InputEvent)
+        assert valid == name.startswith("valid"), name
+    assert b"campaign\\u0069d" in hostile["valid, campaign attribute escaped"][1]
+    assert (placed["campaignid"], "escaped") in seen
+
+
+def test_an_input_is_synthetic_when_the_shards_decoder_or_its_header_says_so() -> None:
+    """The shards mark a valid input's outputs synthetic by their decoder's verdict on its ``synthetic``
+    attribute: the ledger counts the input on the same side as those outputs."""
+    from clickcash.actors import InputEvent, decode_record
+    from clickcash.cluster.ledger.loop import LedgerLoop
+    from clickcash.config.settings import load_settings
+    from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
+
+    settings = load_settings()
+    topic = settings.kafka.input_topic
+    gen = CampaignGenerator(CampaignMix(customers=5, malformed_rate=0, duplicate_rate=0), seed=1)
+    placed = orjson.loads(next(e.value for e in gen.events(50) if b'"order.placed"' in e.value))
+    key = placed["partitionkey"].encode()
+    cases: list[tuple[Any, list[tuple[str, bytes]] | None, bool]] = [
+        (True, None, True),
+        ("yes", None, True),
+        (None, [("ce_synthetic", b"true")], True),
+        (False, None, False),
+        (None, None, False),
+    ]
+    for i, (attribute, headers, synthetic) in enumerate(cases):
+        value = orjson.dumps({**placed, "id": f"s{i}", "campaignid": f"camp{i}", "synthetic": attribute})
+        shard = decode_record(topic, 0, 0, key, value, settings.pipeline.max_event_bytes)
+        assert isinstance(shard, InputEvent)
+        ledger = Ledger()
+        LedgerLoop(settings)._fold(ledger, cast(Message, _Rec(topic, key, value, headers)))
+        camp = ledger.campaigns[f"camp{i}"]
+        assert (camp.synthetic.orders_placed, camp.real.orders_placed) == ((1, 0) if synthetic else (0, 1))
+        assert shard.synthetic == (attribute in (True, "yes"))
 
 
 def test_the_folds_counts_are_the_published_contract_made_mutable() -> None:
