@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -69,15 +68,6 @@ def _start_stack(name: str, *, secure: bool = False) -> tuple[Any, Any]:
         ) from exc
 
 
-def _demo_niceness() -> dict[str, int]:
-    """Routers and shards of ``demo`` and ``bench`` run at niceness 0 unless ``RAY__WORKER_NICENESS`` is
-    set: these commands put the load generator, the output reader, the broker and Redis on the same cores
-    as the app, all at niceness 0, and at Ray's default of 15 the app lost every contended core to them
-    (and to anything else on the machine), which showed as latency, not as the app's
-    (docs/performance-latency.md)."""
-    return {} if "CLICKCASH_RAY__WORKER_NICENESS" in os.environ else {"worker_niceness": 0}
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the embedded stack, run the app on local Ray, push a campaign through it flat out, then a short
     paced phase for the latency a customer sees at a light load; report both, stop. The app's own log
@@ -87,7 +77,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from clickcash.cluster.app import App
     from clickcash.cluster.local.stack import CACHE_DIR, LocalStack, running_services
     from clickcash.cluster.observability.app_logs import AppLog
-    from clickcash.cluster.ray_runtime import init_ray
+    from clickcash.cluster.ray_runtime import colocated_niceness, init_ray
     from clickcash.cluster.topics import ensure_topics
     from clickcash.loadtest.traffic.campaign import named_mix
     from clickcash.loadtest.traffic.campaign_run import run_campaign
@@ -110,7 +100,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             endpoints,
             kafka={"group_id": group},
             redis={"key_prefix": group},
-            ray={"num_cpus": args.num_cpus, **_demo_niceness()},
+            ray={"num_cpus": args.num_cpus, **colocated_niceness()},
         )
         ensure_topics(settings, partitions=args.partitions)
         # a fresh broker's transaction path is cold (docs/performance-latency.md): warmed meanwhile

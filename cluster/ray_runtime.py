@@ -58,6 +58,16 @@ def _local_token() -> Path:
 
 RAY_DEFAULT_WORKER_NICENESS = 15
 
+
+def colocated_niceness() -> dict[str, int]:
+    """``ray`` settings for an app that shares its cores with its load generator, output reader, broker and
+    Redis (``demo``, ``bench``, ``compare``): routers and shards at niceness 0 unless
+    ``CLICKCASH_RAY__WORKER_NICENESS`` is set. Those neighbours all run at niceness 0, and at Ray's default of
+    15 the app's workers get a few per cent of a core each contended one is also wanted by them (CFS weights
+    36 against 1,024), which shows as the app's latency (docs/performance-latency.md)."""
+    return {} if "CLICKCASH_RAY__WORKER_NICENESS" in os.environ else {"worker_niceness": 0}
+
+
 RAY_CLIENT_ATTEMPTS = 3
 """connections tried when a Ray Client server fails to start for this client (see :func:`init_ray`)"""
 

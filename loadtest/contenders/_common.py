@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+from confluent_kafka import Consumer, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -201,3 +203,13 @@ def redis_client_url(url: str) -> str:
     from clickcash.config.settings import load_settings
 
     return load_settings(redis={"url": url}).redis.client_url()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """partition -> high watermark of ``topic``."""
+    c = Consumer({**kafka_client_config(bootstrap), "group.id": f"compare-meta-{uuid.uuid4().hex[:8]}"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(parts)}
+    finally:
+        c.close()

@@ -32,13 +32,14 @@ import psutil
 import ray
 
 from clickcash.cluster.app import App
-from clickcash.cluster.ray_runtime import init_ray
+from clickcash.cluster.ray_runtime import colocated_niceness, init_ray
 from clickcash.cluster.topics import ensure_topics
 from clickcash.config.settings import Settings, load_settings
 from clickcash.loadtest.contenders._common import (
     ContenderConfig,
     ContenderResult,
     contender_main,
+    end_offsets,
     now,
     process_cpu_s,
     self_cpu_s,
@@ -97,7 +98,12 @@ def app_settings(
             "key_prefix": cfg.redis_prefix if prefix == cfg.topic_prefix else prefix,
         },
         pipeline=pipeline,
-        ray={"num_cpus": int(opts.get("num_cpus", 4)), "namespace": f"ns-{cfg.group_id}"},
+        # the broker, Redis and (in the paced runs) the load generator share the cores, as in `demo`
+        ray={
+            "num_cpus": int(opts.get("num_cpus", 4)),
+            "namespace": f"ns-{cfg.group_id}",
+            **colocated_niceness(),
+        },
     )
 
 
@@ -380,6 +386,12 @@ def run(cfg: ContenderConfig) -> ContenderResult:
         app.start()
         try:
             result, _ = throughput(cfg, settings, app, log)
+            # the paced runs below write to the same output topics: the completeness check reads up to here
+            k = settings.kafka
+            result.extra["output_ends"] = {
+                t: end_offsets(k.bootstrap_servers, t)
+                for t in (k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic)
+            }
             paced_s = float(cfg.options.get("paced_s", 0))
             if paced_s > 0:
                 peak = result.events_per_s

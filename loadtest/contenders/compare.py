@@ -32,6 +32,7 @@ from clickcash.loadtest.contenders._common import (
     OUTPUT_ROLES,
     ContenderConfig,
     ContenderResult,
+    end_offsets,
     kafka_client_config,
     process_cpu_s,
 )
@@ -129,20 +130,19 @@ def pre_produce(
     )
 
 
-def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({**kafka_client_config(bootstrap), "group.id": f"compare-meta-{uuid.uuid4().hex[:8]}"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in sorted(parts)}
-    finally:
-        c.close()
-
-
 # --- outputs -----------------------------------------------------------------------------------------
 
 
-def read_outputs(bootstrap: str, topics: list[str], *, idle_s: float = 5.0) -> OutputTally:
-    """Tally every committed output of ``topics`` (read_committed, from the beginning)."""
+def read_outputs(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    idle_s: float = 5.0,
+    until: dict[str, dict[int, int]] | None = None,
+) -> OutputTally:
+    """Tally every committed output of ``topics`` (read_committed, from the beginning); with ``until``
+    (topic -> partition -> offset), only the records before those offsets: the outputs of clickcash's
+    throughput run, not those of the paced runs that followed it on the same topics."""
     c = Consumer(
         {
             **kafka_client_config(bootstrap),
@@ -159,6 +159,8 @@ def read_outputs(bootstrap: str, topics: list[str], *, idle_s: float = 5.0) -> O
         for t in topics:
             for p in c.list_topics(t, timeout=10).topics[t].partitions:
                 high[(t, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                if until is not None and t in until:
+                    high[(t, p)] = min(high[(t, p)], until[t].get(p, 0))
         tps = [TopicPartition(t, p, 0) for (t, p) in sorted(high)]
         c.assign(tps)
         last_new = time.monotonic()
@@ -167,6 +169,8 @@ def read_outputs(bootstrap: str, topics: list[str], *, idle_s: float = 5.0) -> O
             for m in msgs:
                 if m.error() is not None:
                     continue
+                if (cast(int, m.offset())) >= high.get((m.topic() or "", cast(int, m.partition())), 0):
+                    continue  # past the end asked for
                 headers = cast(dict[str, bytes], dict(m.headers() or []))
                 if "ce_id" in headers:
                     cause = headers.get("ce_causationid")
@@ -433,7 +437,12 @@ def compare(
             f"  {name}: {result.events:,} events in {result.elapsed_s:.2f} s = "
             f"{result.events_per_s:,.0f} events/s; checking its outputs ..."
         )
-        tally = read_outputs(bootstrap, output_topics(cfg, kind))
+        ends = result.extra.get("output_ends")
+        tally = read_outputs(
+            bootstrap,
+            output_topics(cfg, kind),
+            until=None if ends is None else {t: {int(p): o for p, o in v.items()} for t, v in ends.items()},
+        )
         comp = check_passthrough(manifest, tally) if kind == "passthrough" else check_full(manifest, tally)
         completeness[name] = comp
         _log(f"  outputs complete: {'yes' if comp.ok else 'NO: ' + '; '.join(comp.problems)}")

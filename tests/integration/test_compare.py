@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clickcash.cluster.verify import verify
 from clickcash.config.settings import load_settings
+from clickcash.loadtest.contenders._common import end_offsets
 from clickcash.loadtest.contenders.clickcash_app import paced
 from clickcash.loadtest.contenders.compare import (
     contender_config,
@@ -25,6 +26,7 @@ from clickcash.loadtest.contenders.compare import (
     run_contender,
 )
 from clickcash.loadtest.contenders.results import check_full, check_passthrough
+from clickcash.loadtest.traffic.campaign_run import run_campaign
 from tests.integration._harness import SettingsFactory, running_app, wait_for_drain
 from tests.integration.conftest import Services
 
@@ -114,10 +116,16 @@ def test_a_paced_run_goes_into_the_running_app_and_reports_latency_cpu_and_call_
     make_settings: SettingsFactory,
 ) -> None:
     """clickcash's paced runs in ``compare``: input into the app the throughput run warmed, measured until it
-    is committed, with every order decided once and the app's CPU per event by process."""
+    is committed, with every order decided once and the app's CPU per event by process; the completeness
+    check of the throughput run reads its output topics only up to where that run ended."""
     settings = make_settings(partitions=PARTITIONS)
+    k = settings.kafka
+    topics = [k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic]
     with running_app(settings) as app:
-        wait_for_drain(settings, app, timeout_s=120)  # started and serving: the throughput run's app
+        run_campaign(settings, 300, seed=3, log=lambda _m: None)  # the "throughput run"
+        wait_for_drain(settings, app, timeout_s=120)
+        ends = {t: end_offsets(k.bootstrap_servers, t) for t in topics}
+        before = read_outputs(k.bootstrap_servers, topics, idle_s=2.0)
         phase = paced(
             app, settings, 200.0, 2.0, customers=100, service_pids={}, tag="light", log=lambda _m: None
         )
@@ -131,3 +139,8 @@ def test_a_paced_run_goes_into_the_running_app_and_reports_latency_cpu_and_call_
     assert cpu["router"] > 0 and cpu["shard"] > 0
     assert phase["events_per_shard_call"] >= 1 and phase["transactions"] >= 1
     assert len(phase["rss_samples_mb"]) >= 2
+
+    after = read_outputs(k.bootstrap_servers, topics, idle_s=2.0)
+    upto_ends = read_outputs(k.bootstrap_servers, topics, idle_s=2.0, until=ends)
+    assert before.records >= 300 and after.records >= before.records + 1000
+    assert upto_ends.records == before.records and upto_ends.ids == before.ids
