@@ -47,18 +47,22 @@ timer_key = keyspace.timers
 """The sorted set of dunning timers of one input partition (see :func:`clickcash.actors.keyspace.timers`)."""
 
 
-class PendingStep(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+# The parts of a customer's document are plain dataclasses, not pydantic models: orjson writes dataclasses
+# natively (fields in declaration order, the bytes pydantic's serializer writes for them), so encoding a
+# document calls no Python per part, and pydantic still validates them when a document is decoded (unknown
+# keys ignored, as the models' ``extra="ignore"`` did).
 
+
+@dataclass
+class PendingStep:
     kind: str
     due_ms: int
     channel: str | None = None
 
 
-class OpenDunning(BaseModel):
+@dataclass
+class OpenDunning:
     """A dunning plan in progress: its steps, which one is next, and the timer that will wake it."""
-
-    model_config = ConfigDict(extra="ignore")
 
     declines: int = 1
     last_psp: str | None = None
@@ -69,7 +73,7 @@ class OpenDunning(BaseModel):
     campaignid: str | None = None
     synthetic: bool = False
     """the decline that opened the plan was synthetic: the plan's step outputs are marked too"""
-    steps: list[PendingStep] = Field(default_factory=list)
+    steps: list[PendingStep] = field(default_factory=list)
     next_index: int = 0
     timer_partition: int | None = None
 
@@ -80,9 +84,8 @@ class OpenDunning(BaseModel):
         return keyspace.timer_member(customer_id, order_id, self.plan_id, self.next_index)
 
 
-class OrderSummary(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+@dataclass
+class OrderSummary:
     amount_cents: int
     currency: str
     country: str
@@ -178,28 +181,19 @@ class CustomerState(BaseModel):
             del self.orders[victim]
 
     def encode(self) -> bytes:
-        """Compact JSON, byte for byte what pydantic's ``to_json`` writes, about twice as fast: orjson walks
-        the models' field dicts (fields in declaration order, like pydantic's serializer; none of these
-        models has a custom serializer, an alias or an extra field). A value orjson refuses (none should
-        occur) falls back to pydantic's serializer, so the bytes never depend on the path taken."""
+        """Compact JSON, byte for byte what pydantic's ``to_json`` writes, several times as fast: orjson
+        walks the model's field dict and writes its parts (dataclasses) natively, fields in declaration
+        order like pydantic's serializer (no custom serializer, alias or extra field anywhere). A value
+        orjson refuses (none should occur) falls back to pydantic's serializer, so the bytes never depend
+        on the path taken."""
         try:
-            return orjson.dumps(self.__dict__, default=_state_fields)
+            return orjson.dumps(self.__dict__)
         except orjson.JSONEncodeError:
             return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def decode(cls, raw: bytes) -> CustomerState:
         return cls.model_validate_json(raw)
-
-
-_STATE_PARTS = (OrderSummary, OpenDunning, PendingStep)
-
-
-def _state_fields(obj: object) -> dict[str, object]:
-    """orjson's ``default`` for :meth:`CustomerState.encode`: a state part's fields, nothing else."""
-    if type(obj) in _STATE_PARTS:
-        return obj.__dict__
-    raise TypeError(f"not a part of a customer state: {type(obj).__name__}")
 
 
 class StateCache:

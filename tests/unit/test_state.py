@@ -19,6 +19,7 @@ from clickcash.actors.state.base import (
     InMemoryStateStore,
     OpenDunning,
     OrderSummary,
+    PendingStep,
 )
 from clickcash.config.domain import DomainConfig
 
@@ -51,6 +52,26 @@ def test_customer_state_round_trips_and_ignores_unknown_fields() -> None:
     newer = orjson.loads(state.encode())
     newer["loyalty_tier"] = "gold"  # written by a newer version: still readable
     assert CustomerState.decode(orjson.dumps(newer)) == state
+
+
+def test_unknown_fields_inside_orders_plans_and_steps_are_ignored() -> None:
+    """The parts (dataclasses) read documents with keys they do not know, as the whole state does."""
+    state = CustomerState()
+    state.remember_order("o-1", SUMMARY)
+    state.open_plan("o-1", OpenDunning(steps=[PendingStep(kind="retry", due_ms=5, channel=None)]))
+    newer = orjson.loads(state.encode())
+    newer["orders"]["o-1"]["risk_score"] = 7
+    newer["open_dunning"]["o-1"]["owner"] = "x"
+    newer["open_dunning"]["o-1"]["steps"][0]["note"] = "y"
+    decoded = CustomerState.decode(orjson.dumps(newer))
+    assert decoded == state
+    assert decoded.encode() == state.encode() == state.__pydantic_serializer__.to_json(state)
+
+
+def test_a_part_of_the_wrong_shape_is_refused() -> None:
+    doc = b'{"orders":{"o-1":{"amount_cents":"many","currency":"EUR","country":"DE","network":"visa"}}}'
+    with pytest.raises(ValueError):
+        CustomerState.decode(doc)
 
 
 def test_new_customer_state_defaults() -> None:
