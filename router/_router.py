@@ -254,6 +254,7 @@ class Router:
             inflight_poll_s=settings.kafka.inflight_poll_ms / 1000,
             batch_max=settings.kafka.consume_batch_max,
             max_inflight=self._max_inflight,
+            backlog_batch_max=max(settings.kafka.consume_backlog_batch_max, settings.kafka.consume_batch_max),
         )
         """when to commit and how long to wait (see ``clickcash.router._cadence``)"""
         self._linger_s = settings.kafka.consume_linger_ms / 1000
@@ -442,7 +443,7 @@ class Router:
             if plan.take:
                 # A commit that is due waits for nothing: what is queued goes to the shards first, so
                 # their work on it overlaps the commit's round trip.
-                msgs = self._take(0.0 if plan.commit else plan.wait_s)
+                msgs = self._take(0.0 if plan.commit else plan.wait_s, self._cadence.round_max(plan.backlog))
                 self._last_consumed = len(msgs)
                 if msgs:
                     self._dispatch(msgs)
@@ -741,15 +742,14 @@ class Router:
                     highs[tp.partition] = marks[1]
         return waiting_records(positions, highs)
 
-    def _take(self, wait_s: float) -> list[Message]:
-        """Consume the next round: wake on the first record (``consume`` waits its whole timeout unless
-        the batch fills), then give the round ``consume_linger_ms`` to fill. ``wait_s`` 0: only what is
-        queued already.
+    def _take(self, wait_s: float, batch_max: int) -> list[Message]:
+        """Consume the next round of at most ``batch_max`` records: wake on the first record (``consume``
+        waits its whole timeout unless the batch fills), then give the round ``consume_linger_ms`` to fill.
+        ``wait_s`` 0: only what is queued already.
 
         A rebalance can run inside the second call; records of the first call from partitions it revoked
         are dropped (another router, or this one after reassignment, reads them again from the committed
         offset)."""
-        batch_max = self._s.kafka.consume_batch_max
         if wait_s <= 0:
             return self._consumer.consume(batch_max, 0)
         first = self._consumer.consume(1, wait_s)
