@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,6 +203,10 @@ def producer_config(settings: Settings, router_index: int) -> dict[str, Any]:
         # retry.backoff.max.ms on repeated failures) brings it to ~12 ms; the Java client special-cases it
         # to 20 ms (KAFKA-5477, confluent-kafka-python#967).
         "retry.backoff.ms": 5,
+        # The router sets no delivery callback: a failed delivery fails the transaction's commit, which
+        # aborts and replays the round. Reports of successful deliveries were only queued, turned into
+        # Python objects and dropped by every poll (~0.5 µs of the router's CPU per output record).
+        "delivery.report.only.error": True,
         "linger.ms": 5,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 500000,
@@ -827,8 +831,7 @@ class Router:
         self._txn.begin()
         produced = 0
         for res in results:
-            for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
-                self._txn.produce(topic, key, value, headers)
+            self._txn.produce_all(res.topics, res.keys, res.values, res.headers)
             produced += len(res)
         self._txn.poll()
         partitions = list(rnd.last_offsets)
@@ -841,8 +844,8 @@ class Router:
             for res in results:
                 for k, v in res.counts.items():
                     self.stats.counts[k] = self.stats.counts.get(k, 0) + v
-                for topic in res.topics:
-                    by_topic[topic] = by_topic.get(topic, 0) + 1
+                for topic, n in Counter(res.topics).items():
+                    by_topic[topic] = by_topic.get(topic, 0) + n
 
     def _fire_timers(self, pump: TimerPump) -> None:
         due = pump.poll(sorted(self._assigned))
