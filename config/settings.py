@@ -254,6 +254,9 @@ class KafkaSettings(KafkaSecuritySettings):
     group_id: Annotated[str, Field(min_length=1)] = "clickcash"
     transactional_id_prefix: Annotated[str, Field(min_length=1)] = "clickcash"
     consume_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 2_000
+    consume_backlog_batch_max: Annotated[int, Field(ge=1, le=100_000)] = 8_000
+    """records one round may take while a backlog waits (at least ``consume_batch_max`` is used): fewer,
+    larger shard calls under load, where a call's fixed cost is most of the router's and Ray's CPU"""
     consume_timeout_ms: Annotated[int, Field(ge=1, le=10_000)] = 20
     """longest wait for a first record with nothing in flight (the router wakes on the record itself)"""
     consume_linger_ms: Annotated[int, Field(ge=0, le=1_000)] = 2

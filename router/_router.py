@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,6 +203,10 @@ def producer_config(settings: Settings, router_index: int) -> dict[str, Any]:
         # retry.backoff.max.ms on repeated failures) brings it to ~12 ms; the Java client special-cases it
         # to 20 ms (KAFKA-5477, confluent-kafka-python#967).
         "retry.backoff.ms": 5,
+        # The router sets no delivery callback: a failed delivery fails the transaction's commit, which
+        # aborts and replays the round. Reports of successful deliveries were only queued, turned into
+        # Python objects and dropped by every poll (~0.5 µs of the router's CPU per output record).
+        "delivery.report.only.error": True,
         "linger.ms": 5,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 500000,
@@ -254,6 +258,7 @@ class Router:
             inflight_poll_s=settings.kafka.inflight_poll_ms / 1000,
             batch_max=settings.kafka.consume_batch_max,
             max_inflight=self._max_inflight,
+            backlog_batch_max=max(settings.kafka.consume_backlog_batch_max, settings.kafka.consume_batch_max),
         )
         """when to commit and how long to wait (see ``clickcash.router._cadence``)"""
         self._linger_s = settings.kafka.consume_linger_ms / 1000
@@ -442,7 +447,7 @@ class Router:
             if plan.take:
                 # A commit that is due waits for nothing: what is queued goes to the shards first, so
                 # their work on it overlaps the commit's round trip.
-                msgs = self._take(0.0 if plan.commit else plan.wait_s)
+                msgs = self._take(0.0 if plan.commit else plan.wait_s, self._cadence.round_max(plan.backlog))
                 self._last_consumed = len(msgs)
                 if msgs:
                     self._dispatch(msgs)
@@ -741,15 +746,14 @@ class Router:
                     highs[tp.partition] = marks[1]
         return waiting_records(positions, highs)
 
-    def _take(self, wait_s: float) -> list[Message]:
-        """Consume the next round: wake on the first record (``consume`` waits its whole timeout unless
-        the batch fills), then give the round ``consume_linger_ms`` to fill. ``wait_s`` 0: only what is
-        queued already.
+    def _take(self, wait_s: float, batch_max: int) -> list[Message]:
+        """Consume the next round of at most ``batch_max`` records: wake on the first record (``consume``
+        waits its whole timeout unless the batch fills), then give the round ``consume_linger_ms`` to fill.
+        ``wait_s`` 0: only what is queued already.
 
         A rebalance can run inside the second call; records of the first call from partitions it revoked
         are dropped (another router, or this one after reassignment, reads them again from the committed
         offset)."""
-        batch_max = self._s.kafka.consume_batch_max
         if wait_s <= 0:
             return self._consumer.consume(batch_max, 0)
         first = self._consumer.consume(1, wait_s)
@@ -827,8 +831,7 @@ class Router:
         self._txn.begin()
         produced = 0
         for res in results:
-            for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
-                self._txn.produce(topic, key, value, headers)
+            self._txn.produce_all(res.topics, res.keys, res.values, res.headers)
             produced += len(res)
         self._txn.poll()
         partitions = list(rnd.last_offsets)
@@ -841,8 +844,8 @@ class Router:
             for res in results:
                 for k, v in res.counts.items():
                     self.stats.counts[k] = self.stats.counts.get(k, 0) + v
-                for topic in res.topics:
-                    by_topic[topic] = by_topic.get(topic, 0) + 1
+                for topic, n in Counter(res.topics).items():
+                    by_topic[topic] = by_topic.get(topic, 0) + n
 
     def _fire_timers(self, pump: TimerPump) -> None:
         due = pump.poll(sorted(self._assigned))

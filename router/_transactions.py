@@ -97,6 +97,25 @@ class Transactions:
             except BufferError:
                 self._producer.poll(0.05)
 
+    def produce_all(
+        self,
+        topics: Sequence[str],
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        headers: Sequence[Headers | None],
+    ) -> None:
+        """Queue a shard result's records in order (columns of equal length): :meth:`produce` without a
+        Python call per record (the router produces ~1 to 1.5 records per input event)."""
+        produce = self._producer.produce
+        for topic, key, value, h in zip(topics, keys, values, headers, strict=True):
+            try:
+                if h:
+                    produce(topic, value, key, headers=h)
+                else:
+                    produce(topic, value, key)
+            except BufferError:
+                self.produce(topic, key, value, h)
+
     def poll(self) -> None:
         self._producer.poll(0)
 

@@ -54,7 +54,8 @@ def test_scale_4_to_8_to_3_shards_under_load_loses_duplicates_and_reorders_nothi
     settings = make_settings(
         partitions=4,
         pipeline={"shards": 4, "max_inflight_batches_per_shard": 4},
-        kafka={"consume_batch_max": 500},
+        # rounds of 500 under a backlog too: the rescales happen while rounds are in flight and input waits
+        kafka={"consume_batch_max": 500, "consume_backlog_batch_max": 500},
     )
     gen = CampaignGenerator(
         CampaignMix(customers=1_500, duplicate_rate=0.02, malformed_rate=0.01), seed=77, run_id="rs"

@@ -90,6 +90,29 @@ def test_no_transaction_outlives_the_interval_and_no_wait_runs_past_it(
         assert d.backlog and d.wait_s <= CADENCE.commit_interval_s - age + 1e-9
 
 
+def test_rounds_grow_only_while_a_backlog_waits() -> None:
+    cadence = Cadence(
+        commit_interval_s=0.1,
+        idle_wait_s=0.02,
+        inflight_poll_s=0.002,
+        batch_max=2000,
+        max_inflight=4,
+        backlog_batch_max=8000,
+    )
+    assert cadence.round_max(backlog=False) == 2000
+    assert cadence.round_max(backlog=True) == 8000
+    assert CADENCE.round_max(backlog=True) == 2000, "0: rounds keep batch_max under a backlog too"
+    with pytest.raises(ValueError):
+        Cadence(
+            commit_interval_s=1,
+            idle_wait_s=0.02,
+            inflight_poll_s=0.002,
+            batch_max=10,
+            max_inflight=1,
+            backlog_batch_max=5,
+        )
+
+
 def test_cadence_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="positive"):
         Cadence(commit_interval_s=0, idle_wait_s=0.02, inflight_poll_s=0.002, batch_max=1, max_inflight=1)
@@ -170,7 +193,14 @@ class _Pool:
 
 
 def _router(consumer: _Consumer, producer: RecordingProducer, pool: _Pool, **kafka: Any) -> Router:
-    settings = load_settings(kafka={"commit_interval_ms": 60_000, "consume_batch_max": 100, **kafka})
+    settings = load_settings(
+        kafka={
+            "commit_interval_ms": 60_000,
+            "consume_batch_max": 100,
+            "consume_backlog_batch_max": 100,
+            **kafka,
+        }
+    )
     router = Router(
         settings,
         0,
@@ -217,6 +247,26 @@ def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> No
     router._step()  # the queue is empty now: nothing waits, the open transaction commits
     assert producer.calls.count("commit") == 1
     assert producer.offsets == [[(0, 300)]]
+    router._txn.close()
+
+
+def test_under_a_backlog_the_router_takes_larger_rounds_and_goes_back_to_small_ones_when_it_clears() -> None:
+    consumer, producer, pool = (
+        _Consumer([FakeMessage(i) for i in range(650)]),
+        RecordingProducer(),
+        _Pool(),
+    )
+    router = _router(consumer, producer, pool, consume_backlog_batch_max=400)
+    for _ in range(3):
+        router._step()
+    assert [len(b) for b in pool.batches] == [100, 400, 150], (
+        "a full round means a backlog: larger ones follow"
+    )
+    assert consumer.calls[-2][0] == 1 and consumer.calls[-1][0] == 399
+    router._step()  # the queue ran dry: no backlog
+    consumer.queue = [FakeMessage(i) for i in range(650, 900)]
+    router._step()
+    assert len(pool.batches[-1]) == 100, "without a backlog a round is back to consume_batch_max"
     router._txn.close()
 
 
