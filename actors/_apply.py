@@ -253,14 +253,14 @@ class EventApplier:
     def _cancel_timer(self, a: Apply, order_id: str, plan: OpenDunning) -> None:
         member = plan.timer_member(a.ev.customer_id, order_id)
         if member is not None and plan.timer_partition is not None:
-            a.write.timer_removes.append((plan.timer_partition, member))
+            a.write.remove_timer(plan.timer_partition, member)
 
     def _arm_timer(self, a: Apply, order_id: str, plan: OpenDunning) -> None:
         """Wake the plan at its next step: one timer per plan, never one object per step in memory."""
         member = plan.timer_member(a.ev.customer_id, order_id)
         if member is not None:
             plan.timer_partition = a.partition
-            a.write.timer_adds.append((a.partition, member, plan.steps[plan.next_index].due_ms))
+            a.write.add_timer(a.partition, member, plan.steps[plan.next_index].due_ms)
 
     def _close(self, a: Apply, order_id: str, type_: str, reason: str, role: str) -> None:
         plan = a.state.open_dunning.pop(order_id, None)
@@ -360,7 +360,7 @@ class EventApplier:
         plan = a.state.open_dunning.get(fired.order_id)
         if plan is None or plan.plan_id != fired.plan_id or plan.next_index != fired.step_index:
             member = "\x1f".join([a.ev.customer_id, fired.order_id, fired.plan_id, str(fired.step_index)])
-            a.write.timer_removes.append((a.partition, member))
+            a.write.remove_timer(a.partition, member)
             a.result.count("timer_stale")
             return
         self._cancel_timer(a, fired.order_id, plan)

@@ -296,8 +296,8 @@ class Shard:
                 # a customer without state has no open plan: a timer fired before its erasure, applied
                 # after it, removes its member and writes no state (which would re-create the customer)
                 data = ev.data
-                write.timer_removes.append(
-                    (partition, timer_member(ev.customer_id, data.order_id, data.plan_id, data.step_index))
+                write.remove_timer(
+                    partition, timer_member(ev.customer_id, data.order_id, data.plan_id, data.step_index)
                 )
                 result.count("timer_stale")
                 record = IdempotencyRecord(ev.fingerprint, partition, offset)
@@ -356,10 +356,10 @@ class Shard:
                 except ValueError:  # unreadable (the reason it was parked, perhaps): erased all the same
                     log.warning("shard %d: erased a customer whose state could not be read", self.shard_id)
         if state is not None:
-            write.timer_removes.extend(erasure_timer_removals(state, cid))
+            for partition, member in erasure_timer_removals(state, cid):
+                write.remove_timer(partition, member)
         # timers armed earlier in this batch: removes run before adds in the commit, so drop the adds
-        mine = cid + TIMER_SEP
-        write.timer_adds = [t for t in write.timer_adds if not t[1].startswith(mine)]
+        write.drop_timer_adds(cid + TIMER_SEP)
         states[cid] = CustomerState()
         erased.add(cid)
 

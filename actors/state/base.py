@@ -265,6 +265,27 @@ class BatchWrite:
     """shared counter key -> increment (the PSP outcomes of the batch's new events)"""
     counter_ttl_ms: int = 0
     """how long an incremented counter lives after its last increment"""
+    _armed: set[tuple[int, str]] = field(default_factory=set)
+    """(partition, member) of :attr:`timer_adds`, so a cancellation finds them without a scan"""
+
+    def add_timer(self, partition: int, member: str, due_ms: int) -> None:
+        self.timer_adds.append((partition, member, due_ms))
+        self._armed.add((partition, member))
+
+    def remove_timer(self, partition: int, member: str) -> None:
+        """Cancel a timer, including one armed earlier in this batch. A commit runs the removes before the
+        adds, so such a timer must leave :attr:`timer_adds` here: kept there, it outlived its own
+        cancellation as an orphan, invisible to an erasure (no open plan names it) until it fired stale."""
+        if (partition, member) in self._armed:
+            self._armed.discard((partition, member))
+            self.timer_adds = [t for t in self.timer_adds if t[0] != partition or t[1] != member]
+        self.timer_removes.append((partition, member))
+
+    def drop_timer_adds(self, member_prefix: str) -> None:
+        """Forget the timers armed in this batch whose member starts with ``member_prefix`` (a customer's
+        erasure: its timers armed before the erasure command in the same batch)."""
+        self.timer_adds = [t for t in self.timer_adds if not t[1].startswith(member_prefix)]
+        self._armed = {(p, m) for p, m, _ in self.timer_adds}
 
     def is_empty(self) -> bool:
         return not (

@@ -865,6 +865,38 @@ def test_a_dunning_plan_arms_one_timer_and_payment_cancels_it(
     assert all(not members for members in store.timers.values())
 
 
+def test_a_timer_armed_and_cancelled_in_one_batch_leaves_no_timer(
+    domain: DomainConfig, cloud_event: EventFactory, event_data: DataFactory, shard_batch: BatchFactory
+) -> None:
+    """A commit runs the timer removes before the adds: a plan opened and closed (or superseded) in one
+    batch must not leave its timer behind, where no open plan names it (an erasure would miss it)."""
+    rec = Rec(cloud_event, event_data, partition=2)
+    shard, store = make_shard(domain, clock=lambda: START)
+    shard.apply(
+        shard_batch(
+            [
+                rec("order.placed"),
+                rec("payment.declined", event_id="evt-decline", decline_code="51"),
+                rec("payment.authorized"),
+            ]
+        )
+    )
+    assert all(not members for members in store.timers.values())
+
+    # declined twice in one batch: the second plan replaces the first, and only its timer is left
+    shard.apply(
+        shard_batch(
+            [
+                rec("order.placed", order_id="o-2"),
+                rec("payment.declined", event_id="evt-d1", order_id="o-2", decline_code="51"),
+                rec("payment.declined", event_id="evt-d2", order_id="o-2", decline_code="51"),
+            ]
+        )
+    )
+    timer = _only_timer(store)
+    assert timer.member.split("\x1f")[1:3] == ["o-2", output_id("evt-d2", "dunning")]
+
+
 def test_due_steps_fire_once_in_order_and_retry_avoiding_the_declining_psp(
     domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
 ) -> None:
