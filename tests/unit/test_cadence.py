@@ -3,6 +3,7 @@ and is never the latency floor when no backlog is waiting."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -91,26 +92,12 @@ def test_no_transaction_outlives_the_interval_and_no_wait_runs_past_it(
 
 
 def test_rounds_grow_only_while_a_backlog_waits() -> None:
-    cadence = Cadence(
-        commit_interval_s=0.1,
-        idle_wait_s=0.02,
-        inflight_poll_s=0.002,
-        batch_max=2000,
-        max_inflight=4,
-        backlog_batch_max=8000,
-    )
+    cadence = replace(CADENCE, backlog_batch_max=8000)
     assert cadence.round_max(backlog=False) == 2000
     assert cadence.round_max(backlog=True) == 8000
     assert CADENCE.round_max(backlog=True) == 2000, "0: rounds keep batch_max under a backlog too"
     with pytest.raises(ValueError):
-        Cadence(
-            commit_interval_s=1,
-            idle_wait_s=0.02,
-            inflight_poll_s=0.002,
-            batch_max=10,
-            max_inflight=1,
-            backlog_batch_max=5,
-        )
+        replace(CADENCE, batch_max=10, backlog_batch_max=5)
 
 
 def test_cadence_refuses_nonsense() -> None:
