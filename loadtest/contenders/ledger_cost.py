@@ -35,40 +35,19 @@ from clickcash.cluster.ledger.loop import LedgerLoop
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import Settings, load_settings
 from clickcash.loadtest.contenders.stages import _batches
+from clickcash.testing import FakeMessage, FakeRecord
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    """The part of a ``confluent_kafka.Message`` the ledger reads."""
-
-    _topic: str
-    _key: bytes | None
-    _value: bytes | None
-    _headers: list[tuple[str, bytes]] | None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 0
-
-    def error(self) -> None:
-        return None
+def _record(
+    topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
+) -> FakeMessage:
+    """A record as the ledger reads it (the testing harness's stand-in for ``confluent_kafka.Message``)."""
+    return FakeMessage(topic, 0, 0, FakeRecord(key, value, headers, 0))
 
 
-def ledger_records(settings: Settings, events: int, customers: int, seed: int, batch: int) -> list[_Record]:
+def ledger_records(
+    settings: Settings, events: int, customers: int, seed: int, batch: int
+) -> list[FakeMessage]:
     """The records the ledger reads for ``events`` generated inputs: each input, and the shards' outputs on
     the orders and dunning topics (payments and dead letters are not read by the ledger)."""
     k = settings.kafka
@@ -80,13 +59,13 @@ def ledger_records(settings: Settings, events: int, customers: int, seed: int, b
         max_event_bytes=settings.pipeline.max_event_bytes,
     )
     read = {k.orders_topic, k.dunning_topic}
-    out: list[_Record] = []
+    out: list[FakeMessage] = []
     for b in _batches(events, batch, customers, seed, 0):
-        out += [_Record(k.input_topic, key, value, None) for key, value in zip(b.keys, b.values, strict=True)]
+        out += [_record(k.input_topic, key, value, None) for key, value in zip(b.keys, b.values, strict=True)]
         res = shard.apply(b)
         for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):
             if topic in read:
-                out.append(_Record(topic, key, value, list(headers) if headers else None))
+                out.append(_record(topic, key, value, list(headers) if headers else None))
     return out
 
 
@@ -112,7 +91,7 @@ class LedgerCost:
 
 
 def measure(
-    settings: Settings, records: list[_Record], *, read_batch: int = 2000, rounds: int = 5
+    settings: Settings, records: list[FakeMessage], *, read_batch: int = 2000, rounds: int = 5
 ) -> LedgerCost:
     """Fold ``records`` as :class:`LedgerLoop` does (``read_batch`` records, then one snapshot per changed
     campaign), timing the fold and the snapshots apart; the first round warms up and is not counted."""

@@ -1,6 +1,6 @@
-"""Stand-ins for confluent-kafka's ``Message`` and transactional ``Producer`` in the router's unit tests:
-just the calls the router makes, recorded so a test can say what was committed. (Integration tests use a
-real broker.)"""
+"""The router's unit tests' input records (the testing harness's :class:`~clickcash.testing.FakeMessage`)
+and a stand-in for confluent-kafka's transactional ``Producer``: just the calls the router makes, recorded
+so a test can say what was committed. (Integration tests use a real broker.)"""
 
 from __future__ import annotations
 
@@ -8,30 +8,14 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from clickcash.testing import FakeMessage, FakeRecord
 
-class FakeMessage:
+
+def input_message(offset: int, partition: int = 0) -> FakeMessage:
     """An input record of customer ``c-1`` at ``offset`` of ``partition``."""
-
-    def __init__(self, offset: int, partition: int = 0) -> None:
-        self._o, self._p = offset, partition
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes:
-        return b"c-1"
-
-    def value(self) -> bytes:
-        return b"{}"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
+    return FakeMessage(
+        "clickcash.events", partition, offset, FakeRecord(b"c-1", b"{}", None, 1_700_000_000_000)
+    )
 
 
 class RecordingProducer:

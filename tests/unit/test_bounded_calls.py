@@ -16,7 +16,8 @@ from clickcash.config.settings import load_settings
 from clickcash.errors import ClientWedgedError
 from clickcash.router._bounded import BoundedCalls
 from clickcash.router._router import Router
-from tests.unit._fake_kafka import FakeMessage
+from clickcash.testing import FakeMessage
+from tests.unit._fake_kafka import input_message
 
 
 def test_a_call_gets_its_timeout_and_returns_its_result() -> None:
@@ -66,7 +67,7 @@ def test_a_service_error_survives_pickling_as_ray_sends_it_to_the_caller() -> No
 
 class _Consumer:
     def __init__(self, config: dict[str, Any]) -> None:
-        self.batches = [[FakeMessage(0), FakeMessage(1)]]
+        self.batches = [[input_message(0), input_message(1)]]
         self.closed = False
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:

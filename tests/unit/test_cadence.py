@@ -15,7 +15,8 @@ from clickcash.actors.contract import ShardBatch, ShardResult
 from clickcash.config.settings import load_settings
 from clickcash.router._cadence import FULL_WAIT_S, Cadence
 from clickcash.router._router import Router
-from tests.unit._fake_kafka import FakeMessage, RecordingProducer
+from clickcash.testing import FakeMessage
+from tests.unit._fake_kafka import RecordingProducer, input_message
 
 CADENCE = Cadence(
     commit_interval_s=0.1, idle_wait_s=0.02, inflight_poll_s=0.002, batch_max=2000, max_inflight=4
@@ -203,7 +204,7 @@ def _router(consumer: _Consumer, producer: RecordingProducer, pool: _Pool, **kaf
 def test_a_light_round_commits_once_its_outputs_are_produced_not_after_the_interval() -> None:
     """The interval is a minute here: a commit within a few steps can only come from the no-backlog rule."""
     consumer, producer, pool = (
-        _Consumer([FakeMessage(0), FakeMessage(1)]),
+        _Consumer([input_message(0), input_message(1)]),
         RecordingProducer(),
         _Pool(),
     )
@@ -222,7 +223,7 @@ def test_a_light_round_commits_once_its_outputs_are_produced_not_after_the_inter
 
 def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> None:
     consumer, producer, pool = (
-        _Consumer([FakeMessage(i) for i in range(300)]),
+        _Consumer([input_message(i) for i in range(300)]),
         RecordingProducer(),
         _Pool(),
     )
@@ -239,7 +240,7 @@ def test_under_a_backlog_rounds_share_one_transaction_until_the_interval() -> No
 
 def test_under_a_backlog_the_router_takes_larger_rounds_and_goes_back_to_small_ones_when_it_clears() -> None:
     consumer, producer, pool = (
-        _Consumer([FakeMessage(i) for i in range(650)]),
+        _Consumer([input_message(i) for i in range(650)]),
         RecordingProducer(),
         _Pool(),
     )
@@ -251,7 +252,7 @@ def test_under_a_backlog_the_router_takes_larger_rounds_and_goes_back_to_small_o
     )
     assert consumer.calls[-2][0] == 1 and consumer.calls[-1][0] == 399
     router._step()  # the queue ran dry: no backlog
-    consumer.queue = [FakeMessage(i) for i in range(650, 900)]
+    consumer.queue = [input_message(i) for i in range(650, 900)]
     router._step()
     assert len(pool.batches[-1]) == 100, "without a backlog a round is back to consume_batch_max"
     router._txn.close()
@@ -259,7 +260,7 @@ def test_under_a_backlog_the_router_takes_larger_rounds_and_goes_back_to_small_o
 
 def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_queue_ran_dry() -> None:
     consumer, producer, pool = (
-        _Consumer([FakeMessage(0), FakeMessage(1)]),
+        _Consumer([input_message(0), input_message(1)]),
         RecordingProducer(),
         _Pool(),
     )
@@ -278,7 +279,7 @@ def test_a_backlog_at_the_broker_keeps_the_transaction_open_though_the_local_que
 def test_records_of_a_partition_revoked_while_the_round_lingers_are_not_dispatched() -> None:
     """The first record came before the revoke: the partition's next owner reads it again from the
     committed offset, so dispatching it here would process it twice."""
-    consumer = _Consumer(script=[[FakeMessage(5)], [FakeMessage(7, partition=1)]], revoke_on_call=2)
+    consumer = _Consumer(script=[[input_message(5)], [input_message(7, partition=1)]], revoke_on_call=2)
     producer, pool = RecordingProducer(), _Pool()
     router = _router(consumer, producer, pool)
     consumer.subscribe(["t"], on_revoke=router._on_revoke, on_lost=router._on_lost)

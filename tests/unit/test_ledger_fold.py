@@ -24,6 +24,7 @@ from clickcash.cluster.ledger.fold import (
 from clickcash.cluster.ledger.metrics import OTHER, top_campaigns
 from clickcash.cluster.ledger.table import render
 from clickcash.cluster.observability.metric_defs import METRICS, Family, ledger_families
+from clickcash.testing import FakeMessage, FakeRecord
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 OUTPUTS = {"order.accepted", "order.rejected", "dunning.scheduled", "dunning.recovered", "dunning.exhausted"}
@@ -267,31 +268,10 @@ def test_a_recovery_read_before_its_order_is_valued_when_the_order_is_read() -> 
     assert o.recovered_cents_by_currency == f.recovered_cents_by_currency == {"EUR": 12_000}
 
 
-class _Rec:
-    """The accessors of a Kafka message the ledger reads."""
-
-    def __init__(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        self._topic, self._key, self._value, self._headers = topic, key, value, headers
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 0
+def _rec(
+    topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+) -> FakeMessage:
+    return FakeMessage(topic, 0, 0, FakeRecord(key, value, headers, 0))
 
 
 def _hostile_inputs(placed: dict[str, Any], max_event_bytes: int) -> dict[str, tuple[bytes | None, bytes]]:
@@ -350,7 +330,7 @@ def test_the_ledger_counts_an_input_only_when_the_shards_decoder_accepts_it() ->
             wanted = (shard.campaignid, shard.id) not in seen
             seen.add((shard.campaignid, shard.id))
         read, counted = loop.stats.events_read, loop.stats.events_counted
-        loop._fold(ledger, cast(Message, _Rec(topic, key, value)))
+        loop._fold(ledger, cast(Message, _rec(topic, key, value)))
         assert loop.stats.events_read == read + 1
         assert loop.stats.events_counted == counted + wanted, value[:300]
     assert loop.stats.events_counted == len(seen) > 1000 and dead > 100
@@ -386,7 +366,7 @@ def test_an_input_is_synthetic_when_the_shards_decoder_or_its_header_says_so() -
         shard = decode_record(topic, 0, 0, key, value, settings.pipeline.max_event_bytes)
         assert isinstance(shard, InputEvent)
         ledger = Ledger()
-        LedgerLoop(settings)._fold(ledger, cast(Message, _Rec(topic, key, value, headers)))
+        LedgerLoop(settings)._fold(ledger, cast(Message, _rec(topic, key, value, headers)))
         camp = ledger.campaigns[f"camp{i}"]
         assert (camp.synthetic.orders_placed, camp.real.orders_placed) == ((1, 0) if synthetic else (0, 1))
         assert shard.synthetic == (attribute in (True, "yes"))

@@ -12,7 +12,8 @@ from confluent_kafka import TopicPartition
 from clickcash.actors.contract import ShardBatch, ShardResult
 from clickcash.config.settings import load_settings
 from clickcash.router._router import Router
-from tests.unit._fake_kafka import FakeMessage, RecordingProducer
+from clickcash.testing import FakeMessage
+from tests.unit._fake_kafka import RecordingProducer, input_message
 
 
 class _Consumer:
@@ -76,7 +77,7 @@ class _Timers:
 
 
 def test_a_run_ended_by_an_unexpected_error_commits_nothing_past_the_aborted_transaction() -> None:
-    consumer = _Consumer([[FakeMessage(0)], [FakeMessage(1)], [FakeMessage(2), FakeMessage(3)]])
+    consumer = _Consumer([[input_message(0)], [input_message(1)], [input_message(2), input_message(3)]])
     producer = RecordingProducer()
     router = Router(
         load_settings(kafka={"commit_interval_ms": 60_000, "consume_batch_max": 100}),
