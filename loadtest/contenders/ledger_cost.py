@@ -113,7 +113,7 @@ def measure(
             fold_s += t1 - t0
             snap_s += time.process_time() - t1
         inputs = sum(1 for msgs in part for m in msgs if m.topic() == settings.kafka.input_topic)
-        if r > 0 and len(part) == per_round:
+        if r > 0 and len(part) == per_round and inputs:
             samples.append((fold_s, snap_s, inputs, sum(len(b) for b in part), snapshots))
     if not samples:
         raise ValueError("too few records for one measured round: raise --events")
