@@ -69,11 +69,17 @@ def declined(order_id: str, customer: str, code: str = "51", psp: str = "stripe"
     }
 
 
-def produce(settings: Settings, records: Sequence[tuple[bytes | None, bytes]]) -> None:
-    """Produce records in order (idempotent producer: no reordering within a partition)."""
+def produce(
+    settings: Settings, records: Sequence[tuple[bytes | None, bytes]], *, per_s: float | None = None
+) -> None:
+    """Produce records in order (idempotent producer: no reordering within a partition); with ``per_s``,
+    paced at that many records per second."""
     p = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 5})
     errors: list[str] = []
-    for key, value in records:
+    started = time.monotonic()
+    for n, (key, value) in enumerate(records):
+        if per_s:
+            time.sleep(max(0.0, started + n / per_s - time.monotonic()))
         while True:
             try:
                 p.produce(

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-
-from confluent_kafka import Producer
 
 from clickcash.cluster.app import App
 from clickcash.cluster.ops.scaling import request_scale, wait_for_topology
 from clickcash.cluster.verify import verify
-from clickcash.config.settings import Settings
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix
 from clickcash.router.topology import Topology
 from tests.integration._harness import SettingsFactory, produce, running_app, wait_for_drain
@@ -47,17 +43,6 @@ def _progress(app: App) -> str:
     return f"routers {routers}; shards {shards}"
 
 
-def _produce_paced(settings: Settings, records: Sequence[tuple[bytes | None, bytes]]) -> None:
-    """As the harness's ``produce`` (one idempotent producer, order kept), at ``ARRIVAL_PER_S``."""
-    p = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 5})
-    started = time.monotonic()
-    for n, (key, value) in enumerate(records):
-        time.sleep(max(0.0, started + n / ARRIVAL_PER_S - time.monotonic()))
-        p.produce(settings.kafka.input_topic, value, key)
-        p.poll(0)
-    assert p.flush(60) == 0
-
-
 def _supervise_until(app: App, done: object, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -83,7 +68,9 @@ def test_scale_4_to_8_to_3_shards_under_load_loses_duplicates_and_reorders_nothi
     third = EVENTS // 3
     produce(settings, records[:third])
     with running_app(settings) as app:
-        producer = threading.Thread(target=_produce_paced, args=(settings, records[third:]))
+        producer = threading.Thread(
+            target=produce, args=(settings, records[third:]), kwargs={"per_s": ARRIVAL_PER_S}
+        )
         producer.start()
         _supervise_until(app, lambda: _consumed(app) >= EVENTS * 0.15)
 
