@@ -254,9 +254,9 @@ def throughput(
             "routers": settings.pipeline.routers,
             "cpu_s": cpu,
             "machine_busy_share": round((busy1 - busy0) / max(last - first, 1e-9) / (os.cpu_count() or 1), 3),
-            "transactions": sum(int(s.get("transactions", 0)) for s in router_stats),
+            "transactions": _total(router_stats, "transactions"),
             "redis_round_trips": sum(int(s.get("store_round_trips", 0)) for s in shard_stats),
-            "shard_batches": sum(int(s.get("batches", 0)) for s in shard_stats),
+            "shard_batches": _total(shard_stats, "batches"),
             "counts": counts,
             "rss_samples_mb": procs.rss_samples,
             "ledger": ledger,
@@ -344,17 +344,17 @@ def paced(
     procs.start_sampling(1.0)
     events = max(1000, int(rate_per_s * seconds))
     log(f"    clickcash {tag}: {events:,} events at {rate_per_s:,.0f}/s ({seconds:,.0f} s)")
-    transactions0 = _transactions(app)
-    cpu0, batches0 = cpu_by_role(procs, service_pids), _shard_batches(app)
+    transactions0 = _total(app.router_stats(), "transactions")
+    cpu0, batches0 = cpu_by_role(procs, service_pids), _total(app.shard_stats(), "batches")
     try:
         measured = paced_latency(settings, events, rate_per_s, mix)
-        cpu1, batches1 = cpu_by_role(procs, service_pids), _shard_batches(app)
+        cpu1, batches1 = cpu_by_role(procs, service_pids), _total(app.shard_stats(), "batches")
     finally:
         procs.stop_sampling()
     return {
         "rate_per_s": round(rate_per_s, 1),
         **measured,
-        "transactions": _transactions(app) - transactions0,
+        "transactions": _total(app.router_stats(), "transactions") - transactions0,
         # what the pipeline spent on this paced run (sending, draining, the last second's wait; the driver
         # row holds the load generator and the latency reader), and how full its shard calls were: at a
         # paced rate the calls are smaller than flat out, and each call and transaction has a fixed cost
@@ -364,12 +364,9 @@ def paced(
     }
 
 
-def _transactions(app: App) -> int:
-    return sum(int(s.get("transactions", 0)) for s in app.router_stats())
-
-
-def _shard_batches(app: App) -> int:
-    return sum(int(s.get("batches", 0)) for s in app.shard_stats())
+def _total(stats: list[dict[str, Any]], key: str) -> int:
+    """``key`` summed over the actors' stats (routers' or shards')."""
+    return sum(int(s.get(key, 0)) for s in stats)
 
 
 def run(cfg: ContenderConfig) -> ContenderResult:
