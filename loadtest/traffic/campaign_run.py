@@ -126,7 +126,10 @@ def send_campaign(
     for i in range(events):
         if rate_per_s:
             ahead = start + i / rate_per_s - time.monotonic()
-            if ahead > 0:
+            # a sleep per event (one wake-up every 175 µs at 5,714/s) cost this process ~70 µs of CPU per
+            # event, taken from the pipeline it measures on the same cores; sends due within 1 ms go out
+            # together (~40 µs), each stamped when it is sent
+            if ahead > 0.001:
                 time.sleep(ahead)
         ev = generator.next_event()
         kinds[ev.kind] += 1
