@@ -182,12 +182,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        # A fetch answered as soon as one record arrives costs the broker as much as a full one: at 6,000
-        # records/s (8 partitions, a producer lingering 5 ms) a consumer with fetch.min.bytes 1 cost the
-        # broker ~37 µs of CPU per record, against ~10 with 64 KiB and a 5 ms wait (fetches every 5 ms
-        # unless 64 KiB wait sooner). At a light rate a record waits up to 5 ms more at the broker.
-        "fetch.min.bytes": 65536,
-        "fetch.wait.max.ms": 5,
+        "fetch.wait.max.ms": 20,
         "queued.max.messages.kbytes": 16384,
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
@@ -212,13 +207,7 @@ def producer_config(settings: Settings, router_index: int) -> dict[str, Any]:
         # aborts and replays the round. Reports of successful deliveries were only queued, turned into
         # Python objects and dropped by every poll (~0.5 µs of the router's CPU per output record).
         "delivery.report.only.error": True,
-        # Outputs become visible only when their transaction commits, and the commit sends what is still
-        # lingering at once (librdkafka's flush does not wait out linger.ms), so a longer linger delays no
-        # reader; it makes fewer, fuller produce requests. A transactional producer writing 6,000 records/s
-        # to 32 partitions, committing every 50 ms, cost the broker 73 µs of CPU per record at 5 ms and 49
-        # at 20 ms (its own CPU 22.5 -> 15.2 µs) with commits 3.1 -> 3.7 ms; at 50 ms and more, 30-33 µs but
-        # commits of 11-12 ms, most records then going out inside the commit.
-        "linger.ms": 20,
+        "linger.ms": 5,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": 500000,
     }
