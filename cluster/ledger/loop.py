@@ -313,7 +313,10 @@ class LedgerLoop:
                 time=event.time,
                 campaign_id=event.campaignid,
                 data=_fold_data(event.data),
-                synthetic=event.synthetic or is_synthetic({}, m.headers()),
+                # the shards' verdict, from the envelope only: they mark this input's outputs by it, and
+                # the input is counted on the same side as its outputs (a ``ce_synthetic`` header on a
+                # structured-mode input is not an attribute and leaves its outputs real)
+                synthetic=event.synthetic,
             )
         else:
             if env.get("campaignid") is None and env.get("type") != TENURE_TYPE:

@@ -341,9 +341,10 @@ def test_the_ledger_counts_an_input_only_when_the_shards_decoder_accepts_it() ->
     assert (placed["campaignid"], "escaped") in seen
 
 
-def test_an_input_is_synthetic_when_the_shards_decoder_or_its_header_says_so() -> None:
+def test_an_input_is_synthetic_exactly_when_the_shards_decoder_says_so() -> None:
     """The shards mark a valid input's outputs synthetic by their decoder's verdict on its ``synthetic``
-    attribute: the ledger counts the input on the same side as those outputs."""
+    attribute: the ledger counts the input on the same side as those outputs. A ``ce_synthetic`` header on
+    a structured-mode input is no attribute: its outputs are real, and so is the input's count."""
     from clickcash.actors import InputEvent, decode_record
     from clickcash.cluster.ledger.loop import LedgerLoop
     from clickcash.config.settings import load_settings
@@ -357,7 +358,7 @@ def test_an_input_is_synthetic_when_the_shards_decoder_or_its_header_says_so() -
     cases: list[tuple[Any, list[tuple[str, bytes]] | None, bool]] = [
         (True, None, True),
         ("yes", None, True),
-        (None, [("ce_synthetic", b"true")], True),
+        (None, [("ce_synthetic", b"true")], False),
         (False, None, False),
         (None, None, False),
     ]
