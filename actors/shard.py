@@ -15,8 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import orjson
-
+from clickcash.actors import _first_response as first_response
 from clickcash.actors._apply import SYNTHETIC_COUNT_PREFIX, Apply, EventApplier
 from clickcash.actors._decode import InputEvent, decode_record, synthetic_value
 from clickcash.actors.contract import Headers, OutputTopics, ShardBatch, ShardResult
@@ -301,7 +300,7 @@ class Shard:
                 )
                 result.count("timer_stale")
                 record = IdempotencyRecord(ev.fingerprint, partition, offset)
-                write.claims.append((ev.id, record, b"[]"))
+                write.claims.append((ev.id, record, first_response.FORMAT))  # no outputs
                 seen[ev.id] = record
                 result.count("processed")
                 continue
@@ -317,15 +316,8 @@ class Shard:
             start = len(result)
             stamp_ms = batch.timestamps_ms[i] if i < len(batch.timestamps_ms) else 0
             self._applier.apply(Apply(ev, state, result, write, key, partition, now_ms=stamp_ms))
-            # a third member marks a synthetic output, so a replay restores its ``ce_synthetic`` header
-            response = orjson.dumps(
-                [
-                    [result.topics[j], result.values[j].decode(), 1]
-                    if result.headers[j]
-                    else [result.topics[j], result.values[j].decode()]
-                    for j in range(start, len(result))
-                ]
-            )
+            # a synthetic output is marked, so a replay restores its ``ce_synthetic`` header
+            response = first_response.encode(result.topics, result.values, result.headers, start, len(result))
             record = IdempotencyRecord(ev.fingerprint, partition, offset)
             write.claims.append((ev.id, record, response))
             seen[ev.id] = record
@@ -375,13 +367,8 @@ class Shard:
         result.count(ERASED_EVENT_TYPE)
 
     def _replay(self, result: ShardResult, key: bytes | None, stored: bytes) -> None:
-        for topic, value, *synthetic in orjson.loads(stored):
-            result.add(
-                topic,
-                key,
-                value.encode(),
-                [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)] if synthetic else None,
-            )
+        for topic, value, synthetic in first_response.decode(stored):
+            result.add(topic, key, value, [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)] if synthetic else None)
 
     # --- outputs ----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import redis
+from redis.exceptions import NoScriptError
 
 from clickcash.actors import keyspace
 from clickcash.actors.state.base import BatchWrite, IdempotencyRecord, LoadedBatch, timer_key
@@ -32,6 +33,7 @@ from clickcash.actors.state.layout import (
     pack_responses,
     unpack_responses,
 )
+from clickcash.actors.state.resp import pack_command
 from clickcash.errors import map_exceptions
 
 _COMMIT_LUA = """
@@ -121,6 +123,7 @@ class RedisStateStore:
         """a customer's state expires this long after its last write (0: never)"""
         with map_exceptions("redis", redis.RedisError):
             self._commit = self._r.register_script(_COMMIT_LUA)
+        self._commit_sha = self._commit.sha.encode()
         self.round_trips = 0
         self._writer = secrets.token_hex(6)
         """names this store's batches of responses apart from every other store's (48 random bits)"""
@@ -153,16 +156,15 @@ class RedisStateStore:
     def load(
         self, event_ids: Sequence[str], customer_ids: Sequence[str], counter_keys: Sequence[str] = ()
     ) -> LoadedBatch:
-        keys = (
-            [self._idem(e) for e in event_ids]
-            + [self._cust(c) for c in customer_ids]
-            + [self._counter(k) for k in counter_keys]
-        )
-        if not keys:
+        if not (event_ids or customer_ids or counter_keys):
             return LoadedBatch({}, {}, {})
+        command = [b"MGET"]
+        command += [self._idem(e).encode() for e in event_ids]
+        command += [self._cust(c).encode() for c in customer_ids]
+        command += [self._counter(k).encode() for k in counter_keys]
         self.round_trips += 1
         with map_exceptions("redis", redis.RedisError):
-            values = cast(list[bytes | None], self._r.mget(keys))
+            values = cast(list[bytes | None], self._execute(pack_command(command)))
         n = len(event_ids)
         records: dict[str, IdempotencyRecord] = {}
         refs: dict[str, str | None] = {}
@@ -228,42 +230,48 @@ class RedisStateStore:
         self._batches += 1
         batch_ref = f"{self._writer}.{self._batches}"
         released = self.pending.releasable(write.release_responses)
-        keys = (
-            [self._cust(c) for c in cids]
-            + [self._idem(e) for e, _, _ in claims]
-            + ([keyspace.batch_responses(self._p, batch_ref)] if claims else [])
-            + [keyspace.batch_responses(self._p, r) for r in released]
-            + [timer_key(self._p, p) for p, _ in write.timer_removes]
-            + [timer_key(self._p, p) for p, _, _ in write.timer_adds]
-            + [self._counter(k) for k in write.counter_increments]
-        )
-        args: list[bytes | str | int] = [
-            len(cids),
-            len(claims),
-            len(released),
-            self._retention_s,
-            self._response_ttl_s,
-            self._customer_ttl_s,
+        keys = [self._cust(c).encode() for c in cids]
+        keys += [self._idem(e).encode() for e, _, _ in claims]
+        if claims:
+            keys.append(keyspace.batch_responses(self._p, batch_ref).encode())
+        keys += [keyspace.batch_responses(self._p, r).encode() for r in released]
+        keys += [timer_key(self._p, p).encode() for p, _ in write.timer_removes]
+        keys += [timer_key(self._p, p).encode() for p, _, _ in write.timer_adds]
+        keys += [self._counter(k).encode() for k in write.counter_increments]
+        command = [b"EVALSHA", self._commit_sha, b"%d" % len(keys), *keys]
+        command += [
+            b"%d" % len(cids),
+            b"%d" % len(claims),
+            b"%d" % len(released),
+            b"%d" % self._retention_s,
+            b"%d" % self._response_ttl_s,
+            b"%d" % self._customer_ttl_s,
         ]
         versions = [write.expected_versions.get(c, 0) for c in cids]
-        args += versions
-        args += [
+        command += [b"%d" % v for v in versions]
+        command += [
             b"%d|%b" % (v + 1, doc) if (doc := write.customers[c]) else b""
             for c, v in zip(cids, versions, strict=True)
         ]
-        args += [encode_record(rec, batch_ref) for _, rec, _ in claims]
+        command += [encode_record(rec, batch_ref) for _, rec, _ in claims]
         if claims:
-            args.append(pack_responses([(eid, resp) for eid, _, resp in claims]))
-        args += [len(write.timer_adds), len(write.timer_removes)]
-        args += [member for _, member in write.timer_removes]
+            command.append(pack_responses([(eid, resp) for eid, _, resp in claims]))
+        command += [b"%d" % len(write.timer_adds), b"%d" % len(write.timer_removes)]
+        command += [member.encode() for _, member in write.timer_removes]
         for _, member, due_ms in write.timer_adds:
-            args += [due_ms, member]
-        args += [len(write.counter_increments), max(write.counter_ttl_ms, 1)]
-        args += list(write.counter_increments.values())
+            command += [b"%d" % due_ms, member.encode()]
+        command += [b"%d" % len(write.counter_increments), b"%d" % max(write.counter_ttl_ms, 1)]
+        command += [b"%d" % n for n in write.counter_increments.values()]
+        packed = pack_command(command)
         self.round_trips += 1
         try:
             with map_exceptions("redis", redis.RedisError):
-                ok = bool(self._commit(keys=keys, args=args))
+                try:
+                    reply = self._execute(packed)
+                except NoScriptError:  # a restarted or flushed Redis: load the script and send again
+                    self._r.script_load(_COMMIT_LUA)
+                    reply = self._execute(packed)
+                ok = bool(reply)
         except BaseException:
             # Outcome unknown (a reply lost to a restart or a dropped connection): the script may have run.
             # Its responses then count as this store's and unreleased, so the batch's replay gets them back;
@@ -276,6 +284,23 @@ class RedisStateStore:
             if claims:
                 self.pending.stored(batch_ref, [eid for eid, _, _ in claims])
         return ok
+
+    def _execute(self, packed: bytes) -> object:
+        """Send one packed command (``resp.pack_command``) on a connection of the client's pool and read its
+        reply, with the client's retry policy as its own commands have: a connection or timeout error
+        drops the connection and sends again on a fresh one, up to the policy's retries. A command error
+        (``NOSCRIPT``, a script error) is raised as redis-py raises it."""
+        pool = self._r.connection_pool
+        conn = pool.get_connection()
+
+        def send() -> object:
+            conn.send_packed_command([packed])
+            return conn.read_response()
+
+        try:
+            return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
+        finally:
+            pool.release(conn)
 
     def close(self) -> None:
         self._r.close()

@@ -86,17 +86,14 @@ class StageClock:
         return timed
 
 
-class _TimedJson:
-    """Stands in for the ``orjson`` module inside ``clickcash.actors.shard``: its ``dumps`` there encodes the
-    stored
-    first responses (``loads`` replays them)."""
+class _TimedFirstResponse:
+    """Stands in for the ``first_response`` module inside ``clickcash.actors.shard``: its ``encode`` there
+    encodes the stored first responses (``decode`` replays them)."""
 
     def __init__(self, clock: StageClock) -> None:
-        import orjson
-
-        self.dumps = clock.wrap("first-response encoding", orjson.dumps)
-        self.loads = orjson.loads
-        self.JSONDecodeError = orjson.JSONDecodeError
+        self.encode = clock.wrap("first-response encoding", shard_mod.first_response.encode)
+        self.decode = shard_mod.first_response.decode
+        self.FORMAT = shard_mod.first_response.FORMAT
 
 
 @contextlib.contextmanager
@@ -110,7 +107,7 @@ def instrumented(clock: StageClock, store: StateStore) -> Iterator[None]:
         (apply_mod, "route_payment", clock.wrap("route_payment", apply_mod.route_payment)),
         (apply_mod, "plan_dunning", clock.wrap("plan_dunning", apply_mod.plan_dunning)),
         (apply_mod.EventApplier, "emit", clock.wrap(STAGE_ORDER[6], apply_mod.EventApplier.emit)),
-        (shard_mod, "orjson", _TimedJson(clock)),
+        (shard_mod, "first_response", _TimedFirstResponse(clock)),
     ]
     decode = CustomerState.__dict__["decode"]
     encode = CustomerState.__dict__["encode"]

@@ -114,21 +114,52 @@ def test_a_commit_whose_reply_is_lost_still_replays_its_responses_and_is_not_ove
     fails and is replayed. The replay must get the stored first responses back, and the store's next batch
     must not write over them."""
     store = make_store(client, prefix)
-    script = store._commit
+    execute = store._execute
 
-    def reply_lost(*, keys: list[str], args: list[bytes | str | int]) -> object:
-        script(keys=keys, args=args)
+    def reply_lost(packed: bytes) -> object:
+        execute(packed)
         raise redis.ConnectionError("Connection closed by server.")
 
-    store._commit = reply_lost  # type: ignore[assignment]
+    store._execute = reply_lost  # type: ignore[method-assign]
     with pytest.raises(ServiceError):
         store.commit(BatchWrite(claims=[claim("e-1", 0, b"first"), claim("e-2", 1, b"second")]))
-    store._commit = script
+    store._execute = execute  # type: ignore[method-assign]
     assert store.commit(BatchWrite(claims=[claim("e-3", 2, b"third")]))
     loaded = store.load(["e-1", "e-2", "e-3"], [])
     assert dict(loaded.responses) == {"e-1": b"first", "e-2": b"second", "e-3": b"third"}
     assert store.commit(BatchWrite(release_responses=["e-1", "e-2", "e-3"]))
     assert key_classes(client, prefix) == {"idempotency": 3}
+
+
+def test_the_store_packs_its_own_commands_and_survives_a_flushed_script_and_a_dropped_connection(
+    client: redis.Redis, services: Services, prefix: str
+) -> None:
+    """The store sends its load and commit packed by itself on the client's pooled connections: a Redis
+    that lost its scripts (a restart) gets the commit script again, and a connection the server dropped
+    is replaced, as for redis-py's own commands."""
+    store = make_store(client, prefix)
+    client.script_flush()
+    assert store.commit(BatchWrite(expected_versions={"c-1": 0}, customers={"c-1": b'{"a":1}'}))
+    killer = redis.Redis.from_url(services.redis_url)
+    try:
+        assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        loaded = store.load(["e-1"], ["c-1"])
+        assert loaded.customers == {"c-1": (1, b'{"a":1}')} and not loaded.records
+        killer.client_kill_filter(_type="normal", skipme=True)
+        assert store.commit(
+            BatchWrite(
+                expected_versions={"c-1": 1},
+                customers={"c-1": b'{"a":2}'},
+                claims=[claim("e-1", 0, b"first")],
+                counter_increments={"psp:x|s|0|a": 2},
+                counter_ttl_ms=60_000,
+            )
+        )
+    finally:
+        killer.close()
+    assert client.get(keyspace.customer(prefix, "c-1")) == b'2|{"a":2}'
+    assert client.get(keyspace.below(prefix, "psp:x|s|0|a")) == b"2"
+    assert store.load(["e-1"], []).records["e-1"] == IdempotencyRecord("fp-e-1", 0, 0)
 
 
 def test_a_batch_of_responses_goes_once_every_one_of_its_events_is_released(

@@ -13,7 +13,7 @@ from clickcash.loadtest.contenders.stages import STAGE_ORDER, measure
 def test_stages_cover_the_batch_path_and_are_unwrapped_afterwards() -> None:
     originals = (
         shard_mod.decode_record,
-        shard_mod.orjson,
+        shard_mod.first_response,
         apply_mod.check_order,
         apply_mod.route_payment,
         apply_mod.plan_dunning,
@@ -35,7 +35,7 @@ def test_stages_cover_the_batch_path_and_are_unwrapped_afterwards() -> None:
     assert store.customers, "the events went through the shard into the store"
     assert originals == (
         shard_mod.decode_record,
-        shard_mod.orjson,
+        shard_mod.first_response,
         apply_mod.check_order,
         apply_mod.route_payment,
         apply_mod.plan_dunning,
