@@ -41,6 +41,13 @@ def forget_local_address() -> None:
     _LOCAL_ADDRESS_FILE.unlink(missing_ok=True)
 
 
+def ray_node_env(settings: Settings) -> dict[str, str]:
+    """Environment for ``ray start`` nodes that the app will join: the inline limit that
+    ``ray.max_inline_object_bytes`` gives a local instance (a joined cluster reads it from its nodes)."""
+    n = settings.ray.max_inline_object_bytes
+    return {"RAY_max_direct_call_object_size": str(n)} if n else {}
+
+
 def local_token_env() -> dict[str, str]:
     """Environment for processes (``ray start`` nodes) that must share the local token."""
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(_local_token())}
@@ -129,6 +136,7 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None, log_to_
                 time.sleep(2.0)
     needed = math.ceil(settings.pipeline.required_cpus())
     num_cpus = settings.ray.num_cpus or max(default_num_cpus or os.cpu_count() or 2, needed)
+    inline = settings.ray.max_inline_object_bytes
     ray.init(
         address="local",  # a new instance, never a stale /tmp/ray/ray_current_cluster
         num_cpus=num_cpus,
@@ -137,4 +145,7 @@ def init_ray(settings: Settings, *, default_num_cpus: int | None = None, log_to_
         logging_level=logging.WARNING,
         log_to_driver=log_to_driver,
         runtime_env=runtime_env,
+        # every process of the instance (driver, raylet, workers) reads it: shard batches and results up
+        # to this size go inside the call (see ``ray.max_inline_object_bytes``)
+        _system_config={"max_direct_call_object_size": inline} if inline else None,
     )

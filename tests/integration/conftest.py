@@ -18,7 +18,7 @@ import ray
 
 from clickcash.cluster.local._ray_nodes import LocalRayCluster
 from clickcash.cluster.local.stack import CACHE_DIR, Endpoints, LocalStack
-from clickcash.cluster.ray_runtime import init_ray, local_token_env
+from clickcash.cluster.ray_runtime import init_ray, local_token_env, ray_node_env
 from clickcash.cluster.topics import ensure_topics
 from clickcash.config.settings import Settings, load_settings
 from tests.integration._harness import SettingsFactory
@@ -77,7 +77,7 @@ def ray_cluster() -> Iterator[LocalRayCluster | None]:
             CACHE_DIR / "run" / f"ray-tests-{os.getpid()}",
             head_cpus=2,
             worker_cpus=(2,),
-            env=local_token_env(),
+            env={**local_token_env(), **ray_node_env(load_settings())},
             log=_log,
         )
         cluster.start()

@@ -24,7 +24,9 @@ SECRET_ENV = {
     "CLICKCASH_SECURITY__ERASURE_COMMAND_KEYS",
     "RAY_AUTH_TOKEN",
 }
-RAY_ENV = {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
+RAY_ENV = {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_max_direct_call_object_size"}
+"""Ray's own variables the manifests may set: the auth mode and token, and the inline limit that
+``ray.max_inline_object_bytes`` sets on a local instance (a joined cluster reads it from its nodes)"""
 SECRET_NAME = "clickcash-secrets"
 
 
@@ -108,6 +110,10 @@ def test_kuberay_manifests_are_well_formed() -> None:
     for c in _containers(cluster):
         assert c["name"] and c["image"]
         assert c["resources"]["limits"]["cpu"], "Ray derives the node's CPUs from the limit"
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        assert env.get("RAY_max_direct_call_object_size") == str(
+            load_settings().ray.max_inline_object_bytes
+        ), "every Ray node inlines shard calls up to the size a local instance does"
     assert job["spec"]["clusterSelector"]["ray.io/cluster"] == cluster["metadata"]["name"]
     assert job["spec"]["entrypoint"].startswith("clickcash run --address auto")
     service = kinds["Service"]
