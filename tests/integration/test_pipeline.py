@@ -3,6 +3,7 @@ batching and backpressure."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -231,16 +232,25 @@ def test_backpressure_bounds_inflight_work_while_input_runs_ahead(make_settings:
 def test_router_crash_loses_nothing_and_duplicates_nothing(make_settings: SettingsFactory) -> None:
     settings = make_settings(partitions=3, pipeline={"shards": 3}, kafka={"consume_batch_max": 300})
     records = _campaign(9000, customers=600, seed=11)
-    produce(settings, records)
+    # a third up front, the rest arriving at 2,000/s while the router dies: a pipeline that had already
+    # committed everything when the kill landed would test nothing (and its restart could go unnoticed by
+    # the time the lag read 0)
+    produce(settings, records[:3000])
     with running_app(settings) as app:
+        arriving = threading.Thread(target=produce, args=(settings, records[3000:]), kwargs={"per_s": 2000})
+        arriving.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             app.supervise(0.1)
             if app.router_stats()[0].get("transactions", 0) >= 2:
                 break
         ray.kill(app.routers[0], no_restart=False)  # the process dies mid-stream; Ray restarts it
+        deadline = time.monotonic() + 60
+        while app.restarts < 1 and time.monotonic() < deadline:
+            app.supervise(0.2)
+        assert app.restarts >= 1, "the app runs the restarted router again"
+        arriving.join()
         wait_for_drain(settings, app)
-        assert app.restarts >= 1
     outputs = read_outputs(settings, idle_s=3.0)
     ids = Counter(o.id for o in outputs)
     assert max(ids.values()) == 1, "a crash must not duplicate committed outputs"
