@@ -18,8 +18,6 @@ import orjson
 from clickcash.actors.contract import Headers
 
 FORMAT = b"F1"
-_topic_bytes: dict[str, bytes] = {}
-"""topic -> its encoded name: a shard writes to four topics"""
 
 
 def encode(
@@ -30,13 +28,8 @@ def encode(
     parts = [FORMAT]
     append = parts.append
     for j in range(start, end):
-        topic = _topic_bytes.get(topics[j])
-        if topic is None:
-            if len(_topic_bytes) >= 64:  # a bound: topics are a shard's configured few
-                _topic_bytes.clear()
-            topic = _topic_bytes[topics[j]] = topics[j].encode()
         value = values[j]
-        append(b"%b %d %d\n" % (topic, 1 if headers[j] else 0, len(value)))
+        append(b"%b %d %d\n" % (topics[j].encode(), 1 if headers[j] else 0, len(value)))
         append(value)
     return b"".join(parts)
 
