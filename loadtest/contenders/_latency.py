@@ -28,7 +28,7 @@ from clickcash.cluster.offsets import group_lag
 from clickcash.config.settings import load_settings
 from clickcash.errors import ClickcashError
 from clickcash.loadtest.contenders._common import kafka_client_config
-from clickcash.loadtest.contenders.results import cause_of, latency_summary, output_id_of
+from clickcash.loadtest.contenders.results import identify, latency_summary
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import send_campaign
 
@@ -91,9 +91,9 @@ class LatencyReader:
         raw, self._raw = self._raw, []
         for header_list, value, at in raw:
             headers = cast(dict[str, bytes], dict(header_list or []))
-            cause, type_ = cause_of(headers, value)
+            cause, type_, output_id = identify(headers, value)
             self.seen.append((cause, type_, at))
-            self.output_ids.append((cause, output_id_of(headers, value)))
+            self.output_ids.append((cause, output_id))
 
     def start(self) -> None:
         self._thread.start()

@@ -201,32 +201,42 @@ def latency_summary(
     }
 
 
+def identify(headers: dict[str, bytes], value: bytes | None) -> tuple[str | None, str, str]:
+    """(the input event id an output answers, the output's type, the output's own id), reading the value's
+    envelope at most once: a binary-mode record (a dead letter) says all three in ``ce_causationid``,
+    ``ce_type`` and ``ce_id`` headers; a structured one in ``causationid`` (else, for the passthrough, which
+    writes its input back, its ``id``), ``type`` and ``id``. A value that is not a JSON object answers
+    nothing: (None, "", "")."""
+    cause_header, id_header = headers.get("ce_causationid"), headers.get("ce_id")
+    ev: dict[str, Any] | None = None
+    if cause_header is None or id_header is None:
+        try:
+            parsed = orjson.loads(value or b"{}")
+        except orjson.JSONDecodeError:
+            parsed = None
+        ev = parsed if isinstance(parsed, dict) else None
+    if cause_header is not None:
+        cause, type_ = cause_header.decode(), headers.get("ce_type", b"").decode()
+    elif ev is None:
+        cause, type_ = None, ""
+    else:
+        found = ev.get("causationid") or ev.get("id")
+        cause, type_ = (None if found is None else str(found)), str(ev.get("type", ""))
+    if id_header is not None:
+        return cause, type_, id_header.decode()
+    return cause, type_, "" if ev is None else str(ev.get("id", ""))
+
+
 def cause_of(headers: dict[str, bytes], value: bytes | None) -> tuple[str | None, str]:
-    """(the input event id an output answers, the output's type)."""
-    cause = headers.get("ce_causationid")
-    if cause is not None:
-        return cause.decode(), headers.get("ce_type", b"").decode()
-    try:
-        ev = orjson.loads(value or b"{}")
-    except orjson.JSONDecodeError:
-        return None, ""
-    if not isinstance(ev, dict):
-        return None, ""
-    found = ev.get("causationid") or ev.get("id")
-    return (None if found is None else str(found)), str(ev.get("type", ""))
+    """(the input event id an output answers, the output's type): see :func:`identify`."""
+    cause, type_, _ = identify(headers, value)
+    return cause, type_
 
 
 def output_id_of(headers: dict[str, bytes], value: bytes | None) -> str:
     """An output's own id: the ``ce_id`` header of a binary-mode record (a dead letter), else the
-    structured envelope's ``id``; empty when it has neither."""
-    ce_id = headers.get("ce_id")
-    if ce_id is not None:
-        return ce_id.decode()
-    try:
-        ev = orjson.loads(value or b"{}")
-    except orjson.JSONDecodeError:
-        return ""
-    return str(ev.get("id", "")) if isinstance(ev, dict) else ""
+    structured envelope's ``id``; empty when it has neither (see :func:`identify`)."""
+    return identify(headers, value)[2]
 
 
 def latency_cell(phase: Mapping[str, Any] | None) -> str:
