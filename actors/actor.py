@@ -7,12 +7,14 @@ keeps each customer's events in order. Restarts are Ray's (``max_restarts=-1``);
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
 
 import ray
 
+from clickcash.actors.calls import CallGate
 from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
 from clickcash.actors.shard import Shard, tune_collector
 from clickcash.actors.state.redis import RedisStateStore
@@ -22,6 +24,8 @@ from clickcash.errors import ClickcashError, StaleShardCallError
 from clickcash.events import ERASURE_EVENT_TYPE
 from clickcash.histogram import BATCH_BOUNDS_S, Histogram
 from clickcash.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def build_shard(shard_id: int, settings: Settings) -> Shard:
@@ -55,8 +59,8 @@ class ShardActor:
         self._shard = build_shard(shard_id, settings)
         self._batch_seconds = Histogram.of(BATCH_BOUNDS_S)
         self._events = 0
-        self._failed_partitions: set[int] = set()
-        """partitions of a batch that raised: their later batches are refused until the next fence"""
+        self._calls = CallGate()
+        """which calls run: the current router runs' calls, in order (``clickcash.actors.calls``)"""
         self._faulty = frozenset(
             c.strip().encode() for c in settings.pipeline.fault_inject_customer_ids.split(",") if c.strip()
         )
@@ -64,14 +68,16 @@ class ShardActor:
         tune_collector()
 
     def apply(self, batch: ShardBatch) -> ShardResult:
-        if self._failed_partitions and not self._failed_partitions.isdisjoint(batch.partitions):
-            # a refused batch is a failed one too: its other partitions' later batches are refused as well
-            refused = sorted(self._failed_partitions & set(batch.partitions))
-            self._failed_partitions.update(batch.partitions)
-            raise StaleShardCallError(
-                f"shard {self._shard.shard_id}: an earlier batch of partitions {refused} failed; later "
-                "batches of them are refused until the router fences and replays"
-            )
+        refusal = self._calls.admit(batch.fence_token, batch.sequence)
+        if refusal is not None:
+            if refusal.stale:
+                log.warning(
+                    "shard %d: refused a batch of partitions %s: %s",
+                    self._shard.shard_id,
+                    sorted(set(batch.partitions)),
+                    refusal.reason,
+                )
+            raise StaleShardCallError(f"shard {self._shard.shard_id}: batch refused: {refusal.reason}")
         started = time.perf_counter()
         try:
             if self._faulty and _faulty_records(self._faulty, batch):
@@ -81,22 +87,20 @@ class ShardActor:
                 )
             result = self._shard.apply(batch)
         except Exception:
-            # The router has later batches of these partitions in flight behind this one; applied, they
-            # would run a customer's later events before the replay of the ones this batch did not apply.
-            self._failed_partitions.update(batch.partitions)
+            self._calls.failed(batch.fence_token)
             raise
         self._batch_seconds.observe(time.perf_counter() - started)
         self._events += len(batch.offsets)
         return result
 
-    def incarnation(self) -> str:
+    def incarnation(self, router: int = -1, token: str = "") -> str:
         """Which instance this is; a router fences with it after a failure (``StaleShardCallError``).
 
-        The fence also ends the refusal of batches behind a failed one: the router sends it after
-        dropping every round in flight, so whatever comes after it is the replay, in order. Any router's
-        fence ends it: with several routers, one's fence can let through in-flight batches of another
-        whose batch failed just before (a known limit, docs/failure-handling.md)."""
-        self._failed_partitions.clear()
+        With a token, router ``router`` starts a new run of calls: its earlier token's calls are refused
+        from now on, and so are calls that skip a number (``clickcash.actors.calls``). The router sends
+        it after dropping every round in flight, so whatever comes after it is the replay, in order."""
+        if token:
+            self._calls.fence(router, token)
         return self._shard.incarnation
 
     def stats(self) -> dict[str, Any]:
@@ -105,6 +109,7 @@ class ShardActor:
             "shard": self._shard.shard_id,
             "pid": os.getpid(),
             "incarnation": self._shard.incarnation,
+            "refused_calls": self._calls.refused,
             "node": ray.get_runtime_context().get_node_id(),
             "totals": dict(self._shard.totals),
             "stored_responses": self._shard.stored_responses(),

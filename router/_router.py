@@ -655,6 +655,8 @@ class Router:
             batch.timestamps_ms.append(ts)
         results: list[ShardResult] = []
         if records:
+            # after another customer's replay failed, a shard refuses the rest of the run's calls
+            self._fence_if_needed()
             handle = self._pool.submit(shard_for(customer, self._pool.size) if key else 0, batch)
             while not self._pool.wait([handle], 1.0):
                 if self._stop.is_set():

@@ -10,6 +10,7 @@ import gc
 import os
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -44,9 +45,17 @@ def classify_shard_error(exc: BaseException) -> tuple[FailureKind, str]:
 
 
 class RayShardPool:
-    def __init__(self, shards: Sequence[Any], fence_timeout_s: float = 60.0) -> None:
+    """The router's shards as Ray actors. Each fence starts a new run of calls under a fresh token, and
+    each call carries the token and its number among the run's calls to its shard, so a shard refuses
+    calls of a run fenced off since (this router died or fenced again) and calls that skip one
+    (``clickcash.actors.calls``)."""
+
+    def __init__(self, shards: Sequence[Any], router_index: int = 0, fence_timeout_s: float = 60.0) -> None:
         self._shards = list(shards)
+        self._router_index = router_index
         self._incarnations = [""] * len(self._shards)
+        self._token = ""
+        self._sequences = [0] * len(self._shards)
         self._fence_timeout_s = fence_timeout_s
         self._outstanding: dict[Any, tuple[int, float]] = {}
         """shard call -> (shard, submitted at): what the stall watchdog and queue depth are judged on"""
@@ -57,14 +66,20 @@ class RayShardPool:
         return len(self._shards)
 
     def fence(self) -> None:
-        calls = [s.incarnation.remote() for s in self._shards]
+        token = uuid.uuid4().hex
+        calls = [s.incarnation.remote(self._router_index, token) for s in self._shards]
         try:
             self._incarnations = list(ray.get(calls, timeout=self._fence_timeout_s))
         except RayError as exc:  # died, restarting too long (GetTimeoutError), or raised
             raise ShardFailedError(f"fencing: {remote_error_reason(exc)}") from exc
+        self._token = token
+        self._sequences = [0] * len(self._shards)
 
     def submit(self, shard: int, batch: ShardBatch) -> Any:
         batch.incarnation = self._incarnations[shard]
+        batch.fence_token = self._token
+        batch.sequence = self._sequences[shard]
+        self._sequences[shard] += 1
         ref = self._shards[shard].apply.remote(batch)
         with self._lock:
             self._outstanding[ref] = (shard, time.monotonic())
@@ -148,7 +163,7 @@ class RouterActor:
         parking = RedisParkingStore.from_url(
             s.redis.client_url(), s.redis.key_prefix, s.redis.socket_timeout_s
         )
-        self._router = Router(s, self._index, RayShardPool(shards), timers=pump, parking=parking)
+        self._router = Router(s, self._index, RayShardPool(shards, self._index), timers=pump, parking=parking)
         gc.collect()
         gc.freeze()  # the process's long-lived heap (Ray, clients, config) out of every later collection
         try:
@@ -165,7 +180,7 @@ class RouterActor:
         flight); the supervisor has started any new shard actors before calling this."""
         if self._router is None:
             raise RuntimeError(f"router {self._index} is not running")
-        self._router.request_rescale(RayShardPool(self._shards(shards)))
+        self._router.request_rescale(RayShardPool(self._shards(shards), self._index))
 
     def stop(self) -> None:
         self._stop.set()

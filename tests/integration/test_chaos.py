@@ -165,6 +165,59 @@ def test_shard_process_sigkill(make_settings: SettingsFactory) -> None:
     _run_scenario(settings, 101, kill_shard)
 
 
+def test_calls_of_a_dead_router_run_and_calls_that_skip_one_are_refused(
+    make_settings: SettingsFactory,
+) -> None:
+    """A router killed while sending can leave calls behind it: a later one delivered whole, an earlier one
+    never. Applied, the later one would run a customer's later events before the earlier ones; a call of
+    the dead run that arrives after the restarted router fenced could do the same in the middle of its
+    replay. Both are refused untouched; the run in order is applied."""
+    settings = make_settings(partitions=1)
+    shard = start_shard_actor(0, settings)
+    store = redis.Redis.from_url(settings.redis.url.get_secret_value())
+
+    def call(event_id: str, token: str, sequence: int) -> ShardBatch:
+        value = event(event_id, "order.placed", "c-gate", order(f"o-{event_id}", "c-gate"))
+        batch = ShardBatch(
+            settings.kafka.input_topic,
+            [0],
+            [int(event_id.rsplit("-", 1)[1])],
+            [b"c-gate"],
+            [value],
+            [int(time.time() * 1000)],
+        )
+        batch.fence_token, batch.sequence = token, sequence
+        return batch
+
+    def applied(event_id: str) -> bool:
+        return store.exists(f"{settings.redis.key_prefix}:idem:{event_id}") == 1
+
+    try:
+        ray.get(shard.incarnation.remote(0, "run-dead"), timeout=60)
+        [first] = ray.get([shard.apply.remote(call("e-gate-0", "run-dead", 0))], timeout=60)
+        assert first.counts.get("processed") == 1
+        with pytest.raises(ray.exceptions.RayTaskError) as skipped:
+            ray.get(shard.apply.remote(call("e-gate-2", "run-dead", 2)), timeout=60)
+        assert isinstance(skipped.value.cause, StaleShardCallError), skipped.value
+        assert "call 1 was expected" in str(skipped.value.cause)
+        assert not applied("e-gate-2"), "a call that skips one must not be applied"
+
+        ray.get(shard.incarnation.remote(0, "run-restarted"), timeout=60)
+        with pytest.raises(ray.exceptions.RayTaskError) as fenced_off:
+            ray.get(shard.apply.remote(call("e-gate-1", "run-dead", 1)), timeout=60)
+        assert isinstance(fenced_off.value.cause, StaleShardCallError), fenced_off.value
+        assert not applied("e-gate-1"), "a call of a fenced-off run must not be applied"
+
+        replay = [call(f"e-gate-{n}", "run-restarted", n) for n in range(3)]
+        results = ray.get([shard.apply.remote(b) for b in replay], timeout=60)
+        assert [r.counts.get("processed", 0) + r.counts.get("replayed", 0) for r in results] == [1, 1, 1]
+        assert all(applied(f"e-gate-{n}") for n in range(3))
+        assert ray.get(shard.stats.remote(), timeout=60)["refused_calls"] == 2
+    finally:
+        store.close()
+        ray.kill(shard, no_restart=True)
+
+
 def test_router_process_sigkill(make_settings: SettingsFactory) -> None:
     settings = _chaos_settings(make_settings)
 

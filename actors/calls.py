@@ -1,0 +1,86 @@
+"""Which router calls a shard runs: only the current run's, each once and in the order they were sent.
+
+Ray runs one caller's calls to a sync actor in the order they were submitted, and a live router relies on
+that. A router process that dies can leave calls behind it, sent but not yet run. A shard call carries
+its batch inline in the call, hundreds of KB (``ray.max_inline_object_bytes``), and a caller killed
+while sending may deliver a later call whole and an earlier one never. Ray then runs the later one
+after its reorder wait. Applied, it would run customers' later events before the ones of the call that
+never arrived, and nothing after it could put them back in order.
+
+So a router's fence registers a new token for that router at every shard, and every call carries its
+run's token and its number among that run's calls to this shard. A shard runs a call only when its token
+is the router's current one and its number is the next one expected. A call of an earlier run (a dead
+router, or one since fenced again) is refused, and so is a call that skips one. A skipped number is never
+expected again, so every later call of that token is refused too, until the router's next fence starts
+its replay. A call that raised closes its run the same way: the router pipelines several rounds per
+shard, and the ones behind a failed call would run customers' later events before the replay of the
+failed call's events (the router drops every round in flight on a failure anyway). Another router's fence
+lifts none of this.
+
+Pure: no Ray, no clock. The shard actor (``clickcash.actors.actor``) is the shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_CLOSED = -1
+"""a run's next number after one of its calls raised: no number matches it"""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    stale: bool
+    """the call comes from a dead router or skips one (worth a warning), not from behind a failed call"""
+    reason: str
+
+
+@dataclass
+class CallGate:
+    _next: dict[str, int] = field(default_factory=dict)
+    """token -> number of the next call expected under it (one token per router), or ``_CLOSED``"""
+    _token_of: dict[int, str] = field(default_factory=dict)
+    """router index -> its current token"""
+    refused: int = 0
+    """calls refused so far"""
+
+    def fence(self, router: int, token: str) -> None:
+        """Router ``router`` starts a new run of calls under ``token``; its earlier token is refused from now
+        on. The router fences after dropping every round in flight, so what follows is the replay."""
+        old = self._token_of.get(router)
+        if old is not None and old != token:
+            self._next.pop(old, None)
+        self._token_of[router] = token
+        self._next[token] = 0
+
+    def admit(self, token: str, sequence: int) -> Refusal | None:
+        """None when the call may run (it then counts as run), else why it is refused. A call without a
+        token comes from a caller that never fences (a test's direct call) and is not checked."""
+        if not token:
+            return None
+        expected = self._next.get(token)
+        refusal = None
+        if expected is None:
+            refusal = Refusal(
+                True, "it comes from a router run fenced off since (its router died or fenced again)"
+            )
+        elif expected == _CLOSED:
+            refusal = Refusal(
+                False, "an earlier call of its router run failed; the router fences and replays"
+            )
+        elif sequence != expected:
+            refusal = Refusal(
+                True,
+                f"it is call {sequence} of its router run and call {expected} was expected: an earlier "
+                "call never arrived (its router died while sending it)",
+            )
+        if refusal is not None:
+            self.refused += 1
+            return refusal
+        self._next[token] = sequence + 1
+        return None
+
+    def failed(self, token: str) -> None:
+        """An admitted call raised: every later call of its run is refused until its router fences."""
+        if token in self._next:
+            self._next[token] = _CLOSED
