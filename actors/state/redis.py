@@ -267,10 +267,10 @@ class RedisStateStore:
         try:
             with map_exceptions("redis", redis.RedisError):
                 try:
-                    reply = self._execute(packed)
+                    reply = self._execute(packed, resend=False)
                 except NoScriptError:  # a restarted or flushed Redis: load the script and send again
                     self._r.script_load(_COMMIT_LUA)
-                    reply = self._execute(packed)
+                    reply = self._execute(packed, resend=False)
                 ok = bool(reply)
         except BaseException:
             # Outcome unknown (a reply lost to a restart or a dropped connection): the script may have run.
@@ -285,10 +285,13 @@ class RedisStateStore:
                 self.pending.stored(batch_ref, [eid for eid, _, _ in claims])
         return ok
 
-    def _execute(self, packed: bytes) -> object:
+    def _execute(self, packed: bytes, *, resend: bool = True) -> object:
         """Send one packed command (``resp.pack_command``) on a connection of the client's pool and read its
-        reply, with the client's retry policy as its own commands have: a connection or timeout error
-        drops the connection and sends again on a fresh one, up to the policy's retries. A command error
+        reply. With ``resend``, the client's retry policy applies as it does to its own commands: a
+        connection or timeout error drops the connection and sends again on a fresh one, up to the policy's
+        retries. Without it, such an error drops the connection and is raised: the commit script is sent
+        once, because a script that ran before its reply was lost would make a second send fail its
+        claims, and that failure would read as a conflict instead of an unknown outcome. A command error
         (``NOSCRIPT``, a script error) is raised as redis-py raises it."""
         pool = self._r.connection_pool
         conn = pool.get_connection()
@@ -298,7 +301,13 @@ class RedisStateStore:
             return conn.read_response()
 
         try:
-            return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
+            if resend:
+                return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
+            try:
+                return send()
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                conn.disconnect()
+                raise
         finally:
             pool.release(conn)
 

@@ -3,6 +3,8 @@ and a Redis written by the previous layout (one response key per event) still re
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -11,6 +13,8 @@ from typing import cast
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from clickcash.actors import keyspace
 from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
@@ -116,8 +120,8 @@ def test_a_commit_whose_reply_is_lost_still_replays_its_responses_and_is_not_ove
     store = make_store(client, prefix)
     execute = store._execute
 
-    def reply_lost(packed: bytes) -> object:
-        execute(packed)
+    def reply_lost(packed: bytes, *, resend: bool = True) -> object:
+        execute(packed, resend=resend)
         raise redis.ConnectionError("Connection closed by server.")
 
     store._execute = reply_lost  # type: ignore[method-assign]
@@ -129,6 +133,46 @@ def test_a_commit_whose_reply_is_lost_still_replays_its_responses_and_is_not_ove
     assert dict(loaded.responses) == {"e-1": b"first", "e-2": b"second", "e-3": b"third"}
     assert store.commit(BatchWrite(release_responses=["e-1", "e-2", "e-3"]))
     assert key_classes(client, prefix) == {"idempotency": 3}
+
+
+def test_a_commit_that_times_out_is_sent_once_and_its_responses_still_replay(
+    services: Services, prefix: str
+) -> None:
+    """A commit whose reply does not come in time has an unknown outcome, even on a client whose retry
+    policy resends commands: Redis may still run the script. Sent again, the script would find its own
+    claims and fail as a conflict; the shard would then reload, find the events already claimed by a batch
+    the store thinks released, and replay them without their first responses. So the store raises, and
+    the batch's replay gets its responses back once Redis has run the script."""
+    client = redis.Redis.from_url(services.redis_url, socket_timeout=0.3, retry=Retry(NoBackoff(), 3))
+    blocker = redis.Redis.from_url(services.redis_url)
+    store = make_store(client, prefix)
+    store.load([], ["c-warm"])  # the commit script is loaded and a connection is open
+    busy = threading.Thread(
+        target=blocker.eval,
+        args=(
+            "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; "
+            "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 1200000",
+            0,
+        ),
+    )
+    try:
+        busy.start()
+        time.sleep(0.1)  # Redis is running the busy script: the commit's reply cannot come in time
+        with pytest.raises(ServiceError):
+            store.commit(BatchWrite(claims=[claim("e-1", 0, b"first"), claim("e-2", 1, b"second")]))
+        busy.join()
+        idem = keyspace.idempotency(prefix, "e-1")
+        deadline = time.monotonic() + 5
+        while not client.exists(idem):  # Redis runs the command it read before the connection closed
+            assert time.monotonic() < deadline, "Redis never ran the commit whose reply was lost"
+            time.sleep(0.05)
+        loaded = store.load(["e-1", "e-2"], [])
+        assert set(loaded.records) == {"e-1", "e-2"}
+        assert dict(loaded.responses) == {"e-1": b"first", "e-2": b"second"}
+    finally:
+        busy.join()
+        blocker.close()
+        client.close()
 
 
 def test_the_store_packs_its_own_commands_and_survives_a_flushed_script_and_a_dropped_connection(
