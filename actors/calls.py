@@ -1,21 +1,23 @@
 """Which router calls a shard runs: only the current run's, each once and in the order they were sent.
 
 Ray runs one caller's calls to a sync actor in the order they were submitted, and a live router relies on
-that. A router process that dies leaves calls behind it: a shard call carries its batch inline
-(``ray.max_inline_object_bytes``), so calls it had sent still run on the shard after it is gone (measured:
-all eight 300 KB calls queued behind a running one ran after their caller's SIGKILL). Ray does not
-document their order for a dead caller, and a late one applied in the middle of the restarted router's
-replay must never run a customer's later events before earlier ones.
+that. A router process that dies leaves calls behind it, and they can arrive with a gap. A call whose
+batch fits in ``ray.max_inline_object_bytes`` carries it inline and still runs on the shard after its
+router is gone (measured: all eight 300 KB calls queued behind a running one ran after their caller's
+SIGKILL). A larger batch goes through the object store, owned by the router: its call is lost with its
+owner, and the inline calls behind it still run (measured in ``tests/integration/test_chaos.py``; shards
+saw such a gap in 3 of 7 runs of the router SIGKILL chaos scenario). Applied, those later calls would run
+customers' later events before the lost ones, which the restarted router replays after them.
 
 So a router's fence registers a new token for that router at every shard, and every call carries its
 run's token and its number among that run's calls to this shard. A shard runs a call only when its token
 is the router's current one and its number is the next one expected. A call of an earlier run (a dead
-router, or one since fenced again) is refused, and so is a call that skips one. A skipped number is never
-expected again, so every later call of that token is refused too, until the router's next fence starts
-its replay. A call that raised closes its run the same way: the router pipelines several rounds per
-shard, and the ones behind a failed call would run customers' later events before the replay of the
-failed call's events (the router drops every round in flight on a failure anyway). Another router's fence
-lifts none of this.
+router, or one since fenced again) is refused, and so is a call that skips one: every call of that token
+past the missing number is refused until the router's next fence starts its replay (should the missing
+call still arrive, it runs in its place, in order). A call that raised closes its run: the router
+pipelines several rounds per shard, and the ones behind a failed call would run customers' later events
+before the replay of the failed call's events (the router drops every round in flight on a failure
+anyway). Another router's fence lifts none of this.
 
 Pure: no Ray, no clock. The shard actor (``clickcash.actors.actor``) is the shell.
 """

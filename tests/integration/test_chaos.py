@@ -9,11 +9,13 @@ failure-free reference: no loss, no duplicates, no strays, per-customer order, D
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -151,6 +153,94 @@ def test_calls_made_while_a_shard_restarts_are_refused_until_the_router_fences(
         assert store.exists(idem_key) == 1
     finally:
         store.close()
+        ray.kill(shard, no_restart=True)
+
+
+def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused(
+    make_settings: SettingsFactory, services: Services
+) -> None:
+    """What a router's SIGKILL does to its calls queued at a shard, measured here with Ray's own behaviour:
+    a call whose batch is over ``ray.max_inline_object_bytes`` carries it in the object store, owned by the
+    router, and is lost with its owner; the calls after it carry their batches inline and still run. Applied,
+    those would run a customer's later events before the lost ones, which the restarted router replays
+    after them. The shard refuses them untouched, and the replay applies all three calls in order."""
+    settings = make_settings(partitions=1)
+    shard = start_shard_actor(0, settings)
+    store = redis.Redis.from_url(settings.redis.url.get_secret_value())
+    blocker = redis.Redis.from_url(services.redis_url)
+    stamp_ms = int(time.time() * 1000)
+
+    def batch(first: int, n: int) -> ShardBatch:
+        ids = [f"e-lost-{i}" for i in range(first, first + n)]
+        values: list[bytes | None] = [
+            event(e, "order.placed", "c-lost", order(f"o-{e}", "c-lost")) for e in ids
+        ]
+        return ShardBatch(
+            settings.kafka.input_topic,
+            [0] * n,
+            list(range(first, first + n)),
+            [b"c-lost"] * n,
+            values,
+            [stamp_ms] * n,
+        )
+
+    def applied(index: int) -> bool:
+        return store.exists(f"{settings.redis.key_prefix}:idem:e-lost-{index}") == 1
+
+    class DyingRouter:  # defined here, so Ray ships it by value (the tests are not importable on workers)
+        """Stands for a router process: fences the shard, sends its calls, is SIGKILLed with them queued."""
+
+        def send_and_die(self, shard: Any, batches: list[ShardBatch]) -> None:
+            pool = RayShardPool([shard])
+            pool.fence()
+            for batch in batches:
+                pool.submit(0, batch)
+            time.sleep(0.5)  # every call has left this process
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    big = 6_000
+    calls = [batch(0, 1), batch(1, big), batch(1 + big, 1)]
+    assert len(pickle.dumps(calls[1])) > settings.ray.max_inline_object_bytes, "call 1 must not go inline"
+    # Redis runs a busy script for 2 s: call 0 waits on its load, so calls 1 and 2 queue behind it
+    busy = threading.Thread(
+        target=blocker.eval,
+        args=(
+            "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; "
+            "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 2000000",
+            0,
+        ),
+    )
+    dying: Any = ray.remote(DyingRouter)
+    router = dying.options(num_cpus=0, max_restarts=0).remote()
+    try:
+        ray.get(shard.stats.remote(), timeout=60)  # the shard is up: the calls go to its queue
+        busy.start()
+        time.sleep(0.2)
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(router.send_and_die.remote(shard, calls), timeout=60)
+        busy.join()
+        deadline = time.monotonic() + 60
+        while ray.get(shard.stats.remote(), timeout=60)["refused_calls"] < 1 and not applied(1 + big):
+            assert time.monotonic() < deadline, "call 2 of the dead router was neither refused nor applied"
+            time.sleep(0.2)
+        assert applied(0), "the call the shard was running when its router died completes"
+        assert not applied(1), "the call whose batch was in the dead router's object store is lost"
+        assert not applied(1 + big), "the call after the lost one must not be applied"
+        assert ray.get(shard.stats.remote(), timeout=60)["refused_calls"] == 1
+
+        pool = RayShardPool([shard])  # the restarted router: fences and replays from the committed offset
+        pool.fence()
+        handles = [pool.submit(0, b) for b in calls]
+        pool.wait(handles, 120)
+        results = pool.results(handles)
+        assert [r.counts.get("replayed", 0) for r in results] == [1, 0, 0]
+        assert [r.counts.get("processed", 0) for r in results] == [0, big, 1]
+    finally:
+        if busy.ident is not None:
+            busy.join()
+        blocker.close()
+        store.close()
+        ray.kill(router)
         ray.kill(shard, no_restart=True)
 
 
