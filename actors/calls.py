@@ -6,7 +6,7 @@ batch fits in ``ray.max_inline_object_bytes`` carries it inline and still runs o
 router is gone (measured: all eight 300 KB calls queued behind a running one ran after their caller's
 SIGKILL). A larger batch goes through the object store, owned by the router: its call is lost with its
 owner, and the inline calls behind it still run (measured in ``tests/integration/test_chaos.py``; shards
-saw such a gap in 3 of 7 runs of the router SIGKILL chaos scenario). Applied, those later calls would run
+saw such a gap in 3 of 9 runs of the router SIGKILL chaos scenario). Applied, those later calls would run
 customers' later events before the lost ones, which the restarted router replays after them.
 
 So a router's fence registers a new token for that router at every shard, and every call carries its
