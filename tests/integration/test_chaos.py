@@ -22,6 +22,7 @@ import ray
 import redis
 from confluent_kafka.admin import AdminClient
 
+from clickcash.actors import keyspace
 from clickcash.actors.actor import start_shard_actor
 from clickcash.actors.contract import ShardBatch
 from clickcash.cluster.app import App
@@ -107,6 +108,25 @@ def _chaos_settings(make_settings: SettingsFactory, **kw: dict[str, object]) -> 
     )
 
 
+def _orders(settings: Settings, customer: str, first_offset: int, n: int = 1) -> ShardBatch:
+    """A batch of ``n`` order events of one customer at offsets ``first_offset``.. of input partition 0, with
+    ids ``<customer>-e<offset>``: what the fencing tests send a shard actor themselves."""
+    stamp_ms = int(time.time() * 1000)
+    offsets = list(range(first_offset, first_offset + n))
+    values: list[bytes | None] = [
+        event(f"{customer}-e{o}", "order.placed", customer, order(f"{customer}-o{o}", customer))
+        for o in offsets
+    ]
+    return ShardBatch(
+        settings.kafka.input_topic, [0] * n, offsets, [customer.encode()] * n, values, [stamp_ms] * n
+    )
+
+
+def _applied(store: redis.Redis, settings: Settings, customer: str, offset: int) -> bool:
+    """Whether the event of :func:`_orders` at ``offset`` was applied (its idempotency record exists)."""
+    return store.exists(keyspace.idempotency(settings.redis.key_prefix, f"{customer}-e{offset}")) == 1
+
+
 def test_calls_made_while_a_shard_restarts_are_refused_until_the_router_fences(
     make_settings: SettingsFactory,
 ) -> None:
@@ -133,24 +153,20 @@ def test_calls_made_while_a_shard_restarts_are_refused_until_the_router_fences(
             time.sleep(0.2)
         assert new["incarnation"] != old["incarnation"]
 
-        value = event("e-fence-1", "order.placed", "c-fence", order("o-fence-1", "c-fence"))
-        batch = ShardBatch(
-            settings.kafka.input_topic, [0], [0], [b"c-fence"], [value], [int(time.time() * 1000)]
-        )
+        batch = _orders(settings, "c-fence", 0)
         handle = pool.submit(0, batch)  # still addressed to the instance that was killed
         pool.wait([handle], 60)
         with pytest.raises(ShardFailedError) as refused:
             pool.results([handle])
         assert isinstance(refused.value.__cause__, StaleShardCallError), refused.value
-        idem_key = f"{settings.redis.key_prefix}:idem:e-fence-1"
-        assert store.exists(idem_key) == 0, "a refused batch must not be applied"
+        assert not _applied(store, settings, "c-fence", 0), "a refused batch must not be applied"
 
         pool.fence()
         handle = pool.submit(0, batch)
         pool.wait([handle], 60)
         [result] = pool.results([handle])
         assert result.counts.get("processed") == 1
-        assert store.exists(idem_key) == 1
+        assert _applied(store, settings, "c-fence", 0)
     finally:
         store.close()
         ray.kill(shard, no_restart=True)
@@ -168,24 +184,9 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
     shard = start_shard_actor(0, settings)
     store = redis.Redis.from_url(settings.redis.url.get_secret_value())
     blocker = redis.Redis.from_url(services.redis_url)
-    stamp_ms = int(time.time() * 1000)
 
-    def batch(first: int, n: int) -> ShardBatch:
-        ids = [f"e-lost-{i}" for i in range(first, first + n)]
-        values: list[bytes | None] = [
-            event(e, "order.placed", "c-lost", order(f"o-{e}", "c-lost")) for e in ids
-        ]
-        return ShardBatch(
-            settings.kafka.input_topic,
-            [0] * n,
-            list(range(first, first + n)),
-            [b"c-lost"] * n,
-            values,
-            [stamp_ms] * n,
-        )
-
-    def applied(index: int) -> bool:
-        return store.exists(f"{settings.redis.key_prefix}:idem:e-lost-{index}") == 1
+    def applied(offset: int) -> bool:
+        return _applied(store, settings, "c-lost", offset)
 
     class DyingRouter:  # defined here, so Ray ships it by value (the tests are not importable on workers)
         """Stands for a router process: fences the shard, sends its calls, is SIGKILLed with them queued."""
@@ -199,7 +200,11 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
             os.kill(os.getpid(), signal.SIGKILL)
 
     big = 6_000
-    calls = [batch(0, 1), batch(1, big), batch(1 + big, 1)]
+    calls = [
+        _orders(settings, "c-lost", 0),
+        _orders(settings, "c-lost", 1, big),
+        _orders(settings, "c-lost", 1 + big),
+    ]
     assert len(pickle.dumps(calls[1])) > settings.ray.max_inline_object_bytes, "call 1 must not go inline"
     # Redis runs a busy script for 2 s: call 0 waits on its load, so calls 1 and 2 queue behind it
     busy = threading.Thread(
@@ -258,50 +263,42 @@ def test_shard_process_sigkill(make_settings: SettingsFactory) -> None:
 def test_calls_of_a_dead_router_run_and_calls_that_skip_one_are_refused(
     make_settings: SettingsFactory,
 ) -> None:
-    """A router killed while sending can leave calls behind it: a later one delivered whole, an earlier one
-    never. Applied, the later one would run a customer's later events before the earlier ones; a call of
-    the dead run that arrives after the restarted router fenced could do the same in the middle of its
-    replay. Both are refused untouched; the run in order is applied."""
+    """A router killed while sending can leave calls behind it with a gap: an earlier one lost with its
+    batch, a later one delivered. Applied, the later one would run a customer's later events before the
+    earlier ones; a call of the dead run that arrives after the restarted router fenced could do the same in
+    the middle of its replay. Both are refused untouched; the run in order is applied."""
     settings = make_settings(partitions=1)
     shard = start_shard_actor(0, settings)
     store = redis.Redis.from_url(settings.redis.url.get_secret_value())
 
-    def call(event_id: str, token: str, sequence: int) -> ShardBatch:
-        value = event(event_id, "order.placed", "c-gate", order(f"o-{event_id}", "c-gate"))
-        batch = ShardBatch(
-            settings.kafka.input_topic,
-            [0],
-            [int(event_id.rsplit("-", 1)[1])],
-            [b"c-gate"],
-            [value],
-            [int(time.time() * 1000)],
-        )
+    def call(offset: int, token: str, sequence: int) -> ShardBatch:
+        batch = _orders(settings, "c-gate", offset)
         batch.fence_token, batch.sequence = token, sequence
         return batch
 
-    def applied(event_id: str) -> bool:
-        return store.exists(f"{settings.redis.key_prefix}:idem:{event_id}") == 1
+    def applied(offset: int) -> bool:
+        return _applied(store, settings, "c-gate", offset)
 
     try:
         ray.get(shard.incarnation.remote(0, "run-dead"), timeout=60)
-        [first] = ray.get([shard.apply.remote(call("e-gate-0", "run-dead", 0))], timeout=60)
+        [first] = ray.get([shard.apply.remote(call(0, "run-dead", 0))], timeout=60)
         assert first.counts.get("processed") == 1
         with pytest.raises(ray.exceptions.RayTaskError) as skipped:
-            ray.get(shard.apply.remote(call("e-gate-2", "run-dead", 2)), timeout=60)
+            ray.get(shard.apply.remote(call(2, "run-dead", 2)), timeout=60)
         assert isinstance(skipped.value.cause, StaleShardCallError), skipped.value
         assert "call 1 was expected" in str(skipped.value.cause)
-        assert not applied("e-gate-2"), "a call that skips one must not be applied"
+        assert not applied(2), "a call that skips one must not be applied"
 
         ray.get(shard.incarnation.remote(0, "run-restarted"), timeout=60)
         with pytest.raises(ray.exceptions.RayTaskError) as fenced_off:
-            ray.get(shard.apply.remote(call("e-gate-1", "run-dead", 1)), timeout=60)
+            ray.get(shard.apply.remote(call(1, "run-dead", 1)), timeout=60)
         assert isinstance(fenced_off.value.cause, StaleShardCallError), fenced_off.value
-        assert not applied("e-gate-1"), "a call of a fenced-off run must not be applied"
+        assert not applied(1), "a call of a fenced-off run must not be applied"
 
-        replay = [call(f"e-gate-{n}", "run-restarted", n) for n in range(3)]
+        replay = [call(n, "run-restarted", n) for n in range(3)]
         results = ray.get([shard.apply.remote(b) for b in replay], timeout=60)
         assert [r.counts.get("processed", 0) + r.counts.get("replayed", 0) for r in results] == [1, 1, 1]
-        assert all(applied(f"e-gate-{n}") for n in range(3))
+        assert all(applied(n) for n in range(3))
         assert ray.get(shard.stats.remote(), timeout=60)["refused_calls"] == 2
     finally:
         store.close()
