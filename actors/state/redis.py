@@ -22,7 +22,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 from clickcash.actors import keyspace
 from clickcash.actors.state.base import BatchWrite, IdempotencyRecord, LoadedBatch, timer_key
@@ -104,6 +106,10 @@ then claims every event with ``SET ... NX``: a claim that finds its record taken
 call created and fails the commit, so nothing is written (the script is atomic; no client sees the records
 in between). That saves an ``EXISTS`` per event. Documents arrive already prefixed with their new version
 (``<version + 1>|<json>``), so the script copies no document into a Lua string."""
+
+
+_SEND_ONCE = Retry(NoBackoff(), 0)
+"""the retry policy of a command that must not be sent twice: an error drops the connection and is raised"""
 
 
 class RedisStateStore:
@@ -300,14 +306,9 @@ class RedisStateStore:
             conn.send_packed_command([packed])
             return conn.read_response()
 
+        retry = conn.retry if resend else _SEND_ONCE
         try:
-            if resend:
-                return conn.retry.call_with_retry(send, lambda _error: conn.disconnect())
-            try:
-                return send()
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()
-                raise
+            return retry.call_with_retry(send, lambda _error: conn.disconnect())
         finally:
             pool.release(conn)
 

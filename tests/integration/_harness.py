@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 import ray
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from clickcash.cluster.app import App
@@ -190,3 +192,23 @@ def read_outputs(settings: Settings, expected: int | None = None, idle_s: float 
         return list(reader.records)
     finally:
         reader.close()
+
+
+@contextmanager
+def redis_held_busy(url: str, seconds: float) -> Iterator[None]:
+    """Redis runs a busy Lua script for ``seconds`` from a connection of its own, so every other client's
+    command waits behind it, as behind a slow command on a loaded server; the block is entered once the
+    script is running and left once it has ended."""
+    client = redis.Redis.from_url(url)
+    script = (
+        "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; "
+        f"repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > {int(seconds * 1e6)}"
+    )
+    busy = threading.Thread(target=client.eval, args=(script, 0))
+    busy.start()
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        busy.join()
+        client.close()

@@ -41,6 +41,7 @@ from tests.integration._harness import (
     event,
     order,
     produce,
+    redis_held_busy,
     running_app,
     wait_for_drain,
 )
@@ -183,7 +184,6 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
     settings = make_settings(partitions=1)
     shard = start_shard_actor(0, settings)
     store = redis.Redis.from_url(settings.redis.url.get_secret_value())
-    blocker = redis.Redis.from_url(services.redis_url)
 
     def applied(offset: int) -> bool:
         return _applied(store, settings, "c-lost", offset)
@@ -206,24 +206,13 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
         _orders(settings, "c-lost", 1 + big),
     ]
     assert len(pickle.dumps(calls[1])) > settings.ray.max_inline_object_bytes, "call 1 must not go inline"
-    # Redis runs a busy script for 2 s: call 0 waits on its load, so calls 1 and 2 queue behind it
-    busy = threading.Thread(
-        target=blocker.eval,
-        args=(
-            "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; "
-            "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 2000000",
-            0,
-        ),
-    )
     dying: Any = ray.remote(DyingRouter)
     router = dying.options(num_cpus=0, max_restarts=0).remote()
     try:
         ray.get(shard.stats.remote(), timeout=60)  # the shard is up: the calls go to its queue
-        busy.start()
-        time.sleep(0.2)
-        with pytest.raises(ray.exceptions.RayActorError):
+        # Redis is busy for 2 s: call 0 waits on its load, so calls 1 and 2 queue behind it
+        with redis_held_busy(services.redis_url, 2.0), pytest.raises(ray.exceptions.RayActorError):
             ray.get(router.send_and_die.remote(shard, calls), timeout=60)
-        busy.join()
         deadline = time.monotonic() + 60
         while ray.get(shard.stats.remote(), timeout=60)["refused_calls"] < 1 and not applied(1 + big):
             assert time.monotonic() < deadline, "call 2 of the dead router was neither refused nor applied"
@@ -241,9 +230,6 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
         assert [r.counts.get("replayed", 0) for r in results] == [1, 0, 0]
         assert [r.counts.get("processed", 0) for r in results] == [0, big, 1]
     finally:
-        if busy.ident is not None:
-            busy.join()
-        blocker.close()
         store.close()
         ray.kill(router)
         ray.kill(shard, no_restart=True)

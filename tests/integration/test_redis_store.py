@@ -3,7 +3,6 @@ and a Redis written by the previous layout (one response key per event) still re
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections import Counter
@@ -26,6 +25,7 @@ from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import load_settings
 from clickcash.errors import ServiceError
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
+from tests.integration._harness import redis_held_busy
 from tests.integration.conftest import Services
 
 RETENTION_S = 3_600
@@ -144,23 +144,12 @@ def test_a_commit_that_times_out_is_sent_once_and_its_responses_still_replay(
     the store thinks released, and replay them without their first responses. So the store raises, and
     the batch's replay gets its responses back once Redis has run the script."""
     client = redis.Redis.from_url(services.redis_url, socket_timeout=0.3, retry=Retry(NoBackoff(), 3))
-    blocker = redis.Redis.from_url(services.redis_url)
     store = make_store(client, prefix)
     store.load([], ["c-warm"])  # the commit script is loaded and a connection is open
-    busy = threading.Thread(
-        target=blocker.eval,
-        args=(
-            "local t = redis.call('TIME'); local s = t[1] * 1e6 + t[2]; "
-            "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 1200000",
-            0,
-        ),
-    )
     try:
-        busy.start()
-        time.sleep(0.1)  # Redis is running the busy script: the commit's reply cannot come in time
-        with pytest.raises(ServiceError):
+        # Redis is running a busy script: the commit's reply cannot come in time
+        with redis_held_busy(services.redis_url, 1.2), pytest.raises(ServiceError):
             store.commit(BatchWrite(claims=[claim("e-1", 0, b"first"), claim("e-2", 1, b"second")]))
-        busy.join()
         idem = keyspace.idempotency(prefix, "e-1")
         deadline = time.monotonic() + 5
         while not client.exists(idem):  # Redis runs the command it read before the connection closed
@@ -170,8 +159,6 @@ def test_a_commit_that_times_out_is_sent_once_and_its_responses_still_replay(
         assert set(loaded.records) == {"e-1", "e-2"}
         assert dict(loaded.responses) == {"e-1": b"first", "e-2": b"second"}
     finally:
-        busy.join()
-        blocker.close()
         client.close()
 
 
