@@ -39,6 +39,7 @@ from clickcash.loadtest.contenders._common import (
 from clickcash.loadtest.contenders._latency import paced_run
 from clickcash.loadtest.contenders.results import (
     LIGHT_RATE_PER_S,
+    PYTHON_LOOP_STEPS,
     Completeness,
     InputManifest,
     OutputTally,
@@ -332,6 +333,23 @@ def output_topics(cfg: ContenderConfig, kind: str) -> list[str]:
 # --- the whole comparison ----------------------------------------------------------------------------
 
 
+def python_loop_s(steps: int = PYTHON_LOOP_STEPS, repeats: int = 3) -> float:
+    """Seconds this interpreter takes for ``steps`` additions in a Python loop, the best of ``repeats``.
+
+    Most of clickcash's CPU is Python bytecode, and the same machine ran it about twice as fast under one
+    CPython build as under another (a distribution's optimised build against one compiled without
+    profile-guided optimisation): the report carries this figure so that runs on different days, machines
+    or interpreters can be told apart."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(steps):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 3)
+
+
 def machine() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     try:
@@ -346,6 +364,8 @@ def machine() -> dict[str, Any]:
         "model": model,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "python_loop_s": python_loop_s(),
     }
 
 

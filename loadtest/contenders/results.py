@@ -371,6 +371,20 @@ def _fmt_rate(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+PYTHON_LOOP_STEPS = 2_000_000
+"""the calibration loop of ``compare.python_loop_s``, whose time the report's header shows"""
+
+
+def _interpreter(machine: Mapping[str, Any]) -> str:
+    """The interpreter and its speed, when the report has them: Python's speed sets most of the figures."""
+    if "python_loop_s" not in machine:
+        return ""
+    return (
+        f"; CPython {machine.get('python', '?')}, {PYTHON_LOOP_STEPS:,} additions in a Python loop in "
+        f"{machine['python_loop_s'] * 1000:,.0f} ms"
+    )
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     run = report["run"]
     lines = [
@@ -378,7 +392,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"{run['events']:,} events, {run['partitions']} partitions, {run['customers']:,} customers "
         f"(Zipf-skewed, the load tests' event mix); machine: {run['machine']['cores']} cores, "
-        f"{run['machine']['model']}. {run.get('note', '')}".rstrip(),
+        f"{run['machine']['model']}{_interpreter(run['machine'])}. {run.get('note', '')}".rstrip(),
         "",
         "| contender | events/s | clickcash / it | CPU µs/event: own | Kafka | Redis "
         "| latency p50 / p99 ms at 50% of peak | at a light rate | outputs complete | guarantee |",

@@ -258,6 +258,19 @@ def test_the_markdown_table_holds_every_contender_and_target() -> None:
     assert "| p99 latency at 50% of peak | <= 100 ms | not run | - |" in md
 
 
+def test_the_header_names_the_interpreter_and_its_loop_time_when_the_report_has_them() -> None:
+    def header(machine: dict[str, object]) -> str:
+        run = {"started": "x", "events": 1, "partitions": 8, "customers": 10, "machine": machine}
+        return render_markdown({"run": run, "contenders": {}, "targets": []}).splitlines()[2]
+
+    timed = header({"cores": 2, "model": "AMD EPYC", "python": "3.11.7", "python_loop_s": 0.214})
+    assert timed.endswith(
+        "machine: 2 cores, AMD EPYC; CPython 3.11.7, 2,000,000 additions in a Python loop in 214 ms."
+    )
+    # reports written before the calibration existed still render
+    assert header({"cores": 2, "model": "AMD EPYC"}).endswith("machine: 2 cores, AMD EPYC.")
+
+
 def test_the_soak_line_gives_its_length_and_rss_path() -> None:
     samples = [(float(t), 500.0 + (t % 3)) for t in range(600)]
     report = {
