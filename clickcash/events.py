@@ -329,18 +329,20 @@ def output_id(input_id: str, role: str) -> str:
     """Derive an output's id from its input's id and role, so a replay produces the same id.
 
     Exactly ``str(uuid.uuid5(namespace, f"{input_id}\\x00{role}"))`` (ids must not change between versions:
-    stored first responses hold them), computed without building ``UUID`` objects: this runs once per
-    output on the hot path.
+    stored first responses hold them), computed from the SHA-1's hex digits without building ``UUID``
+    objects or byte arrays: this runs once per output on the hot path. The version nibble is always 5, and
+    the variant bits turn the 17th hex digit into one of 8, 9, a, b (``_VARIANT_DIGIT``).
     """
-    digest = bytearray(
-        sha1(_OUTPUT_ID_NAMESPACE_BYTES + f"{input_id}\x00{role}".encode(), usedforsecurity=False).digest()[
-            :16
-        ]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = _OUTPUT_ID_SEED.copy()
+    h.update(f"{input_id}\x00{role}".encode())
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+_OUTPUT_ID_SEED = sha1(_OUTPUT_ID_NAMESPACE_BYTES, usedforsecurity=False)
+"""SHA-1 state after the namespace: each id copies it rather than hashing the namespace again"""
+_VARIANT_DIGIT = {d: format((int(d, 16) & 0x3) | 0x8, "x") for d in "0123456789abcdef"}
+"""RFC 4122 variant: the top two bits of byte 8 are 10"""
 
 
 class OutputEnvelope(BaseModel):
