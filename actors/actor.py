@@ -71,11 +71,14 @@ class ShardActor:
         refusal = self._calls.admit(batch.fence_token, batch.sequence)
         if refusal is not None:
             if refusal.stale:
-                log.warning(
-                    "shard %d: refused a batch of partitions %s: %s",
+                # one warning per router run: its later calls are refused for the same cause
+                log.log(
+                    logging.WARNING if refusal.first_of_run else logging.DEBUG,
+                    "shard %d: refused a batch of partitions %s: %s%s",
                     self._shard.shard_id,
                     sorted(set(batch.partitions)),
                     refusal.reason,
+                    "; later calls of its run are refused without a warning" if refusal.first_of_run else "",
                 )
             raise StaleShardCallError(f"shard {self._shard.shard_id}: batch refused: {refusal.reason}")
         started = time.perf_counter()

@@ -19,6 +19,10 @@ pipelines several rounds per shard, and the ones behind a failed call would run 
 before the replay of the failed call's events (the router drops every round in flight on a failure
 anyway). Another router's fence lifts none of this.
 
+A refusal says whether it is the first of its run at this instance (``first_of_run``): when a shard restarts,
+every call the router had in flight to it (up to ``pipeline.max_inflight_batches_per_shard``) is refused
+for one cause, and the shell warns once for the run, not once per call.
+
 Pure: no Ray, no clock. The shard actor (``clickcash.actors.actor``) is the shell.
 """
 
@@ -28,6 +32,8 @@ from dataclasses import dataclass, field
 
 _CLOSED = -1
 """a run's next number after one of its calls raised: no number matches it"""
+_REMEMBERED_REFUSED_RUNS = 64
+"""runs whose first refusal a gate remembers (a dead router's calls arrive within moments of each other)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,8 @@ class Refusal:
     stale: bool
     """the call comes from a dead router or skips one (worth a warning), not from behind a failed call"""
     reason: str
+    first_of_run: bool = True
+    """no earlier call of the same run was refused at this instance (later ones repeat its cause)"""
 
 
 @dataclass
@@ -45,6 +53,8 @@ class CallGate:
     """router index -> its current token"""
     refused: int = 0
     """calls refused so far"""
+    _refused_runs: dict[str, None] = field(default_factory=dict)
+    """tokens with a call refused, oldest first, at most ``_REMEMBERED_REFUSED_RUNS``"""
 
     def fence(self, router: int, token: str) -> None:
         """Router ``router`` starts a new run of calls under ``token``; its earlier token is refused from now
@@ -80,6 +90,11 @@ class CallGate:
             )
         if refusal is not None:
             self.refused += 1
+            if token in self._refused_runs:
+                return Refusal(refusal.stale, refusal.reason, first_of_run=False)
+            self._refused_runs[token] = None
+            if len(self._refused_runs) > _REMEMBERED_REFUSED_RUNS:
+                del self._refused_runs[next(iter(self._refused_runs))]
             return refusal
         self._next[token] = sequence + 1
         return None

@@ -72,3 +72,32 @@ def test_calls_without_a_token_are_not_checked() -> None:
     assert gate.admit("", 3) is None
     gate.failed("")
     assert gate.admit("", 0) is None
+
+
+def test_only_the_first_refusal_of_a_run_says_it_is_the_first() -> None:
+    """A restarted shard refuses each call its router had in flight for one cause: the shell warns once."""
+    gate = CallGate()
+    refusals = [gate.admit("router-0-before-the-restart", n) for n in range(4)]
+    assert all(r is not None and r.stale for r in refusals)
+    assert [r.first_of_run for r in refusals if r is not None] == [True, False, False, False]
+    assert gate.refused == 4
+    other = gate.admit("router-1-before-the-restart", 0)
+    assert other is not None and other.first_of_run, "another run's first refusal is its own"
+
+
+def test_a_gap_is_reported_as_the_first_refusal_of_its_run_once() -> None:
+    gate = CallGate()
+    gate.fence(0, "run-a")
+    assert gate.admit("run-a", 0) is None
+    first, later = gate.admit("run-a", 2), gate.admit("run-a", 3)
+    assert first is not None and first.first_of_run and "call 1 was expected" in first.reason
+    assert later is not None and not later.first_of_run and "call 1 was expected" in later.reason
+
+
+def test_a_gate_remembers_a_bounded_number_of_refused_runs() -> None:
+    gate = CallGate()
+    for i in range(1_000):
+        gate.admit(f"dead-run-{i}", 0)
+    recent, forgotten = gate.admit("dead-run-999", 1), gate.admit("dead-run-0", 1)
+    assert recent is not None and not recent.first_of_run, "the most recent runs are remembered"
+    assert forgotten is not None and forgotten.first_of_run, "the oldest are forgotten: memory stays bounded"
