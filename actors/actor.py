@@ -96,14 +96,14 @@ class ShardActor:
         self._events += len(batch.offsets)
         return result
 
-    def incarnation(self, router: int = -1, token: str = "") -> str:
-        """Which instance this is; a router fences with it after a failure (``StaleShardCallError``).
-
-        With a token, router ``router`` starts a new run of calls: its earlier token's calls are refused
-        from now on, and so are calls that skip a number (``clickcash.actors.calls``). The router sends
-        it after dropping every round in flight, so whatever comes after it is the replay, in order."""
-        if token:
-            self._calls.fence(router, token)
+    def fence(self, router: int, token: str) -> str:
+        """Router ``router`` starts a new run of calls under ``token``: its earlier token's calls are refused
+        from now on, and so are calls that skip a number (``clickcash.actors.calls``). The router fences
+        before its first round and after dropping every round in flight, so whatever comes after it is
+        the replay, in order. A restarted instance knows no token until its router fences it again, so
+        the calls sent to the instance before it are refused (``StaleShardCallError``). Returns this
+        instance's incarnation (a restart is a new one)."""
+        self._calls.fence(router, token)
         return self._shard.incarnation
 
     def stats(self) -> dict[str, Any]:

@@ -16,11 +16,11 @@ class ShardBatch:
     """One call's worth of input for one shard, columnar so it pickles compactly.
 
     ``committed`` carries the router's committed watermarks (partition -> next offset) so the shard can
-    drop first responses it stored for events that can no longer be replayed. ``incarnation`` names the
-    shard instance the router last fenced (empty: not fenced); another instance refuses the batch.
-    ``fence_token`` names the router run that sent it (its last fence) and ``sequence`` its number among
-    that run's calls to this shard: a shard runs only the current run's calls, in order
-    (``clickcash.actors.calls``); empty: a caller that never fences, unchecked.
+    drop first responses it stored for events that can no longer be replayed. ``fence_token`` names the
+    router run that sent it (its last fence) and ``sequence`` its number among that run's calls to this
+    shard: a shard runs only the current run's calls, in order, and a restarted shard none of the runs
+    fenced at the instance before it (``clickcash.actors.calls``); empty: a caller that never fences,
+    unchecked.
     """
 
     topic: str
@@ -30,7 +30,6 @@ class ShardBatch:
     values: list[bytes | None] = field(default_factory=list)
     timestamps_ms: list[int] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
-    incarnation: str = ""
     fence_token: str = ""
     sequence: int = 0
 

@@ -34,7 +34,7 @@ from clickcash.actors.state.base import (
 from clickcash.config.domain import DomainConfig
 from clickcash.envelope import DEAD_LETTER_TYPE, binary_headers
 from clickcash.erasure_mac import LOCAL_STACK_ERASURE_MAC, ErasureMac
-from clickcash.errors import StaleShardCallError, StateConflictError
+from clickcash.errors import StateConflictError
 from clickcash.events import (
     ERASED_EVENT_TYPE,
     ERASURE_EVENT_TYPE,
@@ -105,15 +105,15 @@ class Shard:
         max_event_bytes: int = 64 * 1024,
         clock: Callable[[], datetime] = _now,
         psp_stats_refresh_ms: int = 1_000,
-        incarnation: str | None = None,
         state_cache_customers: int = 10_000,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         timer_mac: TimerMac = LOCAL_STACK_TIMER_MAC,
         erasure_mac: ErasureMac = LOCAL_STACK_ERASURE_MAC,
     ) -> None:
         self.shard_id = shard_id
-        self.incarnation = incarnation or uuid.uuid4().hex
-        """this instance: a restarted shard is a new incarnation (see ``StaleShardCallError``)"""
+        self.incarnation = uuid.uuid4().hex
+        """this instance, in its stats: a restarted shard is a new incarnation (the calls a router sent the
+        instance before are refused by the actor's call gate, ``clickcash.actors.calls``)"""
         self._topics = topics
         self._domain = domain
         self._store = store
@@ -134,11 +134,6 @@ class Shard:
     # --- the batch path ---------------------------------------------------------------------------
 
     def apply(self, batch: ShardBatch) -> ShardResult:
-        if batch.incarnation and batch.incarnation != self.incarnation:
-            raise StaleShardCallError(
-                f"shard {self.shard_id}: batch addressed to incarnation {batch.incarnation}, "
-                f"this is {self.incarnation} (restarted); the router must fence and replay"
-            )
         decoded = [
             decode_record(batch.topic, p, o, k, v, self._max_event_bytes)
             for p, o, k, v in zip(batch.partitions, batch.offsets, batch.keys, batch.values, strict=True)

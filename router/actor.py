@@ -53,7 +53,6 @@ class RayShardPool:
     def __init__(self, shards: Sequence[Any], router_index: int = 0, fence_timeout_s: float = 60.0) -> None:
         self._shards = list(shards)
         self._router_index = router_index
-        self._incarnations = [""] * len(self._shards)
         self._token = ""
         self._sequences = [0] * len(self._shards)
         self._fence_timeout_s = fence_timeout_s
@@ -67,16 +66,15 @@ class RayShardPool:
 
     def fence(self) -> None:
         token = uuid.uuid4().hex
-        calls = [s.incarnation.remote(self._router_index, token) for s in self._shards]
+        calls = [s.fence.remote(self._router_index, token) for s in self._shards]
         try:
-            self._incarnations = list(ray.get(calls, timeout=self._fence_timeout_s))
+            ray.get(calls, timeout=self._fence_timeout_s)
         except RayError as exc:  # died, restarting too long (GetTimeoutError), or raised
             raise ShardFailedError(f"fencing: {remote_error_reason(exc)}") from exc
         self._token = token
         self._sequences = [0] * len(self._shards)
 
     def submit(self, shard: int, batch: ShardBatch) -> Any:
-        batch.incarnation = self._incarnations[shard]
         batch.fence_token = self._token
         batch.sequence = self._sequences[shard]
         self._sequences[shard] += 1

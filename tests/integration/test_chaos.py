@@ -155,7 +155,7 @@ def test_calls_made_while_a_shard_restarts_are_refused_until_the_router_fences(
         assert new["incarnation"] != old["incarnation"]
 
         batch = _orders(settings, "c-fence", 0)
-        handle = pool.submit(0, batch)  # still addressed to the instance that was killed
+        handle = pool.submit(0, batch)  # under the run fenced at the instance that was killed
         pool.wait([handle], 60)
         with pytest.raises(ShardFailedError) as refused:
             pool.results([handle])
@@ -191,6 +191,9 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
     class DyingRouter:  # defined here, so Ray ships it by value (the tests are not importable on workers)
         """Stands for a router process: fences the shard, sends its calls, is SIGKILLed with them queued."""
 
+        def ready(self) -> None:
+            """Its worker process has started (seconds on a slow machine), so it dies while Redis is busy."""
+
         def send_and_die(self, shard: Any, batches: list[ShardBatch]) -> None:
             pool = RayShardPool([shard])
             pool.fence()
@@ -210,8 +213,10 @@ def test_a_dead_router_s_call_lost_with_its_batch_leaves_its_later_calls_refused
     router = dying.options(num_cpus=0, max_restarts=0).remote()
     try:
         ray.get(shard.stats.remote(), timeout=60)  # the shard is up: the calls go to its queue
-        # Redis is busy for 2 s: call 0 waits on its load, so calls 1 and 2 queue behind it
-        with redis_held_busy(services.redis_url, 2.0), pytest.raises(ray.exceptions.RayActorError):
+        ray.get(router.ready.remote(), timeout=60)
+        # Redis is busy for 3 s: call 0 waits on its load, so calls 1 and 2 queue behind it until after the
+        # router's death (it sends them and dies within about a second)
+        with redis_held_busy(services.redis_url, 3.0), pytest.raises(ray.exceptions.RayActorError):
             ray.get(router.send_and_die.remote(shard, calls), timeout=60)
         deadline = time.monotonic() + 60
         while ray.get(shard.stats.remote(), timeout=60)["refused_calls"] < 1 and not applied(1 + big):
@@ -266,7 +271,7 @@ def test_calls_of_a_dead_router_run_and_calls_that_skip_one_are_refused(
         return _applied(store, settings, "c-gate", offset)
 
     try:
-        ray.get(shard.incarnation.remote(0, "run-dead"), timeout=60)
+        ray.get(shard.fence.remote(0, "run-dead"), timeout=60)
         [first] = ray.get([shard.apply.remote(call(0, "run-dead", 0))], timeout=60)
         assert first.counts.get("processed") == 1
         with pytest.raises(ray.exceptions.RayTaskError) as skipped:
@@ -275,7 +280,7 @@ def test_calls_of_a_dead_router_run_and_calls_that_skip_one_are_refused(
         assert "call 1 was expected" in str(skipped.value.cause)
         assert not applied(2), "a call that skips one must not be applied"
 
-        ray.get(shard.incarnation.remote(0, "run-restarted"), timeout=60)
+        ray.get(shard.fence.remote(0, "run-restarted"), timeout=60)
         with pytest.raises(ray.exceptions.RayTaskError) as fenced_off:
             ray.get(shard.apply.remote(call(1, "run-dead", 1)), timeout=60)
         assert isinstance(fenced_off.value.cause, StaleShardCallError), fenced_off.value

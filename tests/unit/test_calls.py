@@ -34,6 +34,19 @@ def test_a_run_fenced_off_by_its_router_s_next_fence_is_refused() -> None:
     assert gate.admit("restarted-router", 0) is None
 
 
+def test_a_restarted_instance_refuses_the_runs_fenced_at_the_one_before_it() -> None:
+    """A shard restart is a new gate: the router's calls sent before it learned of the restart are refused
+    until it fences the new instance, and the replay follows that fence."""
+    before = CallGate()
+    before.fence(0, "run-a")
+    assert before.admit("run-a", 0) is None
+    restarted = CallGate()
+    refusal = restarted.admit("run-a", 1)
+    assert refusal is not None and refusal.stale and "never fenced at this instance" in refusal.reason
+    restarted.fence(0, "run-b")
+    assert restarted.admit("run-b", 0) is None
+
+
 def test_a_call_repeated_is_refused() -> None:
     gate = CallGate()
     gate.fence(0, "run-a")

@@ -16,7 +16,7 @@ from clickcash.actors.contract import OutputTopics, ShardBatch, ShardResult
 from clickcash.actors.shard import MAX_COMMIT_ATTEMPTS, RECORD_FRAMING_RESERVE_BYTES, Shard
 from clickcash.actors.state.base import BatchWrite, CustomerState, InMemoryStateStore, LoadedBatch
 from clickcash.config.domain import DomainConfig
-from clickcash.errors import StaleShardCallError, StateConflictError
+from clickcash.errors import StateConflictError
 from clickcash.events import (
     OUTPUT_SOURCE,
     OUTPUT_TYPES,
@@ -328,22 +328,6 @@ def test_replaying_a_batch_returns_byte_identical_outputs_and_keeps_state(
     other, _ = make_shard(domain, store=store)
     assert outputs(other.apply(shard_batch(records))) == outputs(first)
     assert _snapshot(store) == state
-
-
-def test_a_batch_addressed_to_another_incarnation_is_refused_and_changes_nothing(
-    domain: DomainConfig, rec: Rec, shard_batch: BatchFactory
-) -> None:
-    shard, store = make_shard(domain)
-    assert make_shard(domain)[0].incarnation != shard.incarnation, "every instance is its own incarnation"
-    batch = shard_batch([rec("order.placed", order_id="o-1")])
-    batch.incarnation = "the-instance-before-a-restart"
-    with pytest.raises(StaleShardCallError, match="restarted"):
-        shard.apply(batch)
-    assert store.round_trips == 0 and store.customers == {}
-    batch.incarnation = shard.incarnation
-    assert types_of(shard.apply(batch)) == ["order.accepted", "payment.route_decided"]
-    batch.incarnation = ""  # unfenced callers (the verifier, single-process tools) are not checked
-    assert shard.apply(batch).counts.get("replayed") == 1
 
 
 def test_replay_of_dead_letters_is_identical(
