@@ -46,11 +46,14 @@ class StateConflictError(ClickcashError):
 
 
 class StaleShardCallError(ClickcashError):
-    """A batch addressed to an earlier incarnation of this shard: refused, nothing applied.
+    """A shard call refused untouched by the shard's call gate (``clickcash.actors.calls``): its router run
+    was fenced off (a dead router, or one that fenced again), was never fenced at this instance (the shard
+    restarted), skipped a call, or follows a call of its run that raised.
 
     Ray sends calls made while it restarts an actor to the new instance, ahead of anything the caller sends
-    once it learns of the death. Applying them would run a customer's later events before the replay of
-    the ones the dead instance lost; refusing them makes the router rewind and replay in order instead.
+    once it learns of the death, and a dead router's inline calls still run after it. Applying them would
+    run a customer's later events before the replay of the earlier ones; refusing them makes the router
+    fence, rewind and replay in order instead.
     """
 
 
