@@ -29,7 +29,7 @@ from clickcash.config.settings import load_settings
 from clickcash.errors import ClickcashError
 from clickcash.loadtest.contenders._common import kafka_client_config
 from clickcash.loadtest.contenders.results import identify, latency_summary
-from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, PreparedEvents, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import send_campaign
 
 Seen = tuple[str | None, str, float]
@@ -132,8 +132,11 @@ def measure(
     reader = LatencyReader(bootstrap, output_topics)
     reader.start()
     try:
-        gen = CampaignGenerator(
-            loadtest_mix(customers=customers), seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}"
+        gen = PreparedEvents(
+            CampaignGenerator(
+                loadtest_mix(customers=customers), seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}"
+            ),
+            events,
         )
         t0 = time.time()
         sent_at, _kinds, _orders = send_campaign(

@@ -24,7 +24,13 @@ from clickcash.cluster.outputs import OutputReader
 from clickcash.config.settings import Settings
 from clickcash.errors import ClickcashError, ServiceError
 from clickcash.events import SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE
-from clickcash.loadtest.traffic.campaign import CampaignGenerator, CampaignMix, decisions_line
+from clickcash.loadtest.traffic.campaign import (
+    CampaignGenerator,
+    CampaignMix,
+    EventSource,
+    PreparedEvents,
+    decisions_line,
+)
 
 SYNTHETIC_HEADERS: list[tuple[str, str | bytes | None]] = [(SYNTHETIC_HEADER, SYNTHETIC_HEADER_VALUE)]
 """the generated campaign is synthetic traffic: marked on the record as in its envelope"""
@@ -76,7 +82,7 @@ class CampaignReport:
 
 def produce_events(
     settings: Settings,
-    generator: CampaignGenerator,
+    generator: EventSource,
     events: int,
     *,
     rate_per_s: float | None = None,
@@ -96,7 +102,7 @@ def produce_events(
 def send_campaign(
     producer_config: dict[str, Any],
     topic: str,
-    generator: CampaignGenerator,
+    generator: EventSource,
     events: int,
     *,
     rate_per_s: float | None = None,
@@ -185,6 +191,7 @@ def run_campaign(
 ) -> CampaignReport:
     run_id = f"r{uuid.uuid4().hex[:8]}"
     gen = CampaignGenerator(mix or CampaignMix(), seed=seed, run_id=run_id)
+    source: EventSource = PreparedEvents(gen, events) if rate_per_s else gen  # before the clock starts
     reader = OutputReader(settings, from_end=True)
     stop_reading = threading.Event()
 
@@ -199,7 +206,7 @@ def run_campaign(
         t0 = time.time()
         sent_at, kinds, orders = produce_events(
             settings,
-            gen,
+            source,
             events,
             rate_per_s=rate_per_s,
             progress=lambda n: log(f"  produced {n:,}/{events:,} events"),

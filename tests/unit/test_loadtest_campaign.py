@@ -198,3 +198,28 @@ def test_weighted_choice_follows_weights() -> None:
     rng = random.Random(1)
     counts = Counter(weighted_choice(rng, (("a", 0.7), ("b", 0.2), ("c", 0.1))) for _ in range(10_000))
     assert _within(counts["a"], 10_000, 0.7) and _within(counts["c"], 10_000, 0.1)
+
+
+def test_prepared_events_are_the_generator_s_own_in_its_order_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A paced run prepares its events before its clock starts: the same events, in the same order, with
+    at most ``PREPARED_EVENTS_MAX`` held and the rest generated as they are asked for."""
+    import clickcash.loadtest.traffic.campaign as campaign
+
+    class Counting(campaign.CampaignGenerator):
+        calls = 0
+
+        def next_event(self, now: datetime | None = None) -> campaign.GeneratedEvent:
+            Counting.calls += 1
+            return super().next_event(now)
+
+    monkeypatch.setattr(campaign, "PREPARED_EVENTS_MAX", 5)
+    mix = campaign.CampaignMix(customers=50)
+    prepared = campaign.PreparedEvents(Counting(mix, seed=3, run_id="p"), 8)
+    assert Counting.calls == 5, "generated up front, up to the bound"
+    plain = campaign.CampaignGenerator(mix, seed=3, run_id="p")
+    got = [prepared.next_event() for _ in range(12)]
+    want = [plain.next_event() for _ in range(12)]
+    assert [(e.key, e.event_id, e.kind) for e in got] == [(e.key, e.event_id, e.kind) for e in want]
+    assert Counting.calls == 12, "past the prepared ones, one generated per event asked for"
