@@ -145,7 +145,9 @@ def test_a_commit_that_times_out_is_sent_once_and_its_responses_still_replay(
     the batch's replay gets its responses back once Redis has run the script."""
     client = redis.Redis.from_url(services.redis_url, socket_timeout=0.3, retry=Retry(NoBackoff(), 3))
     store = make_store(client, prefix)
-    store.load([], ["c-warm"])  # the commit script is loaded and a connection is open
+    # a first commit loads the commit script into Redis (``load`` does not) and opens a connection: the
+    # timed-out commit's EVALSHA must find the script, or Redis answers NOSCRIPT and runs nothing
+    assert store.commit(BatchWrite(claims=[claim("e-warm", 9, b"warm")]))
     try:
         # Redis is running a busy script: the commit's reply cannot come in time
         with redis_held_busy(services.redis_url, 1.2), pytest.raises(ServiceError):
