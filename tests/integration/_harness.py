@@ -206,9 +206,18 @@ def redis_held_busy(url: str, seconds: float) -> Iterator[None]:
     )
     busy = threading.Thread(target=client.eval, args=(script, 0))
     busy.start()
+    probe = redis.Redis.from_url(url, socket_timeout=0.05)
     try:
-        time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while True:  # running once a PING from another connection gets no answer
+            try:
+                probe.ping()
+            except redis.TimeoutError:
+                break
+            assert time.monotonic() < deadline, "the busy script did not start"
+            time.sleep(0.01)
         yield
     finally:
+        probe.close()
         busy.join()
         client.close()
