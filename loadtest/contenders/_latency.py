@@ -25,6 +25,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, TopicPartition
 
 from clickcash.cluster.offsets import group_lag
+from clickcash.cluster.outputs import COMMITTED_FETCH_WAIT_MS
 from clickcash.config.settings import load_settings
 from clickcash.errors import ClickcashError
 from clickcash.loadtest.contenders._common import kafka_client_config
@@ -51,7 +52,7 @@ class LatencyReader:
                 "group.id": f"latency-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 10,
+                "fetch.wait.max.ms": COMMITTED_FETCH_WAIT_MS,
             }
         )
         tps = []

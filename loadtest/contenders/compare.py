@@ -26,6 +26,7 @@ import psutil
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from clickcash.cluster.outputs import COMMITTED_FETCH_WAIT_MS
 from clickcash.config.settings import load_settings, redact_url
 from clickcash.errors import ClickcashError, ConfigError, ServiceError
 from clickcash.loadtest.contenders._common import (
@@ -151,7 +152,7 @@ def read_outputs(
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 50,
+            "fetch.wait.max.ms": COMMITTED_FETCH_WAIT_MS,
         }
     )
     tally = OutputTally()

@@ -33,6 +33,7 @@ import orjson
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from clickcash.cluster.offsets import GroupOffsets
+from clickcash.cluster.outputs import COMMITTED_FETCH_WAIT_MS
 from clickcash.config.settings import Settings
 from clickcash.envelope import DEAD_LETTER_TYPE
 from clickcash.errors import ServiceError
@@ -129,7 +130,7 @@ class Monitor:
                 "group.id": f"clickcash-loadtest-monitor-{spec.run_id}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 20,
+                "fetch.wait.max.ms": COMMITTED_FETCH_WAIT_MS,
                 "queued.max.messages.kbytes": 65536,
             }
         )
