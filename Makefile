@@ -1,7 +1,10 @@
 # The two commands of the README, and the pieces they are made of.
 # Everything installs into .venv and .cache (both git-ignored); every service is started and stopped by pid.
 
-PYTHON ?= python3
+# The virtualenvs are built from the fastest CPython of python3's version on this machine (builds of one
+# version differ by up to 1.6x in speed; see cluster/local/pick_python.py). `make PYTHON=...` chooses one.
+# Picked on first use only (the eval memoises it), so make runs that build no virtualenv measure nothing.
+PYTHON ?= $(eval PYTHON := $(shell python3 cluster/local/pick_python.py || echo python3))$(PYTHON)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
