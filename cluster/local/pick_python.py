@@ -87,8 +87,8 @@ def main() -> int:
         return 0
     measured = {base[0]: base}
     for path in _candidates():
-        found = _probe(path)
-        if found is not None and found[1] == base[1]:
+        found = _probe(path) if path != default else None
+        if found is not None:
             measured.setdefault(found[0], found)
     best = choose(base, list(measured.values()))
     others = ", ".join(f"{m[0]} ({m[2]}) {m[3] * 1000:.0f} ms" for m in measured.values() if m is not best)
