@@ -30,7 +30,7 @@ from clickcash.config.settings import load_settings
 from clickcash.errors import ClickcashError
 from clickcash.loadtest.contenders._common import kafka_client_config
 from clickcash.loadtest.contenders.results import identify, latency_summary
-from clickcash.loadtest.traffic.campaign import CampaignGenerator, PreparedEvents, loadtest_mix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import send_campaign
 
 Seen = tuple[str | None, str, float]
@@ -133,14 +133,10 @@ def measure(
     reader = LatencyReader(bootstrap, output_topics)
     reader.start()
     try:
-        gen = PreparedEvents(
-            CampaignGenerator(
-                loadtest_mix(customers=customers), seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}"
-            ),
-            events,
+        gen = CampaignGenerator(
+            loadtest_mix(customers=customers), seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}"
         )
-        t0 = time.time()
-        sent_at, _kinds, _orders = send_campaign(
+        sent_at, _kinds, _orders, t0 = send_campaign(
             {**kafka_client_config(bootstrap), "linger.ms": 5},
             input_topic,
             gen,

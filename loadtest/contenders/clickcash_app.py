@@ -46,7 +46,7 @@ from clickcash.loadtest.contenders._common import (
 )
 from clickcash.loadtest.contenders._latency import LatencyReader
 from clickcash.loadtest.contenders.results import LIGHT_RATE_PER_S, cpu_us_per_event, latency_summary
-from clickcash.loadtest.traffic.campaign import CampaignGenerator, PreparedEvents, loadtest_mix
+from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 from clickcash.loadtest.traffic.campaign_run import produce_events, wait_drained
 
 POLL_S = 0.02
@@ -303,9 +303,8 @@ def paced_latency(
     )
     reader.start()
     try:
-        gen = PreparedEvents(CampaignGenerator(mix, seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}"), events)
-        t0 = time.time()
-        sent_at, _kinds, orders = produce_events(settings, gen, events, rate_per_s=rate_per_s)
+        gen = CampaignGenerator(mix, seed=seed, run_id=f"p{uuid.uuid4().hex[:8]}")
+        sent_at, _kinds, orders, t0 = produce_events(settings, gen, events, rate_per_s=rate_per_s)
         produce_s = time.time() - t0
         wait_drained(settings, timeout_s)
         drain_s = time.time() - t0 - produce_s

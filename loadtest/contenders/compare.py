@@ -113,7 +113,7 @@ def pre_produce(
     """Produce ``events`` campaign events (the load tests' mix) and record what a complete run must show."""
     gen = CampaignGenerator(loadtest_mix(customers=customers), seed=seed, run_id=run_id)
     started = time.monotonic()
-    _, kinds, orders = send_campaign(
+    _, kinds, orders, _ = send_campaign(
         {
             **kafka_client_config(bootstrap),
             "linger.ms": 20,

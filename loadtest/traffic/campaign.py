@@ -198,7 +198,7 @@ class PreparedEvents:
     event's ``time`` is when it was generated, a few seconds before it is sent (the pipeline decides on the
     Kafka record's timestamp, which is stamped when it is sent)."""
 
-    def __init__(self, generator: CampaignGenerator, count: int) -> None:
+    def __init__(self, generator: EventSource, count: int) -> None:
         self._generator = generator
         self._ready = deque(generator.next_event() for _ in range(min(count, PREPARED_EVENTS_MAX)))
 
