@@ -19,24 +19,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
-_PROBE = """
-import os, sys, time
-import ensurepip, venv
-def loop(n):
-    t = time.perf_counter()
-    x = 0
-    for i in range(n):
-        x += i
-    return time.perf_counter() - t
-best = min(loop(1_000_000) for _ in range(3))
-v = sys.version_info
-print(os.path.realpath(sys.executable), "%d.%d" % v[:2], "%d.%d.%d" % v[:3], best)
-"""
-"""prints the interpreter's own path (links resolved, so one build is timed once), its version and the
-best of three loops of 1,000,000 additions; fails (and the candidate is skipped) when the interpreter
-cannot create a virtualenv"""
-
+PROBE_STEPS = 1_000_000
+"""additions each candidate is timed on (best of three)"""
 KEEP_DEFAULT_WITHIN = 1.10
 """``python3`` stays unless another candidate is more than 10 % faster: timing noise must not flip it"""
 
@@ -55,6 +41,38 @@ def _candidates() -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def python_loop_s(steps: int, repeats: int = 3) -> float:
+    """Seconds this interpreter takes for ``steps`` additions in a Python loop, the best of ``repeats``.
+
+    Most of clickcash's CPU is Python bytecode, so this loop ranks interpreters here, and
+    ``clickcash compare`` prints its time in a report's first line so that runs on different days,
+    machines or interpreters can be told apart."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(steps):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _print_probe() -> None:
+    """Run under a candidate (``<candidate> pick_python.py --probe``): print its own path (links resolved,
+    so one build is timed once), its version and :func:`python_loop_s`. Fails, and the candidate is
+    skipped, when it cannot create a virtualenv (Debian ships ``venv``'s ``ensurepip`` apart)."""
+    import ensurepip  # noqa: F401
+    import venv  # noqa: F401
+
+    v = sys.version_info
+    print(
+        os.path.realpath(sys.executable),
+        f"{v[0]}.{v[1]}",
+        f"{v[0]}.{v[1]}.{v[2]}",
+        python_loop_s(PROBE_STEPS),
+    )
+
+
 Probe = tuple[str, str, str, float]
 """(interpreter path, major.minor, full version, seconds of the best loop)"""
 
@@ -70,7 +88,7 @@ def choose(default: Probe, others: list[Probe]) -> Probe:
 def _probe(path: str) -> Probe | None:
     try:
         out = subprocess.run(
-            [path, "-c", _PROBE], capture_output=True, text=True, timeout=30, check=True
+            [path, __file__, "--probe"], capture_output=True, text=True, timeout=30, check=True
         ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -80,6 +98,9 @@ def _probe(path: str) -> Probe | None:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--probe"]:
+        _print_probe()
+        return 0
     default = shutil.which("python3")
     base = _probe(default) if default else None
     if base is None:

@@ -26,6 +26,7 @@ import psutil
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from clickcash.cluster.local.pick_python import python_loop_s
 from clickcash.cluster.outputs import COMMITTED_FETCH_WAIT_MS
 from clickcash.config.settings import load_settings, redact_url
 from clickcash.errors import ClickcashError, ConfigError, ServiceError
@@ -334,23 +335,6 @@ def output_topics(cfg: ContenderConfig, kind: str) -> list[str]:
 # --- the whole comparison ----------------------------------------------------------------------------
 
 
-def python_loop_s(steps: int = PYTHON_LOOP_STEPS, repeats: int = 3) -> float:
-    """Seconds this interpreter takes for ``steps`` additions in a Python loop, the best of ``repeats``.
-
-    Most of clickcash's CPU is Python bytecode: on one machine this loop took 92 ms under Debian's CPython
-    and 151 ms under one compiled without profile-guided optimisation, and the shard's batch path ~25 %
-    longer under the second. The report carries this figure so that runs on different days, machines or
-    interpreters can be told apart."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        total = 0
-        for i in range(steps):
-            total += i
-        best = min(best, time.perf_counter() - t0)
-    return round(best, 3)
-
-
 def machine() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     try:
@@ -366,7 +350,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "python_loop_s": python_loop_s(),
+        "python_loop_s": round(python_loop_s(PYTHON_LOOP_STEPS), 3),
     }
 
 

@@ -372,7 +372,8 @@ def _fmt_rate(v: float | None) -> str:
 
 
 PYTHON_LOOP_STEPS = 2_000_000
-"""the calibration loop of ``compare.python_loop_s``, whose time the report's header shows"""
+"""additions in the calibration loop (``clickcash.cluster.local.pick_python.python_loop_s``) whose time the
+report's header shows"""
 
 
 def _interpreter(machine: Mapping[str, Any]) -> str:
