@@ -6,6 +6,10 @@
 # Picked on first use only (the eval memoises it), so make runs that build no virtualenv measure nothing.
 PYTHON ?= $(eval PYTHON := $(shell python3 cluster/local/pick_python.py || echo python3))$(PYTHON)
 VENV   := .venv
+APP_REQUIREMENT := -e ".[dev,loadtest]"
+# pip retries a refused connection itself (--retries), not a download cut off mid-read (IncompleteRead),
+# which failed a fresh clone's install once: such an install is tried once more after a pause.
+pip_install = $(1) install -q $(2) || { echo "pip install failed; trying once more in 5 s ..."; sleep 5; $(1) install -q $(2); }
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 QUIX_VENV  := .cache/venv-quix
@@ -40,8 +44,8 @@ bench-deps: $(QUIX_STAMP)
 # Quix Streams pins an older confluent-kafka than clickcash: it gets a virtualenv of its own under .cache/
 $(QUIX_STAMP): loadtest/contenders/requirements-quix.txt
 	$(PYTHON) -m venv $(QUIX_VENV)
-	$(QUIX_VENV)/bin/pip install -q --upgrade pip
-	$(QUIX_VENV)/bin/pip install -q -r loadtest/contenders/requirements-quix.txt
+	$(call pip_install,$(QUIX_VENV)/bin/pip,--upgrade pip)
+	$(call pip_install,$(QUIX_VENV)/bin/pip,-r loadtest/contenders/requirements-quix.txt)
 	touch $@
 
 services-start: $(STAMP) system-deps
@@ -52,8 +56,8 @@ services-stop: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,loadtest]"
+	$(call pip_install,$(BIN)/pip,--upgrade pip)
+	$(call pip_install,$(BIN)/pip,$(APP_REQUIREMENT))
 	touch $@
 
 # Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server comes from Debian. Each is
