@@ -60,8 +60,9 @@ $(STAMP): pyproject.toml
 	$(call pip_install,$(BIN)/pip,$(APP_REQUIREMENT))
 	touch $@
 
-# Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server comes from Debian. Each is
-# installed from Debian's packages when missing, so `make demo` and `make test` need nothing done by hand.
+# Java 17 and Maven run the Kafka broker (jars from Maven Central); redis-server and valgrind come from
+# Debian. Each is installed from Debian's packages when missing, so `make demo` and `make test` need nothing
+# done by hand.
 APT_INSTALL := apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 PROMTOOL := .cache/prometheus-deb/root/usr/bin/promtool
 
@@ -75,6 +76,10 @@ system-deps:
 	@command -v redis-server >/dev/null || { \
 		echo "installing redis-server from Debian's packages ..."; \
 		$(APT_INSTALL) redis-server >/dev/null; }
+	@# valgrind counts instructions for `clickcash bench --stages --instructions` (and its test)
+	@command -v valgrind >/dev/null || { \
+		echo "installing valgrind from Debian's packages ..."; \
+		$(APT_INSTALL) valgrind >/dev/null; }
 	@# promtool (SLO rule checks) from Debian's prometheus package, extracted into .cache/: installing the
 	@# package would start a prometheus daemon (its postinst), and only the promtool binary is needed
 	@command -v promtool >/dev/null || test -x $(PROMTOOL) || { \

@@ -34,7 +34,7 @@ from clickcash.cluster.ledger.fold import Ledger
 from clickcash.cluster.ledger.loop import LedgerLoop
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import Settings, load_settings
-from clickcash.loadtest.contenders.stages import _batches
+from clickcash.loadtest.contenders.stages import bench_batches
 from clickcash.testing import FakeMessage, FakeRecord
 
 
@@ -60,7 +60,7 @@ def ledger_records(
     )
     read = {k.orders_topic, k.dunning_topic}
     out: list[FakeMessage] = []
-    for b in _batches(events, batch, customers, seed, 0):
+    for b in bench_batches(events, batch, customers, seed, 0):
         out += [_record(k.input_topic, key, value, None) for key, value in zip(b.keys, b.values, strict=True)]
         res = shard.apply(b)
         for topic, key, value, headers in zip(res.topics, res.keys, res.values, res.headers, strict=True):

@@ -39,6 +39,7 @@ from clickcash.actors.state.redis import RedisStateStore
 from clickcash.cluster.local.redis_server import LocalRedis
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import load_settings
+from clickcash.loadtest.contenders.instructions import DEFAULT_EVENTS
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 
 _T0_MS = 1_767_225_600_000
@@ -141,7 +142,9 @@ def instrumented(clock: StageClock, store: StateStore) -> Iterator[None]:
                 setattr(obj, name, old)
 
 
-def _batches(events: int, batch_size: int, customers: int, seed: int, offset0: int) -> list[ShardBatch]:
+def bench_batches(events: int, batch_size: int, customers: int, seed: int, offset0: int) -> list[ShardBatch]:
+    """``events`` of the campaign generator as one partition's shard batches of ``batch_size``, each
+    carrying the watermark of the one before (the same events for the same arguments)."""
     gen = CampaignGenerator(loadtest_mix(customers=customers), seed=seed, run_id=f"stages{seed}")
     out: list[ShardBatch] = []
     batch = ShardBatch("clickcash.events")
@@ -195,6 +198,21 @@ def _redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def bench_shard(store: StateStore) -> Shard:
+    """A shard as the app builds one from the default settings and domain, on ``store``."""
+    settings = load_settings()
+    k = settings.kafka
+    return Shard(
+        0,
+        OutputTopics(k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic),
+        load_domain_config(settings.domain_file),
+        store,
+        max_event_bytes=settings.pipeline.max_event_bytes,
+        psp_stats_refresh_ms=settings.pipeline.psp_stats_refresh_ms,
+        state_cache_customers=settings.pipeline.state_cache_customers,
+    )
+
+
 def measure(
     store: StateStore,
     *,
@@ -211,18 +229,8 @@ def measure(
 
     The measured events run in ``rounds`` parts; each figure is the median over the parts, so a burst of
     another process's work on a shared machine moves it less."""
-    settings = load_settings()
-    k = settings.kafka
-    shard = Shard(
-        0,
-        OutputTopics(k.orders_topic, k.payments_topic, k.dunning_topic, k.dlq_topic),
-        load_domain_config(settings.domain_file),
-        store,
-        max_event_bytes=settings.pipeline.max_event_bytes,
-        psp_stats_refresh_ms=settings.pipeline.psp_stats_refresh_ms,
-        state_cache_customers=settings.pipeline.state_cache_customers,
-    )
-    batches = _batches(warmup + events, batch_size, customers, seed, 0)
+    shard = bench_shard(store)
+    batches = bench_batches(warmup + events, batch_size, customers, seed, 0)
     split = warmup // batch_size
     measured = batches[split:]
     per_round = max(1, len(measured) // rounds)
@@ -278,6 +286,10 @@ def _parser_options(parser: str) -> dict[str, Any]:
 
 
 def run_stages(args: argparse.Namespace) -> int:
+    if args.instructions:
+        from clickcash.loadtest.contenders.instructions import run_instruction_count
+
+        return run_instruction_count(args)
     common: dict[str, Any] = {
         "warmup": args.warmup,
         "events": args.events,
@@ -317,6 +329,17 @@ def add_stage_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--customers", type=int, default=10_000, help="--stages: customers in the mix")
     bench.add_argument("--batch", type=int, default=500, help="--stages: events per shard batch")
     bench.add_argument("--seed", type=int, default=7, help="--stages: generator seed")
+    bench.add_argument(
+        "--instructions",
+        type=int,
+        nargs="?",
+        const=DEFAULT_EVENTS,
+        default=None,
+        metavar="EVENTS",
+        help="--stages: instead of timing, count the instructions per event of the batch path (in-memory "
+        f"store) under valgrind over EVENTS measured events (default {DEFAULT_EVENTS:,}): a figure other "
+        "processes on the machine do not move",
+    )
     bench.add_argument(
         "--redis-url", default=None, help="--stages: use this Redis instead of starting a redis-server"
     )
