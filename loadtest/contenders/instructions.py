@@ -147,14 +147,15 @@ def count_instructions(
                     cmd = child_command(valgrind, apply_events=apply_events, **common)
                     procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env))
             started = time.monotonic()
+            next_report = started + poll_s
             while any(p.poll() is None for p in procs):
-                elapsed = time.monotonic() - started
-                if elapsed > TIMEOUT_S:
+                now_s = time.monotonic()
+                if now_s - started > TIMEOUT_S:
                     raise ServiceError("valgrind", f"the runs took more than {TIMEOUT_S:.0f} s; stopped them")
-                progress(f"  counting ... {elapsed:.0f} s")
-                deadline = min(started + TIMEOUT_S, time.monotonic() + poll_s)
-                while time.monotonic() < deadline and any(p.poll() is None for p in procs):
-                    time.sleep(0.5)
+                if now_s >= next_report:
+                    progress(f"  counting ... {now_s - started:.0f} s")
+                    next_report += poll_s
+                time.sleep(0.5)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -171,8 +172,7 @@ def count_instructions(
 
 def run_instruction_count(args: argparse.Namespace) -> int:
     """``clickcash bench --stages --instructions [EVENTS]``."""
-    progress = print
-    progress(
+    print(
         f"counting instructions: two runs under valgrind side by side (warm-up {args.warmup:,} events, "
         f"then {args.instructions:,} measured) ..."
     )
@@ -182,7 +182,6 @@ def run_instruction_count(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         customers=args.customers,
         seed=args.seed,
-        progress=progress,
     )
     print(count.render(batch_size=args.batch, customers=args.customers))
     return 0
