@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from clickcash.actors import _output_json as output_json
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     from clickcash.actors.contract import OutputTopics, ShardResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC_SUFFIX = "+00:00"
+_MILLIS = tuple(timedelta(milliseconds=m) for m in range(1000))
+_MILLIS_TEXT = tuple(f".{m:03d}000{_UTC_SUFFIX}" if m else _UTC_SUFFIX for m in range(1000))
+"""what ``isoformat()`` appends to a whole second's text for each millisecond (nothing for 0 µs)"""
+_EXACT_SECONDS = 2**32
+"""below this many seconds since the epoch a ``float`` of seconds holds milliseconds to within 2**-22 s"""
 SYNTHETIC_COUNT_PREFIX = "synthetic|"
 """count key prefix of the synthetic share of a count (``synthetic|<output type>``, ``synthetic|in:<type>``,
 ``synthetic|clickcash.dead_letter``): the metrics split their counters by a ``synthetic`` label with it"""
@@ -90,6 +96,8 @@ class EventApplier:
         self._last_instant: tuple[int, datetime, str] = (0, _EPOCH, _EPOCH.isoformat())
         """(ms, datetime, its text) of the last event with a record timestamp: under load many events of
         a batch share a millisecond, and the datetime and its text are immutable"""
+        self._second: tuple[int, datetime, str] = (-1, _EPOCH, "")
+        """(second, its datetime, its ``isoformat()`` without the UTC offset) for :meth:`_instant`"""
         self._tail: tuple[tuple[object, ...], bytes] = ((), b"")
         """the envelope attributes from ``time`` on of the last output, with what they were made of"""
 
@@ -98,8 +106,7 @@ class EventApplier:
         if a.now_ms > 0:
             last_ms, now, text = self._last_instant
             if a.now_ms != last_ms:
-                now = datetime.fromtimestamp(a.now_ms / 1000, UTC)
-                text = now.isoformat()
+                now, text = self._instant(a.now_ms)
                 self._last_instant = (a.now_ms, now, text)
             a.now, a.time_text = now, text
         else:
@@ -124,6 +131,23 @@ class EventApplier:
                 a.state.customer_since_ms = _ms(since)
         elif isinstance(data, DunningTimerFired):
             self._timer_fired(a, data)
+
+    def _instant(self, ms: int) -> tuple[datetime, str]:
+        """``datetime.fromtimestamp(ms / 1000, UTC)`` and its ``isoformat()``, from the last whole second's
+        datetime and text: record timestamps advance a millisecond at a time, so consecutive events
+        rarely share a millisecond but nearly always a second, and adding a cached ``timedelta`` and
+        appending a cached suffix is a fraction of converting and formatting each instant in full.
+        Exact below ``_EXACT_SECONDS`` (the float ``ms / 1000`` is then within a quarter of a microsecond
+        of the instant, so ``fromtimestamp`` rounds to it); later instants take the full path."""
+        second, millis = divmod(ms, 1000)
+        if second != self._second[0]:
+            if second >= _EXACT_SECONDS:
+                now = datetime.fromtimestamp(ms / 1000, UTC)
+                return now, now.isoformat()
+            base = datetime.fromtimestamp(second, UTC)
+            self._second = (second, base, base.isoformat()[: -len(_UTC_SUFFIX)])
+        _, base, head = self._second
+        return base + _MILLIS[millis], head + _MILLIS_TEXT[millis]
 
     # --- outputs ----------------------------------------------------------------------------------
 
