@@ -9,18 +9,19 @@ from hashlib import blake2b
 from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
-from pydantic import AwareDatetime, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import Field, GetPydanticSchema, TypeAdapter, ValidationError
+from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from clickcash.card_data import CARD_DATA_DETAIL, card_data_field
 from clickcash.events import (
+    _RFC3339_START,
     INPUT_TYPES,
     DeadLetter,
     DeadLetterCode,
     Id,
     InputData,
     InputEnvelope,
-    _rfc3339_text,
     mask_card_numbers,
     says_synthetic,
 )
@@ -45,6 +46,20 @@ class InputEvent:
     """the envelope said ``synthetic: true``: its outputs and dead letters are marked the same way"""
 
 
+_RFC3339_TIME = GetPydanticSchema(
+    lambda _source, _handler: core_schema.chain_schema(
+        [
+            core_schema.str_schema(pattern=_RFC3339_START.pattern, strict=True),
+            core_schema.datetime_schema(tz_constraint="aware"),
+        ]
+    )
+)
+"""``InputEnvelope.time`` (``AwareDatetime`` after ``_rfc3339_text``) checked in pydantic-core alone: a string
+that starts like an RFC 3339 timestamp, parsed into an aware datetime. The ``_rfc3339_text`` callback was a
+Python call per record; a value this refuses and the callback would accept (a ``datetime``, which no parsed
+JSON holds) takes the ``InputEnvelope`` path, which decides it as before."""
+
+
 class _EnvelopeHead(TypedDict):
     """``InputEnvelope``'s attributes but ``data``, with the same constraints, validated into a plain dict:
     no model instance per record (``data`` is checked to be an object and validated by its own model)."""
@@ -53,7 +68,7 @@ class _EnvelopeHead(TypedDict):
     id: Id
     source: Annotated[str, Field(min_length=1, max_length=1024)]
     type: str
-    time: Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+    time: Annotated[datetime, _RFC3339_TIME]
     partitionkey: Id
     correlationid: NotRequired[Id | None]
     campaignid: NotRequired[Id | None]

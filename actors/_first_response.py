@@ -25,13 +25,27 @@ def encode(
 ) -> bytes:
     """The response holding outputs ``start`` to ``end`` (excluded) of a result's columns; an output with
     headers is marked synthetic (the only header an event's own outputs carry)."""
+    if start == end:
+        return FORMAT
     parts = [FORMAT]
     append = parts.append
     for j in range(start, end):
         value = values[j]
-        append(b"%b %d %d\n" % (topics[j].encode(), 1 if headers[j] else 0, len(value)))
+        mark = 1 if headers[j] else 0
+        head = _heads.get((topics[j], mark))
+        if head is None:
+            if len(_heads) >= _HEADS_MAX:
+                _heads.clear()
+            head = _heads[(topics[j], mark)] = b"%b %d " % (topics[j].encode(), mark)
+        append(head + b"%d\n" % len(value))
         append(value)
     return b"".join(parts)
+
+
+_HEADS_MAX = 64
+_heads: dict[tuple[str, int], bytes] = {}
+"""(topic, synthetic mark) -> the start of an output's line, ``<topic> <0|1> ``: a shard writes to four
+topics, and every event's response encoded the topic name again"""
 
 
 def decode(raw: bytes) -> list[tuple[str, bytes, bool]]:

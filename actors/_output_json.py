@@ -59,7 +59,9 @@ def route_decided(
             "amount_cents": amount_cents,
             "currency": currency,
             "idempotency_key": idempotency_key,
-            "reasons": list(reasons),
+            # a ``Reason``'s fields handed over directly: orjson calling ``default`` back per reason cost
+            # more than this loop; anything else still goes to ``_reason_fields`` (which refuses it)
+            "reasons": [r.__dict__ if type(r) is Reason else r for r in reasons],
         },
         default=_reason_fields,
     )

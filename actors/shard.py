@@ -308,11 +308,12 @@ class Shard:
                     state = CustomerState.decode(doc) if doc is not None else CustomerState()
                 states[ev.customer_id] = state
                 write.expected_versions[ev.customer_id] = version
-            start = len(result)
+            start = len(result.values)
             stamp_ms = batch.timestamps_ms[i] if i < len(batch.timestamps_ms) else 0
             self._applier.apply(Apply(ev, state, result, write, key, partition, now_ms=stamp_ms))
             # a synthetic output is marked, so a replay restores its ``ce_synthetic`` header
-            response = first_response.encode(result.topics, result.values, result.headers, start, len(result))
+            end = len(result.values)  # ``len(result)``, without a Python call per event
+            response = first_response.encode(result.topics, result.values, result.headers, start, end)
             record = IdempotencyRecord(ev.fingerprint, partition, offset)
             write.claims.append((ev.id, record, response))
             seen[ev.id] = record

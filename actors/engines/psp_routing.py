@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -549,12 +549,36 @@ def _ranking_reason(
     scores: Mapping[str, float],
     policy: RoutingPolicy,
 ) -> Reason:
-    """``fees``: each ranked PSP's ``expected_fee_cents`` for the request's amount."""
+    """``fees``: each ranked PSP's ``expected_fee_cents`` for the request's amount.
+
+    Built for every decision, so it is made the cheap way: each rate's text is remembered (a segment's
+    rates change only when its stats do, while a score depends on the amount), and the ``Reason`` is
+    validated without ``BaseModel.__init__``'s Python wrapper (the same model, fields and fields set)."""
     top = ranked[0]
     if policy.ranking == "cost":
-        return Reason(code="lowest_expected_fee", detail=f"{top.name} fee {fees[top.name]} cents")
+        return _new_reason(
+            {"code": "lowest_expected_fee", "detail": f"{top.name} fee {fees[top.name]} cents"}
+        )
     parts = [
-        f"{p.name}={scores[p.name]:.2f} (approval {rates[p.name]:.3f}, fee {fees[p.name]} cents)"
+        f"{p.name}={scores[p.name]:.2f} (approval {_approval_text(rates[p.name])}, fee {fees[p.name]} cents)"
         for p in ranked
     ]
-    return Reason(code="scored", detail="; ".join(parts))
+    return _new_reason({"code": "scored", "detail": "; ".join(parts)})
+
+
+_new_reason: Callable[[dict[str, str]], Reason] = Reason.__pydantic_validator__.validate_python
+"""``Reason.model_validate`` of a dict without the Python wrapper (it only checks arguments)"""
+_approval_texts: dict[float, str] = {}
+
+
+def _approval_text(rate: float) -> str:
+    """``f"{rate:.3f}"``, remembered per value. Only for positive rates: ``0.0 == -0.0`` would share a key
+    while their texts differ."""
+    if not rate > 0:
+        return f"{rate:.3f}"
+    text = _approval_texts.get(rate)
+    if text is None:
+        if len(_approval_texts) >= _REASON_MEMO_MAX:
+            _approval_texts.clear()
+        text = _approval_texts[rate] = f"{rate:.3f}"
+    return text
