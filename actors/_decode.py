@@ -15,8 +15,8 @@ from typing_extensions import TypedDict
 
 from clickcash.card_data import CARD_DATA_DETAIL, card_data_field
 from clickcash.events import (
-    _RFC3339_START,
     INPUT_TYPES,
+    RFC3339_START,
     DeadLetter,
     DeadLetterCode,
     Id,
@@ -49,15 +49,15 @@ class InputEvent:
 _RFC3339_TIME = GetPydanticSchema(
     lambda _source, _handler: core_schema.chain_schema(
         [
-            core_schema.str_schema(pattern=_RFC3339_START.pattern, strict=True),
+            core_schema.str_schema(pattern=RFC3339_START.pattern, strict=True),
             core_schema.datetime_schema(tz_constraint="aware"),
         ]
     )
 )
 """``InputEnvelope.time`` (``AwareDatetime`` after ``_rfc3339_text``) checked in pydantic-core alone: a string
-that starts like an RFC 3339 timestamp, parsed into an aware datetime. The ``_rfc3339_text`` callback was a
-Python call per record; a value this refuses and the callback would accept (a ``datetime``, which no parsed
-JSON holds) takes the ``InputEnvelope`` path, which decides it as before."""
+that starts like an RFC 3339 timestamp, parsed into an aware datetime, without the Python call per record of
+``InputEnvelope``'s ``_rfc3339_text`` validator. A value this refuses and that validator would accept (a
+``datetime``, which no parsed JSON holds) takes the ``InputEnvelope`` path, which decides it."""
 
 
 class _EnvelopeHead(TypedDict):
