@@ -150,10 +150,13 @@ class RateLimitedLog:
         **fields: Any,
     ) -> None:
         """``more_fields`` is called only for a line that is written: a flood of bad input then costs a
-        counter per record, not the formatting of lines nobody will see."""
+        counter per record, not the formatting of lines nobody will see. A logger that drops warnings
+        (a tool that sets its level higher) gets no fields built either: how many lines a window grants
+        depends on the wall clock, and work that does would make the same input cost more on a slower
+        run (``bench --stages --instructions`` counts it)."""
         granted, suppressed = self.limiter.acquire()
         self._report(suppressed)
-        if granted:
+        if granted and self.logger.isEnabledFor(logging.WARNING):
             self.logger.warning(msg, *args, extra={**fields, **more_fields()} if more_fields else fields)
 
     def flush(self) -> None:

@@ -113,6 +113,21 @@ def test_rate_limited_log_says_how_many_lines_it_suppressed(
     assert last["msg"] == "5 dead-letter log lines suppressed (more than 2 in 10 s)"
 
 
+def test_a_logger_that_drops_warnings_gets_no_fields_built() -> None:
+    logger = logging.getLogger("clickcash.tests.quiet")
+    logger.setLevel(logging.ERROR)
+    rl = RateLimitedLog(logger, "dead-letter", RateLimiter(2, 10.0, FakeClock()))
+    built: list[int] = []
+
+    def build() -> dict[str, Any]:
+        built.append(1)
+        return {}
+
+    for i in range(3):
+        rl.warning("line %d", i, more_fields=build)
+    assert built == [], "a granted line the logger drops costs no field building"
+
+
 # --- the shard's dead-letter lines --------------------------------------------------------------------
 
 
