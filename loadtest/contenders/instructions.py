@@ -10,8 +10,8 @@ Two child processes run :meth:`clickcash.actors.shard.Shard.apply` against the i
 same generated batches (the project's campaign generator): one applies the warm-up only, the other the
 warm-up and then the measured events. Everything both do alike (interpreter start, imports, generating
 the events, the warm-up) cancels in the difference, which divided by the measured events is the batch
-path's cost per event. ``PYTHONHASHSEED`` is fixed, so set and dict layouts repeat: two counts of the same
-code agree to about 1 %.
+path's cost per event. ``PYTHONHASHSEED`` is fixed, so set and dict layouts repeat, and nothing on the path
+depends on the wall clock: two counts of the same code agree to within a few hundred instructions per event.
 
 What a count misses: memory traffic (copying a large buffer costs more time than its instructions say) and
 everything outside the process (Redis, Kafka, Ray's transport). It ranks changes to the shard's Python,

@@ -49,4 +49,4 @@ def test_the_count_repeats_and_the_command_prints_it() -> None:
     match = re.search(r"instructions per measured event\s+([\d,]+)", out)
     assert match, out
     second = int(match.group(1).replace(",", ""))
-    assert abs(second - first.per_event) / first.per_event < 0.03, (first.per_event, second)
+    assert abs(second - first.per_event) / first.per_event < 0.01, (first.per_event, second)
