@@ -299,8 +299,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """The end-to-end benchmark, or with ``--stages`` the shard's batch path stage by stage."""
-    if args.stages:
+    """The end-to-end benchmark, or with ``--stages`` (or ``--instructions``) the shard's batch path."""
+    if args.stages or args.instructions is not None:
         from clickcash.loadtest.contenders.stages import run_stages
 
         return run_stages(args)

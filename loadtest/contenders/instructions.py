@@ -121,7 +121,10 @@ def count_instructions(
 ) -> InstructionCount:
     """Run the two children side by side and return their counts (each child takes one core)."""
     if events < batch_size or warmup < batch_size:
-        raise ConfigError(f"--events and --warmup must each be at least one batch (--batch {batch_size})")
+        raise ConfigError(
+            f"the counted events ({events:,}, --instructions) and the warm-up ({warmup:,}, --warmup) must "
+            f"each be at least one batch (--batch {batch_size})"
+        )
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise ConfigError(

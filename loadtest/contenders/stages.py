@@ -39,7 +39,7 @@ from clickcash.actors.state.redis import RedisStateStore
 from clickcash.cluster.local.redis_server import LocalRedis
 from clickcash.config.domain import load_domain_config
 from clickcash.config.settings import load_settings
-from clickcash.loadtest.contenders.instructions import DEFAULT_EVENTS
+from clickcash.loadtest.contenders.instructions import DEFAULT_EVENTS, run_instruction_count
 from clickcash.loadtest.traffic.campaign import CampaignGenerator, loadtest_mix
 
 _T0_MS = 1_767_225_600_000
@@ -286,9 +286,7 @@ def _parser_options(parser: str) -> dict[str, Any]:
 
 
 def run_stages(args: argparse.Namespace) -> int:
-    if args.instructions:
-        from clickcash.loadtest.contenders.instructions import run_instruction_count
-
+    if args.instructions is not None:
         return run_instruction_count(args)
     common: dict[str, Any] = {
         "warmup": args.warmup,
@@ -336,9 +334,9 @@ def add_stage_arguments(bench: argparse.ArgumentParser) -> None:
         const=DEFAULT_EVENTS,
         default=None,
         metavar="EVENTS",
-        help="--stages: instead of timing, count the instructions per event of the batch path (in-memory "
-        f"store) under valgrind over EVENTS measured events (default {DEFAULT_EVENTS:,}): a figure other "
-        "processes on the machine do not move",
+        help="instead of timing stages (implies --stages), count the instructions per event of the batch "
+        f"path (in-memory store) under valgrind over EVENTS measured events (default {DEFAULT_EVENTS:,}): "
+        "a figure other processes on the machine do not move",
     )
     bench.add_argument(
         "--redis-url", default=None, help="--stages: use this Redis instead of starting a redis-server"

@@ -68,3 +68,12 @@ def test_without_valgrind_the_error_says_how_to_get_it(monkeypatch: pytest.Monke
 def test_fewer_events_than_one_batch_are_refused() -> None:
     with pytest.raises(ConfigError, match="at least one batch"):
         instructions.count_instructions(warmup=1_000, events=50, batch_size=100, customers=50, seed=7)
+
+
+def test_the_option_alone_counts_and_its_errors_name_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from clickcash import cli
+
+    # without --stages too: the end-to-end bench (which would start services) is not what runs
+    assert cli.main(["bench", "--instructions", "10", "--batch", "100"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--instructions" in err and "--batch 100" in err
